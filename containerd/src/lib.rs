@@ -1,0 +1,1 @@
+//! containerd backend for mcpod: exec stdio MCP servers inside containers over FIFOs.

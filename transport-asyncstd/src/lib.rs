@@ -1,0 +1,1 @@
+//! async-std / smol runtime adapter for mcpod.

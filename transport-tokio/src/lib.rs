@@ -1,0 +1,1 @@
+//! Tokio runtime adapter for mcpod: child-process backends and the session driver.

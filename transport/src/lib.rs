@@ -1,0 +1,1 @@
+//! Runtime-neutral driver and caller handle around an mcpod-core session.
