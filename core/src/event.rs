@@ -1,0 +1,229 @@
+//! What a session reports: events, routes and why calls end.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::envelope::EnvelopeError;
+use crate::framing::FrameError;
+
+/// Identifies one call. It is also the id the backend sees, so it never
+/// collides with another call or with the session's own requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub(crate) u64);
+
+impl CallId {
+    /// The id the backend sees for this call.
+    pub fn backend_id(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call#{}", self.0)
+    }
+}
+
+/// Identifies one server→client request awaiting an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerRequestId(pub(crate) u64);
+
+impl fmt::Display for ServerRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server-request#{}", self.0)
+    }
+}
+
+/// The MCP era a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Era {
+    /// `initialize`-based revisions (2025-11-25 and earlier).
+    Legacy,
+    /// Stateless revisions (2026-07-28 and later).
+    Modern,
+}
+
+/// What discovery or the handshake found out about the backend, enough for a
+/// front end to answer its own clients' `initialize` or `server/discover`.
+#[derive(Debug, Clone)]
+pub struct BackendInfo {
+    /// The backend's era.
+    pub era: Era,
+    /// The revision in use with the backend.
+    pub protocol_version: String,
+    /// Revisions the backend supports (legacy: just the negotiated one).
+    pub supported_versions: Vec<String>,
+    /// The backend's capabilities object.
+    pub capabilities: Box<RawValue>,
+    /// The backend's `serverInfo` (legacy) or
+    /// `_meta["io.modelcontextprotocol/serverInfo"]` (modern).
+    pub server_info: Option<Box<RawValue>>,
+    /// The backend's instructions.
+    pub instructions: Option<String>,
+    /// The whole `initialize` or `server/discover` result, as received.
+    pub result: Box<RawValue>,
+}
+
+/// Where a backend notification or request belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// To the caller of this call (progress for its token, notifications of
+    /// its subscription, or the only call in flight).
+    Call(CallId),
+    /// To every interested client (list changes, resource updates, logs).
+    Broadcast,
+}
+
+/// Why a call ended without a response from the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// Its deadline passed; the backend was told to cancel it.
+    #[error("request timed out")]
+    TimedOut,
+    /// The caller cancelled it; the backend was told.
+    #[error("request cancelled")]
+    Cancelled,
+    /// The backend closed (EOF, crash or local close) before answering.
+    #[error("backend closed: {0}")]
+    BackendClosed(CloseReason),
+}
+
+impl EndReason {
+    /// The JSON-RPC error code used to tell the caller.
+    pub fn code(&self) -> i64 {
+        match self {
+            EndReason::TimedOut => -32001,
+            EndReason::Cancelled => -32800,
+            EndReason::BackendClosed(_) => -32000,
+        }
+    }
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The backend's output ended.
+    #[error("backend closed its output")]
+    Eof,
+    /// [`Session::close`](crate::Session::close) was called.
+    #[error("session closed locally")]
+    Local,
+    /// Discovery or the `initialize` handshake failed.
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(Arc<str>),
+}
+
+/// A fault of the backend's, reported and survived.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PeerFault {
+    /// A line too long; discarded.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A line that is not a JSON-RPC message; skipped.
+    #[error("backend sent an invalid message: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// A response to an id never issued.
+    #[error("backend answered an unknown id {0}")]
+    UnknownResponse(String),
+    /// A response to a call that had already ended (timed out or
+    /// cancelled); dropped.
+    #[error("late response to backend id {0} dropped")]
+    LateResponse(u64),
+    /// An error response without an id.
+    #[error("backend sent an error without an id: {0}")]
+    UnroutableError(String),
+}
+
+/// A server→client request for the front end to answer through
+/// [`Session::respond`](crate::Session::respond).
+#[derive(Debug, Clone)]
+pub struct ServerRequest {
+    /// The handle to answer it with.
+    pub id: ServerRequestId,
+    /// Its method, e.g. `roots/list`.
+    pub method: String,
+    /// Its raw params.
+    pub params: Option<Box<RawValue>>,
+    /// The call it most likely belongs to (the only one in flight), if any.
+    pub route: Route,
+}
+
+/// Everything a session reports, in order.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// The backend is ready; queued calls have been sent.
+    Ready(Arc<BackendInfo>),
+    /// A call's response, ready to send: the caller's own id is back in it.
+    Response {
+        /// The call answered.
+        call: CallId,
+        /// The response frame (no trailing newline).
+        frame: Vec<u8>,
+        /// Whether it is an error response.
+        is_error: bool,
+    },
+    /// A call ended without a response.
+    CallEnded {
+        /// The call.
+        call: CallId,
+        /// Why.
+        reason: EndReason,
+        /// A JSON-RPC error response with the caller's id, ready to send.
+        frame: Vec<u8>,
+    },
+    /// A backend notification (progress tokens and subscription ids restored
+    /// to the caller's).
+    Notification {
+        /// Where it belongs.
+        route: Route,
+        /// Its method.
+        method: String,
+        /// The notification frame (no trailing newline).
+        frame: Vec<u8>,
+    },
+    /// A backend request to the client side.
+    ServerRequest(ServerRequest),
+    /// The backend withdrew a server request (`notifications/cancelled`).
+    ServerRequestCancelled(ServerRequestId),
+    /// The backend misbehaved; the session carries on.
+    PeerFault(PeerFault),
+    /// The session is closed for good.
+    Closed(CloseReason),
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed; it stays closed.
+    #[error("session is closed: {0}")]
+    Closed(CloseReason),
+    /// Too many calls open at once.
+    #[error("too many calls in flight (limit {0})")]
+    TooManyCalls(usize),
+    /// The output queue for the backend is full: it is not reading stdin.
+    #[error("backend not reading: {0} bytes already queued")]
+    BackendNotReading(usize),
+    /// Too many messages queued while the backend is not ready yet.
+    #[error("backend not ready and {0} messages already queued")]
+    NotReadyQueueFull(usize),
+    /// The caller's id is not a string or number.
+    #[error("request id must be a string or a number")]
+    InvalidId,
+    /// The method is handled by the session itself (`initialize`).
+    #[error("`{0}` is handled by the gateway, not forwarded")]
+    Reserved(&'static str),
+    /// Cancellation goes through [`Session::cancel`](crate::Session::cancel).
+    #[error("send cancellations with Session::cancel, by call")]
+    UseCancel,
+    /// No such server request is awaiting an answer (answered already?).
+    #[error("no server request {0} awaits an answer")]
+    UnknownServerRequest(ServerRequestId),
+}

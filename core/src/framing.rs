@@ -1,0 +1,195 @@
+//! Newline-delimited framing of a byte stream.
+//!
+//! MCP's stdio transport carries one JSON-RPC message per line. [`Framer`]
+//! cuts an arbitrarily chunked byte stream into lines without ever scanning a
+//! byte twice, strips a trailing `\r`, skips blank lines, and enforces a
+//! maximum frame length: an oversize line is reported once and discarded up
+//! to the next `\n`, after which framing carries on.
+
+use thiserror::Error;
+
+/// Default maximum frame length: 8 MiB, room for tool results carrying images.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+/// A line that could not be delivered as a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A line grew past the configured limit; its bytes are being discarded
+    /// up to the next newline.
+    #[error("frame exceeds the maximum length of {limit} bytes; discarded up to the next newline")]
+    Oversize {
+        /// The limit in force.
+        limit: usize,
+    },
+}
+
+/// Splits a byte stream into newline-delimited frames.
+///
+/// ```
+/// use mcpod_core::Framer;
+/// let mut framer = Framer::new(1024);
+/// let mut frames = Vec::new();
+/// for chunk in [&b"{\"a\":1}\r\n{\"b\""[..], b":2}\n"] {
+///     framer.decode(chunk, |frame| frames.push(frame.unwrap().to_vec()));
+/// }
+/// assert_eq!(frames, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
+/// ```
+#[derive(Debug)]
+pub struct Framer {
+    /// Bytes of an incomplete line; never contains `\n`.
+    partial: Vec<u8>,
+    /// Discarding the rest of an oversize line.
+    discarding: bool,
+    max_frame_len: usize,
+}
+
+impl Framer {
+    /// A framer that rejects lines longer than `max_frame_len` bytes
+    /// (excluding the newline).
+    pub fn new(max_frame_len: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            discarding: false,
+            max_frame_len,
+        }
+    }
+
+    /// The configured maximum frame length.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// Bytes of an incomplete line currently held.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Feeds `input` and hands every complete frame to `on_frame`, in order.
+    /// A trailing incomplete line is kept for the next call. Frames exclude
+    /// the `\n` and a trailing `\r`; blank lines are skipped. Each input
+    /// byte is scanned once.
+    pub fn decode(
+        &mut self,
+        mut input: &[u8],
+        mut on_frame: impl FnMut(Result<&[u8], FrameError>),
+    ) {
+        while !input.is_empty() {
+            let newline = memchr::memchr(b'\n', input);
+            if self.discarding {
+                match newline {
+                    None => return,
+                    Some(pos) => {
+                        input = &input[pos + 1..];
+                        self.discarding = false;
+                        continue;
+                    }
+                }
+            }
+            let Some(pos) = newline else {
+                // Incomplete line: keep it, unless that makes it oversize.
+                if self.partial.len() + input.len() > self.max_frame_len + 1 {
+                    self.partial.clear();
+                    self.discarding = true;
+                    on_frame(Err(self.oversize()));
+                } else {
+                    self.partial.extend_from_slice(input);
+                }
+                return;
+            };
+            let line = &input[..pos];
+            input = &input[pos + 1..];
+            // +1 tolerates the `\r` of a `\r\n` ending on a maximal line.
+            if self.partial.len() + line.len() > self.max_frame_len + 1 {
+                self.partial.clear();
+                on_frame(Err(self.oversize()));
+                continue;
+            }
+            if self.partial.is_empty() {
+                self.emit(line, &mut on_frame);
+            } else {
+                let mut partial = std::mem::take(&mut self.partial);
+                partial.extend_from_slice(line);
+                self.emit(&partial, &mut on_frame);
+                partial.clear();
+                self.partial = partial;
+            }
+        }
+    }
+
+    fn emit(&self, line: &[u8], on_frame: &mut impl FnMut(Result<&[u8], FrameError>)) {
+        let frame = line.strip_suffix(b"\r").unwrap_or(line);
+        if frame.len() > self.max_frame_len {
+            on_frame(Err(self.oversize()));
+        } else if !frame.iter().all(u8::is_ascii_whitespace) {
+            on_frame(Ok(frame));
+        }
+    }
+
+    fn oversize(&self) -> FrameError {
+        FrameError::Oversize {
+            limit: self.max_frame_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(framer: &mut Framer, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            framer.decode(chunk, |frame| out.push(frame.map(<[u8]>::to_vec)));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_strips_carriage_return() {
+        let mut f = Framer::new(64);
+        let got = frames(&mut f, &[b"a\r\nb\n\nc", b"d\n"]);
+        assert_eq!(
+            got,
+            vec![Ok(b"a".to_vec()), Ok(b"b".to_vec()), Ok(b"cd".to_vec())]
+        );
+        assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn oversize_line_is_reported_once_and_framing_recovers() {
+        let mut f = Framer::new(4);
+        let got = frames(&mut f, &[b"abc", b"defgh", b"ijk\nok\n"]);
+        assert_eq!(
+            got,
+            vec![Err(FrameError::Oversize { limit: 4 }), Ok(b"ok".to_vec())]
+        );
+    }
+
+    #[test]
+    fn oversize_complete_line_in_one_chunk_is_skipped() {
+        let mut f = Framer::new(4);
+        let got = frames(&mut f, &[b"abcdefgh\nok\n"]);
+        assert_eq!(
+            got,
+            vec![Err(FrameError::Oversize { limit: 4 }), Ok(b"ok".to_vec())]
+        );
+    }
+
+    #[test]
+    fn line_of_exactly_the_limit_passes_with_crlf() {
+        let mut f = Framer::new(4);
+        let got = frames(&mut f, &[b"ab", b"cd\r\n"]);
+        assert_eq!(got, vec![Ok(b"abcd".to_vec())]);
+    }
+
+    #[test]
+    fn partial_memory_is_bounded_by_the_limit() {
+        let mut f = Framer::new(1000);
+        let chunk = [b'x'; 300];
+        for _ in 0..100 {
+            f.decode(&chunk, |_| {});
+            assert!(f.buffered() <= 1001);
+        }
+    }
+}

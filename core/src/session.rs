@@ -1,0 +1,1077 @@
+//! [`Session`]: the client side of one stdio MCP server, shared by many
+//! callers.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::{Config, EraMode, MODERN_VERSIONS};
+use crate::envelope::{ErrorObject, Id, Message, UNSUPPORTED_PROTOCOL_VERSION};
+use crate::event::{
+    BackendInfo, CallId, CloseReason, EndReason, Era, Event, PeerFault, Route, SendError,
+    ServerRequest, ServerRequestId,
+};
+use crate::framing::Framer;
+use crate::json::{self, Entries};
+
+const META: &str = "_meta";
+const PROGRESS_TOKEN: &str = "progressToken";
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// A request from a caller, in the caller's own terms.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The caller's id: returned byte-exact in the response frame.
+    pub id: &'a RawValue,
+    /// The method.
+    pub method: &'a str,
+    /// Raw params, if any.
+    pub params: Option<&'a RawValue>,
+}
+
+/// When a call times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deadline {
+    /// After [`Config::default_call_timeout`].
+    #[default]
+    Default,
+    /// After this long.
+    After(Duration),
+    /// Never (for long-lived calls such as `subscriptions/listen`).
+    Never,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestOptions {
+    /// The call's deadline.
+    pub deadline: Deadline,
+}
+
+/// The answer to a server→client request.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// A result object.
+    Result(&'a RawValue),
+    /// An error.
+    Error {
+        /// JSON-RPC error code.
+        code: i64,
+        /// Message.
+        message: &'a str,
+        /// Optional raw data.
+        data: Option<&'a RawValue>,
+    },
+}
+
+/// Counters of what the session has dropped or survived.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames received from the backend.
+    pub frames_in: u64,
+    /// Responses to calls that had already ended, dropped.
+    pub late_responses: u64,
+    /// Responses to ids never issued, dropped.
+    pub unknown_responses: u64,
+    /// Progress or subscription notifications for calls no longer open.
+    pub orphan_notifications: u64,
+    /// Lines that were not JSON-RPC, or too long.
+    pub bad_frames: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Probing { id: u64, retried: bool },
+    Initializing { id: u64 },
+    Ready(Arc<BackendInfo>),
+    Closed(CloseReason),
+}
+
+#[derive(Debug)]
+struct Call {
+    caller_id: Id,
+    /// The caller's own progress token, restored on progress notifications.
+    caller_token: Option<Box<str>>,
+    deadline: Option<Instant>,
+    /// Held until the backend is ready; `None` once sent.
+    unsent: Option<Unsent>,
+}
+
+#[derive(Debug)]
+struct Unsent {
+    method: Box<str>,
+    params: Option<Box<RawValue>>,
+}
+
+#[derive(Debug)]
+enum Queued {
+    Call(u64),
+    Notification(Vec<u8>),
+}
+
+/// One stdio MCP server as seen by its callers: a pure state machine.
+///
+/// Feed it the backend's output with [`handle_input`](Self::handle_input),
+/// submit work with [`send_request`](Self::send_request) and friends, and
+/// after every such call drain, in this order, [`poll_transmit`](Self::poll_transmit)
+/// (bytes for the backend's stdin), [`poll_timeout`](Self::poll_timeout)
+/// (when to call [`handle_timeout`](Self::handle_timeout)) and
+/// [`poll_event`](Self::poll_event). Every call ends exactly once: with a
+/// [`Event::Response`] or an [`Event::CallEnded`].
+#[derive(Debug)]
+pub struct Session {
+    framer: Framer,
+    state: State,
+}
+
+#[derive(Debug)]
+struct State {
+    config: Config,
+    phase: Phase,
+    next_id: u64,
+    calls: FxHashMap<u64, Call>,
+    /// Calls that have been written to the backend.
+    sent_calls: usize,
+    deadlines: BTreeSet<(Instant, u64)>,
+    queued: VecDeque<Queued>,
+    tx: Vec<u8>,
+    events: VecDeque<Event>,
+    server_requests: FxHashMap<u64, Box<RawValue>>,
+    next_server_request: u64,
+    stats: Stats,
+}
+
+impl Session {
+    /// A new session; starts era detection (or the handshake) at once, so
+    /// drain [`poll_transmit`](Self::poll_transmit) right away.
+    pub fn new(config: Config, now: Instant) -> Self {
+        let framer = Framer::new(config.max_frame_len);
+        let mut state = State {
+            phase: Phase::Closed(CloseReason::Local),
+            next_id: 1,
+            calls: FxHashMap::default(),
+            sent_calls: 0,
+            deadlines: BTreeSet::new(),
+            queued: VecDeque::new(),
+            tx: Vec::new(),
+            events: VecDeque::new(),
+            server_requests: FxHashMap::default(),
+            next_server_request: 1,
+            stats: Stats::default(),
+            config,
+        };
+        match state.config.era_mode {
+            EraMode::Auto | EraMode::Modern => {
+                let version = state.config.modern_version.clone();
+                state.send_discover(&version, false, now);
+            }
+            EraMode::Legacy => state.send_initialize(now),
+        }
+        Session { framer, state }
+    }
+
+    /// Feeds bytes the backend wrote to its stdout.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        if matches!(self.state.phase, Phase::Closed(_)) {
+            return;
+        }
+        let state = &mut self.state;
+        self.framer.decode(bytes, |frame| match frame {
+            Ok(frame) => state.handle_frame(frame, now),
+            Err(e) => {
+                state.stats.bad_frames += 1;
+                state.events.push_back(Event::PeerFault(e.into()));
+            }
+        });
+    }
+
+    /// The backend's stdout ended: every open call ends, the session closes.
+    pub fn handle_eof(&mut self, _now: Instant) {
+        self.state.close_with(CloseReason::Eof);
+    }
+
+    /// Ends what has expired by `now`. A spurious call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.state.handle_timeout(now);
+    }
+
+    /// Submits a caller's request. The caller's id may be anything MCP
+    /// allows and may collide with other callers' ids.
+    pub fn send_request(
+        &mut self,
+        req: Request<'_>,
+        opts: RequestOptions,
+        now: Instant,
+    ) -> Result<CallId, SendError> {
+        self.state.send_request(req, opts, now)
+    }
+
+    /// Forwards a caller's notification. `notifications/initialized` is
+    /// swallowed: the session did the handshake itself.
+    pub fn send_notification(
+        &mut self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(), SendError> {
+        self.state.send_notification(method, params)
+    }
+
+    /// Cancels a call: the backend gets `notifications/cancelled` if it saw
+    /// the request, and the call ends with [`EndReason::Cancelled`]. Returns
+    /// whether the call was still open.
+    pub fn cancel(&mut self, call: CallId, reason: Option<&str>, _now: Instant) -> bool {
+        self.state.end_call(call.0, EndReason::Cancelled, reason)
+    }
+
+    /// Answers a server→client request.
+    pub fn respond(&mut self, to: ServerRequestId, outcome: Outcome<'_>) -> Result<(), SendError> {
+        self.state.respond(to, outcome)
+    }
+
+    /// Closes the session: every open call ends with
+    /// [`EndReason::BackendClosed`]; nothing more is sent. The driver then
+    /// closes the backend's stdin.
+    pub fn close(&mut self, _now: Instant) {
+        self.state.close_with(CloseReason::Local);
+    }
+
+    /// Appends every byte queued for the backend's stdin to `out`. Returns
+    /// whether anything was appended.
+    #[must_use]
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        let tx = &mut self.state.tx;
+        if tx.is_empty() {
+            return false;
+        }
+        if out.is_empty() {
+            std::mem::swap(out, tx);
+        } else {
+            out.extend_from_slice(tx);
+            tx.clear();
+        }
+        true
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.state.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.state.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// What discovery or the handshake found, once ready.
+    pub fn backend_info(&self) -> Option<&Arc<BackendInfo>> {
+        match &self.state.phase {
+            Phase::Ready(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// Why the session closed, if it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match &self.state.phase {
+            Phase::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Calls open (queued or sent).
+    pub fn calls_in_flight(&self) -> usize {
+        self.state.calls.len()
+    }
+
+    /// Server→client requests awaiting an answer.
+    pub fn server_requests_pending(&self) -> usize {
+        self.state.server_requests.len()
+    }
+
+    /// Bytes queued for the backend, not yet taken by `poll_transmit`.
+    pub fn queued_output(&self) -> usize {
+        self.state.tx.len()
+    }
+
+    /// Counters of dropped and survived traffic.
+    pub fn stats(&self) -> &Stats {
+        &self.state.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+}
+
+#[derive(Deserialize)]
+struct DiscoverResult<'a> {
+    #[serde(rename = "supportedVersions", default)]
+    supported_versions: Vec<String>,
+    #[serde(borrow)]
+    capabilities: Option<&'a RawValue>,
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<DiscoverMeta<'a>>,
+    instructions: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DiscoverMeta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/serverInfo", borrow)]
+    server_info: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InitializeResult<'a> {
+    #[serde(rename = "protocolVersion")]
+    protocol_version: String,
+    #[serde(borrow)]
+    capabilities: Option<&'a RawValue>,
+    #[serde(rename = "serverInfo", borrow)]
+    server_info: Option<&'a RawValue>,
+    instructions: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UnsupportedVersionData {
+    #[serde(default)]
+    supported: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ProgressParams<'a> {
+    #[serde(rename = "progressToken", borrow)]
+    token: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct TaggedParams<'a> {
+    #[serde(rename = "_meta", borrow)]
+    meta: Option<SubscriptionMeta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionMeta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/subscriptionId", borrow)]
+    subscription: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CancelledParams<'a> {
+    #[serde(rename = "requestId", borrow)]
+    request_id: &'a RawValue,
+}
+
+fn boxed(raw: &RawValue) -> Box<RawValue> {
+    raw.to_owned()
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}
+
+impl State {
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn client_info_json(&self) -> String {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"name\":");
+        json::push_str_literal(&mut out, &self.config.client_name);
+        out.extend_from_slice(b",\"version\":");
+        json::push_str_literal(&mut out, &self.config.client_version);
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn send_discover(&mut self, version: &str, retried: bool, now: Instant) {
+        let id = self.next_id();
+        let mut params = Vec::new();
+        params.extend_from_slice(b"{\"_meta\":{\"");
+        params.extend_from_slice(META_PROTOCOL_VERSION.as_bytes());
+        params.extend_from_slice(b"\":");
+        json::push_str_literal(&mut params, version);
+        params.extend_from_slice(b",\"");
+        params.extend_from_slice(META_CLIENT_CAPABILITIES.as_bytes());
+        params.extend_from_slice(b"\":");
+        json::push_raw(&mut params, &self.config.client_capabilities);
+        params.extend_from_slice(b",\"");
+        params.extend_from_slice(META_CLIENT_INFO.as_bytes());
+        params.extend_from_slice(b"\":");
+        params.extend_from_slice(self.client_info_json().as_bytes());
+        params.extend_from_slice(b"}}");
+        let params = String::from_utf8(params).unwrap_or_default();
+        json::push_request(&mut self.tx, id, "server/discover", Some(&params));
+        let timeout = match self.config.era_mode {
+            EraMode::Auto => self.config.probe_timeout,
+            _ => self.config.handshake_timeout,
+        };
+        self.deadlines.insert((now + timeout, id));
+        self.phase = Phase::Probing { id, retried };
+    }
+
+    fn send_initialize(&mut self, now: Instant) {
+        let id = self.next_id();
+        let mut params = Vec::new();
+        params.extend_from_slice(b"{\"protocolVersion\":");
+        json::push_str_literal(&mut params, &self.config.legacy_version);
+        params.extend_from_slice(b",\"capabilities\":");
+        json::push_raw(&mut params, &self.config.client_capabilities);
+        params.extend_from_slice(b",\"clientInfo\":");
+        params.extend_from_slice(self.client_info_json().as_bytes());
+        params.push(b'}');
+        let params = String::from_utf8(params).unwrap_or_default();
+        json::push_request(&mut self.tx, id, "initialize", Some(&params));
+        self.deadlines
+            .insert((now + self.config.handshake_timeout, id));
+        self.phase = Phase::Initializing { id };
+    }
+
+    fn handle_frame(&mut self, frame: &[u8], now: Instant) {
+        if matches!(self.phase, Phase::Closed(_)) {
+            return; // a handshake failure mid-input: the rest is moot
+        }
+        self.stats.frames_in += 1;
+        let message = match Message::parse(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.bad_frames += 1;
+                self.events.push_back(Event::PeerFault(e.into()));
+                return;
+            }
+        };
+        match message {
+            Message::Response { id, result } => self.handle_response(frame, id, Ok(result), now),
+            Message::Error {
+                id: Some(id),
+                error,
+            } => self.handle_response(frame, id, Err(error), now),
+            Message::Error { id: None, error } => {
+                self.events
+                    .push_back(Event::PeerFault(PeerFault::UnroutableError(
+                        error.get().to_owned(),
+                    )));
+            }
+            Message::Notification { method, params } => {
+                self.handle_notification(frame, &method, params)
+            }
+            Message::Request { id, method, params } => {
+                self.handle_server_request(id, &method, params)
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        frame: &[u8],
+        id: &RawValue,
+        outcome: Result<&RawValue, &RawValue>,
+        now: Instant,
+    ) {
+        let Ok(backend_id) = id.get().parse::<u64>() else {
+            self.stats.unknown_responses += 1;
+            self.events
+                .push_back(Event::PeerFault(PeerFault::UnknownResponse(
+                    id.get().into(),
+                )));
+            return;
+        };
+        match self.phase {
+            Phase::Probing { id: probe, retried } if probe == backend_id => {
+                self.deadlines.retain(|&(_, d)| d != probe);
+                return self.handle_discover(outcome, retried, now);
+            }
+            Phase::Initializing { id: init } if init == backend_id => {
+                self.deadlines.retain(|&(_, d)| d != init);
+                return self.handle_initialize(outcome);
+            }
+            _ => {}
+        }
+        let sent = matches!(self.calls.get(&backend_id), Some(call) if call.unsent.is_none());
+        if !sent {
+            if backend_id < self.next_id {
+                self.stats.late_responses += 1;
+                self.events
+                    .push_back(Event::PeerFault(PeerFault::LateResponse(backend_id)));
+            } else {
+                self.stats.unknown_responses += 1;
+                self.events
+                    .push_back(Event::PeerFault(PeerFault::UnknownResponse(
+                        id.get().into(),
+                    )));
+            }
+            return;
+        }
+        let Some(call) = self.remove_call(backend_id) else {
+            return;
+        };
+        let frame = json::splice(
+            frame,
+            json::span_in(frame, id.get()),
+            call.caller_id.as_json(),
+        );
+        self.events.push_back(Event::Response {
+            call: CallId(backend_id),
+            frame,
+            is_error: outcome.is_err(),
+        });
+    }
+
+    fn handle_discover(
+        &mut self,
+        outcome: Result<&RawValue, &RawValue>,
+        retried: bool,
+        now: Instant,
+    ) {
+        let fallback = |this: &mut Self, why: String, now: Instant| match this.config.era_mode {
+            EraMode::Auto => this.send_initialize(now),
+            _ => this.close_with(CloseReason::HandshakeFailed(why.into())),
+        };
+        match outcome {
+            Ok(result) => {
+                let parsed = serde_json::from_str::<DiscoverResult<'_>>(result.get());
+                match parsed {
+                    Ok(d) if d.capabilities.is_some() => {
+                        let version =
+                            pick_modern_version(&d.supported_versions, &self.config.modern_version);
+                        let info = BackendInfo {
+                            era: Era::Modern,
+                            protocol_version: version,
+                            supported_versions: d.supported_versions,
+                            capabilities: d.capabilities.map(boxed).unwrap_or_else(empty_object),
+                            server_info: d.meta.and_then(|m| m.server_info).map(boxed),
+                            instructions: d.instructions,
+                            result: boxed(result),
+                        };
+                        self.become_ready(info);
+                    }
+                    _ => fallback(
+                        self,
+                        "server/discover returned an invalid result".into(),
+                        now,
+                    ),
+                }
+            }
+            Err(error) => {
+                let error = ErrorObject::parse(error);
+                let code = error.as_ref().map(|e| e.code);
+                if code == Some(UNSUPPORTED_PROTOCOL_VERSION) {
+                    // A modern backend that wants another revision: never
+                    // fall back to legacy, ask again in its terms.
+                    let supported = error
+                        .and_then(|e| e.data)
+                        .and_then(|d| serde_json::from_str::<UnsupportedVersionData>(d.get()).ok())
+                        .map(|d| d.supported)
+                        .unwrap_or_default();
+                    if retried || supported.is_empty() {
+                        return self.close_with(CloseReason::HandshakeFailed(
+                            "backend supports no protocol version in common".into(),
+                        ));
+                    }
+                    let version = pick_modern_version(&supported, &self.config.modern_version);
+                    self.send_discover(&version, true, now);
+                } else {
+                    let why = format!(
+                        "server/discover failed: {}",
+                        error
+                            .map(|e| e.message.into_owned())
+                            .unwrap_or_else(|| "invalid error".into())
+                    );
+                    fallback(self, why, now);
+                }
+            }
+        }
+    }
+
+    fn handle_initialize(&mut self, outcome: Result<&RawValue, &RawValue>) {
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) => {
+                let message = ErrorObject::parse(error)
+                    .map(|e| e.message.into_owned())
+                    .unwrap_or_else(|| error.get().to_owned());
+                return self.close_with(CloseReason::HandshakeFailed(
+                    format!("initialize failed: {message}").into(),
+                ));
+            }
+        };
+        match serde_json::from_str::<InitializeResult<'_>>(result.get()) {
+            Ok(init) => {
+                json::push_notification(&mut self.tx, "notifications/initialized", None);
+                let info = BackendInfo {
+                    era: Era::Legacy,
+                    supported_versions: vec![init.protocol_version.clone()],
+                    protocol_version: init.protocol_version,
+                    capabilities: init.capabilities.map(boxed).unwrap_or_else(empty_object),
+                    server_info: init.server_info.map(boxed),
+                    instructions: init.instructions,
+                    result: boxed(result),
+                };
+                self.become_ready(info);
+            }
+            Err(e) => self.close_with(CloseReason::HandshakeFailed(
+                format!("initialize returned an invalid result: {e}").into(),
+            )),
+        }
+    }
+
+    fn become_ready(&mut self, info: BackendInfo) {
+        let info = Arc::new(info);
+        self.phase = Phase::Ready(info.clone());
+        self.events.push_back(Event::Ready(info));
+        while let Some(queued) = self.queued.pop_front() {
+            match queued {
+                Queued::Notification(frame) => self.tx.extend_from_slice(&frame),
+                Queued::Call(id) => {
+                    let Some(unsent) = self.calls.get_mut(&id).and_then(|c| c.unsent.take()) else {
+                        continue; // cancelled or timed out while queued
+                    };
+                    let token = self.push_call_frame(id, &unsent.method, unsent.params.as_deref());
+                    self.sent_calls += 1;
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.caller_token = token;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a call's request line, rewriting its progress token and, for a
+    /// modern backend, filling in the protocol `_meta` a legacy caller does
+    /// not send. Returns the caller's own progress token.
+    fn push_call_frame(
+        &mut self,
+        id: u64,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Option<Box<str>> {
+        let modern_version = match &self.phase {
+            Phase::Ready(info) if info.era == Era::Modern => Some(info.protocol_version.clone()),
+            _ => None,
+        };
+        let Some(params) = params else {
+            let Some(version) = modern_version else {
+                json::push_request(&mut self.tx, id, method, None);
+                return None;
+            };
+            let params = format!("{{\"_meta\":{}}}", self.modern_meta(&[], &version));
+            json::push_request(&mut self.tx, id, method, Some(&params));
+            return None;
+        };
+        let text = params.get();
+        let needs_token = contains(text, PROGRESS_TOKEN);
+        let needs_meta = modern_version.is_some() && !contains(text, META_PROTOCOL_VERSION);
+        if !needs_token && !needs_meta {
+            json::push_request(&mut self.tx, id, method, Some(text));
+            return None;
+        }
+        let Ok(entries) = serde_json::from_str::<Entries<'_>>(text) else {
+            json::push_request(&mut self.tx, id, method, Some(text));
+            return None;
+        };
+        let meta = entries
+            .get(META)
+            .and_then(|m| serde_json::from_str::<Entries<'_>>(m.get()).ok());
+        let mut caller_token = None;
+        let backend_token = id.to_string();
+        let mut meta_edits: Vec<(&str, &str)> = Vec::new();
+        if let Some(token) = meta.as_ref().and_then(|m| m.get(PROGRESS_TOKEN)) {
+            caller_token = Some(Box::<str>::from(token.get()));
+            meta_edits.push((PROGRESS_TOKEN, &backend_token));
+        }
+        let meta_json = match (&meta, modern_version) {
+            (Some(meta), Some(version)) => {
+                let mut out = Vec::new();
+                let caps = self.config.client_capabilities.clone();
+                if meta.get(META_PROTOCOL_VERSION).is_none() {
+                    let v = String::from_utf8(quoted(&version)).unwrap_or_default();
+                    let mut edits = meta_edits.clone();
+                    edits.push((META_PROTOCOL_VERSION, &v));
+                    if meta.get(META_CLIENT_CAPABILITIES).is_none() {
+                        edits.push((META_CLIENT_CAPABILITIES, &caps));
+                    }
+                    json::push_object(&mut out, &meta.0, &edits);
+                } else {
+                    json::push_object(&mut out, &meta.0, &meta_edits);
+                }
+                Some(String::from_utf8(out).unwrap_or_default())
+            }
+            (Some(meta), None) => {
+                let mut out = Vec::new();
+                json::push_object(&mut out, &meta.0, &meta_edits);
+                Some(String::from_utf8(out).unwrap_or_default())
+            }
+            (None, Some(version)) => Some(self.modern_meta(&[], &version)),
+            (None, None) => None,
+        };
+        let mut out = Vec::with_capacity(text.len() + 64);
+        match &meta_json {
+            Some(m) => json::push_object(&mut out, &entries.0, &[(META, m)]),
+            None => json::push_object(&mut out, &entries.0, &[]),
+        }
+        let params = String::from_utf8(out).unwrap_or_default();
+        json::push_request(&mut self.tx, id, method, Some(&params));
+        caller_token
+    }
+
+    fn modern_meta(
+        &self,
+        base: &[(std::borrow::Cow<'_, str>, &RawValue)],
+        version: &str,
+    ) -> String {
+        let v = String::from_utf8(quoted(version)).unwrap_or_default();
+        let mut out = Vec::new();
+        json::push_object(
+            &mut out,
+            base,
+            &[
+                (META_PROTOCOL_VERSION, &v),
+                (META_CLIENT_CAPABILITIES, &self.config.client_capabilities),
+            ],
+        );
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn send_request(
+        &mut self,
+        req: Request<'_>,
+        opts: RequestOptions,
+        now: Instant,
+    ) -> Result<CallId, SendError> {
+        if let Phase::Closed(reason) = &self.phase {
+            return Err(SendError::Closed(reason.clone()));
+        }
+        if req.method == "initialize" {
+            return Err(SendError::Reserved("initialize"));
+        }
+        let caller_id = Id::from_raw(req.id).map_err(|_| SendError::InvalidId)?;
+        if self.calls.len() >= self.config.max_calls_in_flight {
+            return Err(SendError::TooManyCalls(self.config.max_calls_in_flight));
+        }
+        let ready = matches!(self.phase, Phase::Ready(_));
+        if ready && self.tx.len() >= self.config.max_queued_output {
+            return Err(SendError::BackendNotReading(self.tx.len()));
+        }
+        if !ready && self.queued.len() >= self.config.max_queued_before_ready {
+            return Err(SendError::NotReadyQueueFull(self.queued.len()));
+        }
+        let id = self.next_id();
+        let deadline = match opts.deadline {
+            Deadline::Default => Some(now + self.config.default_call_timeout),
+            Deadline::After(d) => Some(now + d),
+            Deadline::Never => None,
+        };
+        if let Some(at) = deadline {
+            self.deadlines.insert((at, id));
+        }
+        let mut call = Call {
+            caller_id,
+            caller_token: None,
+            deadline,
+            unsent: None,
+        };
+        if ready {
+            call.caller_token = self.push_call_frame(id, req.method, req.params);
+            self.sent_calls += 1;
+        } else {
+            call.unsent = Some(Unsent {
+                method: req.method.into(),
+                params: req.params.map(boxed),
+            });
+            self.queued.push_back(Queued::Call(id));
+        }
+        self.calls.insert(id, call);
+        Ok(CallId(id))
+    }
+
+    fn send_notification(
+        &mut self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(), SendError> {
+        if let Phase::Closed(reason) = &self.phase {
+            return Err(SendError::Closed(reason.clone()));
+        }
+        match method {
+            "notifications/initialized" => return Ok(()),
+            "notifications/cancelled" => return Err(SendError::UseCancel),
+            _ => {}
+        }
+        if matches!(self.phase, Phase::Ready(_)) {
+            if self.tx.len() >= self.config.max_queued_output {
+                return Err(SendError::BackendNotReading(self.tx.len()));
+            }
+            json::push_notification(&mut self.tx, method, params.map(RawValue::get));
+        } else {
+            if self.queued.len() >= self.config.max_queued_before_ready {
+                return Err(SendError::NotReadyQueueFull(self.queued.len()));
+            }
+            let mut frame = Vec::new();
+            json::push_notification(&mut frame, method, params.map(RawValue::get));
+            self.queued.push_back(Queued::Notification(frame));
+        }
+        Ok(())
+    }
+
+    fn respond(&mut self, to: ServerRequestId, outcome: Outcome<'_>) -> Result<(), SendError> {
+        if let Phase::Closed(reason) = &self.phase {
+            return Err(SendError::Closed(reason.clone()));
+        }
+        let raw_id = self
+            .server_requests
+            .remove(&to.0)
+            .ok_or(SendError::UnknownServerRequest(to))?;
+        match outcome {
+            Outcome::Result(result) => json::push_result(&mut self.tx, raw_id.get(), result.get()),
+            Outcome::Error {
+                code,
+                message,
+                data,
+            } => json::push_error(
+                &mut self.tx,
+                raw_id.get(),
+                code,
+                message,
+                data.map(RawValue::get),
+            ),
+        }
+        self.tx.push(b'\n');
+        Ok(())
+    }
+
+    fn remove_call(&mut self, id: u64) -> Option<Call> {
+        let call = self.calls.remove(&id)?;
+        if let Some(at) = call.deadline {
+            self.deadlines.remove(&(at, id));
+        }
+        if call.unsent.is_none() {
+            self.sent_calls -= 1;
+        }
+        Some(call)
+    }
+
+    /// Ends an open call without a backend response; tells the backend to
+    /// stop if it saw the request. Returns whether the call was open.
+    fn end_call(&mut self, id: u64, reason: EndReason, why: Option<&str>) -> bool {
+        let Some(call) = self.remove_call(id) else {
+            return false;
+        };
+        if call.unsent.is_none() && !matches!(reason, EndReason::BackendClosed(_)) {
+            let mut params = Vec::new();
+            params.extend_from_slice(b"{\"requestId\":");
+            json::push_u64(&mut params, id);
+            let why = why.map(str::to_owned).unwrap_or_else(|| reason.to_string());
+            params.extend_from_slice(b",\"reason\":");
+            json::push_str_literal(&mut params, &why);
+            params.push(b'}');
+            let params = String::from_utf8(params).unwrap_or_default();
+            json::push_notification(&mut self.tx, "notifications/cancelled", Some(&params));
+        }
+        let frame = json::error_frame(
+            call.caller_id.as_json(),
+            reason.code(),
+            &reason.to_string(),
+            None,
+        );
+        self.events.push_back(Event::CallEnded {
+            call: CallId(id),
+            reason,
+            frame,
+        });
+        true
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            match self.phase {
+                Phase::Probing { id: probe, .. } if probe == id => {
+                    match self.config.era_mode {
+                        EraMode::Auto => self.send_initialize(now),
+                        _ => self.close_with(CloseReason::HandshakeFailed(
+                            "server/discover timed out".into(),
+                        )),
+                    }
+                    continue;
+                }
+                Phase::Initializing { id: init } if init == id => {
+                    // `initialize` is never cancelled: the session just fails.
+                    self.close_with(CloseReason::HandshakeFailed("initialize timed out".into()));
+                    return;
+                }
+                _ => {}
+            }
+            self.end_call(id, EndReason::TimedOut, None);
+        }
+    }
+
+    fn handle_notification(&mut self, frame: &[u8], method: &str, params: Option<&RawValue>) {
+        let Some(params) = params else {
+            return self.broadcast(frame, method);
+        };
+        if method == "notifications/progress" {
+            let token = serde_json::from_str::<ProgressParams<'_>>(params.get()).ok();
+            let owner = token.as_ref().and_then(|t| {
+                let id = t.token.get().parse::<u64>().ok()?;
+                let call = self.calls.get(&id)?;
+                Some((id, call.caller_token.as_deref()?))
+            });
+            let (Some(token), Some((id, caller_token))) = (token, owner) else {
+                self.stats.orphan_notifications += 1;
+                return;
+            };
+            let frame = json::splice(frame, json::span_in(frame, token.token.get()), caller_token);
+            self.events.push_back(Event::Notification {
+                route: Route::Call(CallId(id)),
+                method: method.to_owned(),
+                frame,
+            });
+            return;
+        }
+        if method == "notifications/cancelled" {
+            if let Ok(p) = serde_json::from_str::<CancelledParams<'_>>(params.get()) {
+                let found = self
+                    .server_requests
+                    .iter()
+                    .find(|(_, raw)| raw.get() == p.request_id.get())
+                    .map(|(k, _)| *k);
+                if let Some(key) = found {
+                    self.server_requests.remove(&key);
+                    self.events
+                        .push_back(Event::ServerRequestCancelled(ServerRequestId(key)));
+                }
+            }
+            return;
+        }
+        if contains(params.get(), META_SUBSCRIPTION_ID) {
+            let tagged = serde_json::from_str::<TaggedParams<'_>>(params.get()).ok();
+            if let Some(sub) = tagged.as_ref().and_then(|t| t.meta.as_ref()?.subscription) {
+                let owner = sub
+                    .get()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|id| Some((id, self.calls.get(&id)?.caller_id.as_json())));
+                let Some((id, caller_id)) = owner else {
+                    self.stats.orphan_notifications += 1;
+                    return;
+                };
+                let frame = json::splice(frame, json::span_in(frame, sub.get()), caller_id);
+                self.events.push_back(Event::Notification {
+                    route: Route::Call(CallId(id)),
+                    method: method.to_owned(),
+                    frame,
+                });
+                return;
+            }
+        }
+        self.broadcast(frame, method);
+    }
+
+    fn broadcast(&mut self, frame: &[u8], method: &str) {
+        self.events.push_back(Event::Notification {
+            route: Route::Broadcast,
+            method: method.to_owned(),
+            frame: frame.to_vec(),
+        });
+    }
+
+    fn handle_server_request(&mut self, id: &RawValue, method: &str, params: Option<&RawValue>) {
+        if method == "ping" && self.config.answer_ping {
+            json::push_result(&mut self.tx, id.get(), "{}");
+            self.tx.push(b'\n');
+            return;
+        }
+        if self.server_requests.len() >= self.config.max_server_requests {
+            json::push_error(
+                &mut self.tx,
+                id.get(),
+                crate::envelope::INTERNAL_ERROR,
+                "too many server requests awaiting an answer",
+                None,
+            );
+            self.tx.push(b'\n');
+            return;
+        }
+        let key = self.next_server_request;
+        self.next_server_request += 1;
+        self.server_requests.insert(key, boxed(id));
+        let route = if self.sent_calls == 1 {
+            self.calls
+                .iter()
+                .find(|(_, c)| c.unsent.is_none())
+                .map(|(id, _)| Route::Call(CallId(*id)))
+                .unwrap_or(Route::Broadcast)
+        } else {
+            Route::Broadcast
+        };
+        self.events.push_back(Event::ServerRequest(ServerRequest {
+            id: ServerRequestId(key),
+            method: method.to_owned(),
+            params: params.map(boxed),
+            route,
+        }));
+    }
+
+    fn close_with(&mut self, reason: CloseReason) {
+        if matches!(self.phase, Phase::Closed(_)) {
+            return;
+        }
+        self.phase = Phase::Closed(reason.clone());
+        let mut ids: Vec<u64> = self.calls.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.end_call(id, EndReason::BackendClosed(reason.clone()), None);
+        }
+        self.server_requests.clear();
+        self.queued.clear();
+        self.deadlines.clear();
+        self.tx.clear();
+        self.events.push_back(Event::Closed(reason));
+    }
+}
+
+fn quoted(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    json::push_str_literal(&mut out, s);
+    out
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable_raw())
+}
+
+#[allow(clippy::unwrap_used)]
+fn unreachable_raw() -> Box<RawValue> {
+    // "null" is valid JSON; this cannot fail.
+    RawValue::from_string("null".to_owned()).unwrap()
+}
+
+/// Our preferred modern revision if the backend has it, else the newest it
+/// lists (revisions are dates, so they sort as strings).
+fn pick_modern_version(supported: &[String], preferred: &str) -> String {
+    if supported.is_empty() || supported.iter().any(|v| v == preferred) {
+        return preferred.to_owned();
+    }
+    supported
+        .iter()
+        .filter(|v| MODERN_VERSIONS.contains(&v.as_str()))
+        .max()
+        .or_else(|| supported.iter().max())
+        .cloned()
+        .unwrap_or_else(|| preferred.to_owned())
+}
