@@ -1,0 +1,845 @@
+//! One test (at least) per rule of the core, including each fault of the
+//! system mcpod re-creates that a protocol core can have.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mcpod_core::{
+    CloseReason, Config, Deadline, EndReason, Era, EraMode, Event, Outcome, PeerFault,
+    RequestOptions, Route, SendError,
+};
+use serde_json::{Value, json};
+
+fn ended(events: &[Event]) -> Vec<(mcpod_core::CallId, EndReason, Value)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallEnded {
+                call,
+                reason,
+                frame,
+            } => Some((
+                *call,
+                reason.clone(),
+                serde_json::from_slice(frame).unwrap(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+// --- 2/3. Envelope and correlation with id rewriting -------------------------
+
+#[test]
+fn two_callers_with_the_same_id_get_their_own_answers() {
+    let mut h = Harness::legacy_ready();
+    let a = h
+        .call(
+            "1",
+            "tools/call",
+            Some(r#"{"name":"echo","arguments":{"text":"a"}}"#),
+        )
+        .unwrap();
+    let b = h
+        .call(
+            "1",
+            "tools/call",
+            Some(r#"{"name":"echo","arguments":{"text":"b"}}"#),
+        )
+        .unwrap();
+    let rx = h.take_rx();
+    let (ida, idb) = (rx[0]["id"].clone(), rx[1]["id"].clone());
+    assert_ne!(ida, idb, "backend ids collide");
+    // The handshake used backend id 1; callers' id 1 must not be confused with it.
+    assert_ne!(ida, json!(1));
+    // Answer out of order.
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{idb},"result":{{"text":"b"}}}}"#
+    ));
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{ida},"result":{{"text":"a"}}}}"#
+    ));
+    let ev = h.take_events();
+    assert_eq!(
+        response_for(&ev, a).unwrap(),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"text":"a"}}"#
+    );
+    assert_eq!(
+        response_for(&ev, b).unwrap(),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"text":"b"}}"#
+    );
+}
+
+#[test]
+fn caller_ids_come_back_byte_exact_and_payloads_untouched() {
+    let mut h = Harness::legacy_ready();
+    for id in [
+        "1",
+        "\"1\"",
+        "1152921504606846977",
+        "1.5",
+        "\"ü\\u00fc\"",
+        "-7",
+        "1e400",
+    ] {
+        let call = h.call(id, "x", None).unwrap();
+        let bid = h.take_rx()[0]["id"].clone();
+        let payload = r#"{"n":1.50,"big":123456789012345678901234567890,"s":"é"}"#;
+        let error = r#"{"code":-32000,"message":"boom","data":{"keep":[1,2.0]}}"#;
+        h.backend_says(&format!(
+            r#"{{"jsonrpc":"2.0","id":{bid},"result":{payload}}}"#
+        ));
+        let got = response_for(&h.take_events(), call).unwrap();
+        assert_eq!(
+            got,
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{payload}}}"#)
+        );
+        let call = h.call(id, "x", None).unwrap();
+        let bid = h.take_rx()[0]["id"].clone();
+        h.backend_says(&format!(
+            r#"{{"jsonrpc":"2.0","id":{bid},"error":{error}}}"#
+        ));
+        let ev = h.take_events();
+        let got = response_for(&ev, call).unwrap();
+        assert_eq!(
+            got,
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+        );
+        assert!(matches!(&ev[0], Event::Response { is_error: true, .. }));
+    }
+}
+
+#[test]
+fn invalid_caller_ids_are_refused() {
+    let mut h = Harness::legacy_ready();
+    for id in ["null", "{}", "[1]", "true"] {
+        assert_eq!(h.call(id, "x", None), Err(SendError::InvalidId));
+    }
+}
+
+#[test]
+fn request_params_are_forwarded_raw_on_one_line() {
+    let mut h = Harness::legacy_ready();
+    h.call(
+        "1",
+        "tools/call",
+        Some("{\n \"name\": \"echo\",\n \"arguments\": {\"text\": \"a\\nb\"}\n}"),
+    )
+    .unwrap();
+    let rx = h.take_rx();
+    assert_eq!(rx[0]["params"]["arguments"]["text"], "a\nb");
+}
+
+#[test]
+fn progress_tokens_are_rewritten_and_routed_to_their_owner() {
+    let mut h = Harness::legacy_ready();
+    let p = r#"{"name":"progress","_meta":{"progressToken":"t"}}"#;
+    let a = h.call("1", "tools/call", Some(p)).unwrap();
+    let b = h.call("2", "tools/call", Some(p)).unwrap();
+    let rx = h.take_rx();
+    let (ta, tb) = (
+        rx[0]["params"]["_meta"]["progressToken"].clone(),
+        rx[1]["params"]["_meta"]["progressToken"].clone(),
+    );
+    assert_ne!(ta, tb, "progress tokens collide at the backend");
+    assert_eq!(rx[0]["params"]["name"], "progress");
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{tb},"progress":1,"total":2}}}}"#
+    ));
+    let ev = h.take_events();
+    match &ev[..] {
+        [
+            Event::Notification {
+                route: Route::Call(c),
+                frame,
+                ..
+            },
+        ] => {
+            assert_eq!(*c, b);
+            assert_eq!(
+                std::str::from_utf8(frame).unwrap(),
+                r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1,"total":2}}"#
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Progress for an ended call is dropped, not misrouted.
+    h.session.cancel(a, None, h.now);
+    h.drain();
+    h.take_events();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{ta},"progress":1}}}}"#
+    ));
+    assert!(h.take_events().is_empty());
+    assert_eq!(h.session.stats().orphan_notifications, 1);
+}
+
+#[test]
+fn responses_to_unknown_ids_are_dropped_and_counted() {
+    let mut h = Harness::legacy_ready();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":999,"result":{}}"#);
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"init-1","result":{}}"#);
+    assert_eq!(h.session.stats().unknown_responses, 2);
+    assert!(
+        h.take_events()
+            .iter()
+            .all(|e| matches!(e, Event::PeerFault(PeerFault::UnknownResponse(_))))
+    );
+}
+
+// --- 1. Framing through the session ------------------------------------------
+
+#[test]
+fn garbage_and_oversize_lines_are_reported_and_skipped() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_frame_len: 256,
+        ..Config::default()
+    });
+    h.take_rx();
+    h.backend_says("this is not json");
+    h.backend_says(&"x".repeat(1000));
+    h.session.handle_input(b"\xff\xfe\n[1,2]\n", h.now);
+    h.drain();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":1,"result":{INIT_RESULT}}}"#
+    ));
+    let ev = h.take_events();
+    let faults = ev
+        .iter()
+        .filter(|e| matches!(e, Event::PeerFault(_)))
+        .count();
+    assert_eq!(faults, 4, "{ev:?}");
+    assert!(
+        matches!(ev.last(), Some(Event::Ready(_))),
+        "session did not survive garbage"
+    );
+    assert_eq!(h.session.stats().bad_frames, 4);
+}
+
+#[test]
+fn input_split_anywhere_gives_the_same_result() {
+    let mut h = Harness::legacy_ready();
+    let call = h.call("\"x\"", "m", None).unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{bid},\"result\":{{\"a\":\"b\"}}}}\r\n");
+    for byte in line.as_bytes() {
+        h.session.handle_input(std::slice::from_ref(byte), h.now);
+    }
+    h.drain();
+    assert_eq!(
+        response_for(&h.take_events(), call).unwrap(),
+        r#"{"jsonrpc":"2.0","id":"x","result":{"a":"b"}}"#
+    );
+}
+
+// --- 4. Era detection and the handshake --------------------------------------
+
+#[test]
+fn auto_mode_takes_a_discover_result_as_modern() {
+    let mut h = Harness::modern_ready();
+    let info = h.session.backend_info().unwrap().clone();
+    assert_eq!(info.era, Era::Modern);
+    assert_eq!(info.protocol_version, "2026-07-28");
+    assert_eq!(
+        info.server_info.as_ref().unwrap().get(),
+        r#"{"name":"modern","version":"2"}"#
+    );
+    // A legacy-style caller's request gets the modern `_meta` it lacks.
+    h.call("1", "tools/list", None).unwrap();
+    h.call(
+        "2",
+        "tools/call",
+        Some(r#"{"name":"echo","_meta":{"progressToken":5}}"#),
+    )
+    .unwrap();
+    let rx = h.take_rx();
+    assert_eq!(
+        rx[0]["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    assert_eq!(
+        rx[1]["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    assert!(rx[1]["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"].is_object());
+    assert_ne!(rx[1]["params"]["_meta"]["progressToken"], json!(5));
+    // A modern caller's own `_meta` is left as it is.
+    h.call("3", "tools/list", Some(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"x":1}}}"#)).unwrap();
+    let rx = h.take_rx();
+    assert_eq!(
+        rx[0]["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"],
+        json!({"x":1})
+    );
+}
+
+#[test]
+fn auto_mode_falls_back_to_initialize_on_any_other_error() {
+    for code in [-32601, -32600, -32002, -1] {
+        let mut h = Harness::new(Config::default());
+        let probe = h.take_rx();
+        h.backend_says(&format!(
+            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":"no"}}}}"#,
+            probe[0]["id"]
+        ));
+        let rx = h.take_rx();
+        assert_eq!(rx[0]["method"], "initialize", "code {code}");
+        assert_eq!(rx[0]["params"]["protocolVersion"], "2025-11-25");
+        assert_eq!(rx[0]["params"]["clientInfo"]["name"], "mcpod");
+        h.backend_says(&format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+            rx[0]["id"]
+        ));
+        assert_eq!(h.take_rx()[0]["method"], "notifications/initialized");
+        assert_eq!(h.session.backend_info().unwrap().era, Era::Legacy);
+    }
+}
+
+#[test]
+fn auto_mode_falls_back_after_the_probe_timeout_and_drops_the_late_answer() {
+    let mut h = Harness::new(Config {
+        probe_timeout: Duration::from_secs(2),
+        ..Config::default()
+    });
+    let probe = h.take_rx();
+    h.advance(Duration::from_millis(1999));
+    assert!(h.take_rx().is_empty());
+    h.advance(Duration::from_millis(1));
+    let rx = h.take_rx();
+    assert_eq!(rx[0]["method"], "initialize");
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{DISCOVER_RESULT}}}"#,
+        probe[0]["id"]
+    ));
+    assert_eq!(h.session.stats().late_responses, 1);
+    assert!(h.session.backend_info().is_none());
+}
+
+#[test]
+fn unsupported_version_error_reprobes_in_the_backends_terms_and_never_falls_back() {
+    let mut h = Harness::new(Config::default());
+    let probe = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32022,"message":"unsupported","data":{{"supported":["2027-01-01"],"requested":"2026-07-28"}}}}}}"#,
+        probe[0]["id"]
+    ));
+    let rx = h.take_rx();
+    assert_eq!(rx[0]["method"], "server/discover");
+    assert_eq!(
+        rx[0]["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        "2027-01-01"
+    );
+    // A second -32022 fails the session rather than falling back to legacy.
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32022,"message":"unsupported","data":{{"supported":["2028-01-01"]}}}}}}"#,
+        rx[0]["id"]
+    ));
+    assert!(h.take_rx().is_empty());
+    assert!(matches!(
+        h.session.close_reason(),
+        Some(CloseReason::HandshakeFailed(_))
+    ));
+}
+
+#[test]
+fn modern_mode_does_not_fall_back() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Modern,
+        ..Config::default()
+    });
+    let probe = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32601,"message":"no"}}}}"#,
+        probe[0]["id"]
+    ));
+    assert!(h.take_rx().is_empty());
+    assert!(matches!(
+        h.session.close_reason(),
+        Some(CloseReason::HandshakeFailed(_))
+    ));
+}
+
+#[test]
+fn calls_before_ready_are_queued_then_sent_and_failed_handshake_fails_them() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    let a = h.call("1", "tools/list", None).unwrap();
+    h.session
+        .send_notification("notifications/roots/list_changed", None)
+        .unwrap();
+    assert!(
+        h.take_rx().is_empty(),
+        "sent before the handshake completed"
+    );
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+        init[0]["id"]
+    ));
+    let rx = h.take_rx();
+    let methods: Vec<_> = rx
+        .iter()
+        .map(|m| m["method"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "notifications/initialized",
+            "tools/list",
+            "notifications/roots/list_changed"
+        ]
+    );
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#,
+        rx[1]["id"]
+    ));
+    assert!(response_for(&h.take_events(), a).is_some());
+
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    let b = h.call("1", "tools/list", None).unwrap();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32603,"message":"bad"}}}}"#,
+        init[0]["id"]
+    ));
+    let ev = ended(&h.take_events());
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].0, b);
+    assert!(
+        matches!(&ev[0].1, EndReason::BackendClosed(CloseReason::HandshakeFailed(m)) if m.contains("bad"))
+    );
+    assert_eq!(ev[0].2["id"], json!(1));
+    assert!(matches!(h.call("2", "x", None), Err(SendError::Closed(_))));
+}
+
+#[test]
+fn the_gateway_never_reinitializes_a_running_backend() {
+    let mut h = Harness::legacy_ready();
+    assert_eq!(
+        h.call(
+            "1",
+            "initialize",
+            Some(r#"{"protocolVersion":"2025-06-18"}"#)
+        ),
+        Err(SendError::Reserved("initialize"))
+    );
+    h.session
+        .send_notification("notifications/initialized", None)
+        .unwrap();
+    h.drain();
+    assert!(
+        h.take_rx().is_empty(),
+        "duplicate initialize traffic reached the backend"
+    );
+}
+
+#[test]
+fn initialize_timeout_fails_the_session_without_cancelling_initialize() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        handshake_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    h.take_rx();
+    let a = h.call("1", "tools/list", None).unwrap();
+    h.advance(Duration::from_secs(5));
+    assert!(h.take_rx().is_empty(), "initialize must never be cancelled");
+    let ev = ended(&h.take_events());
+    assert_eq!(ev[0].0, a);
+    assert!(matches!(
+        h.session.close_reason(),
+        Some(CloseReason::HandshakeFailed(_))
+    ));
+}
+
+// --- 5. Deadlines and cancellation -------------------------------------------
+
+#[test]
+fn a_timed_out_call_ends_once_tells_the_backend_and_drops_the_late_answer() {
+    let mut h = Harness::legacy_ready();
+    let call = h
+        .call_with(
+            "\"q\"",
+            "tools/call",
+            None,
+            RequestOptions {
+                deadline: Deadline::After(Duration::from_secs(10)),
+            },
+        )
+        .unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.now + Duration::from_secs(10))
+    );
+    h.advance(Duration::from_secs(10));
+    let ev = ended(&h.take_events());
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].0, ev[0].1.clone()), (call, EndReason::TimedOut));
+    assert_eq!(ev[0].2["id"], "q");
+    assert_eq!(ev[0].2["error"]["code"], -32001);
+    let rx = h.take_rx();
+    assert_eq!(rx[0]["method"], "notifications/cancelled");
+    assert_eq!(rx[0]["params"]["requestId"], bid);
+    h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{}}}}"#));
+    assert!(
+        h.take_events()
+            .iter()
+            .all(|e| matches!(e, Event::PeerFault(PeerFault::LateResponse(_))))
+    );
+    assert_eq!(h.session.stats().late_responses, 1);
+    // A spurious timeout does nothing.
+    h.session.handle_timeout(h.now);
+    h.drain();
+    assert!(h.take_events().is_empty() && h.take_rx().is_empty());
+}
+
+#[test]
+fn default_deadline_comes_from_config_and_never_means_never() {
+    let mut h = Harness::legacy_ready();
+    h.call("1", "a", None).unwrap();
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.now + Config::default().default_call_timeout)
+    );
+    let mut h = Harness::legacy_ready();
+    h.call_with(
+        "1",
+        "subscriptions/listen",
+        None,
+        RequestOptions {
+            deadline: Deadline::Never,
+        },
+    )
+    .unwrap();
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn cancel_tells_the_backend_with_its_own_id_and_ends_the_call_once() {
+    let mut h = Harness::legacy_ready();
+    let call = h.call("7", "tools/call", None).unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    assert!(h.session.cancel(call, Some("client went away"), h.now));
+    assert!(!h.session.cancel(call, None, h.now), "cancelled twice");
+    h.drain();
+    let rx = h.take_rx();
+    assert_eq!(rx.len(), 1);
+    assert_eq!(
+        rx[0]["params"],
+        json!({"requestId": bid, "reason": "client went away"})
+    );
+    let ev = ended(&h.take_events());
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].1, EndReason::Cancelled);
+    assert_eq!(h.session.calls_in_flight(), 0);
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn cancelling_a_queued_call_sends_nothing() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    let call = h.call("1", "a", None).unwrap();
+    assert!(h.session.cancel(call, None, h.now));
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+        init[0]["id"]
+    ));
+    let rx = h.take_rx();
+    assert_eq!(rx.len(), 1, "{rx:?}");
+    assert_eq!(rx[0]["method"], "notifications/initialized");
+}
+
+#[test]
+fn callers_cancel_by_call_not_by_notification() {
+    let mut h = Harness::legacy_ready();
+    let r = h
+        .session
+        .send_notification("notifications/cancelled", Some(&raw(r#"{"requestId":1}"#)));
+    assert_eq!(r, Err(SendError::UseCancel));
+}
+
+// --- 6. Server→client traffic -------------------------------------------------
+
+#[test]
+fn server_requests_are_surfaced_routed_and_answered_with_the_servers_id() {
+    let mut h = Harness::legacy_ready();
+    let call = h.call("1", "tools/call", None).unwrap();
+    h.take_rx();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"srv-1","method":"roots/list","params":{"x":1}}"#);
+    let ev = h.take_events();
+    let Some(Event::ServerRequest(req)) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(req.method, "roots/list");
+    assert_eq!(
+        req.route,
+        Route::Call(call),
+        "the only call in flight owns it"
+    );
+    assert_eq!(req.params.as_ref().unwrap().get(), r#"{"x":1}"#);
+    h.session
+        .respond(req.id, Outcome::Result(&raw(r#"{"roots":[]}"#)))
+        .unwrap();
+    h.drain();
+    assert_eq!(
+        h.take_rx()[0],
+        json!({"jsonrpc":"2.0","id":"srv-1","result":{"roots":[]}})
+    );
+    assert_eq!(
+        h.session.respond(req.id, Outcome::Result(&raw("{}"))),
+        Err(SendError::UnknownServerRequest(req.id)),
+        "answered twice"
+    );
+    // With two calls in flight the owner is ambiguous.
+    h.call("2", "tools/call", None).unwrap();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage"}"#);
+    let ev = h.take_events();
+    let Some(Event::ServerRequest(req)) = ev.first() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(req.route, Route::Broadcast);
+    h.session
+        .respond(
+            req.id,
+            Outcome::Error {
+                code: -1,
+                message: "no",
+                data: Some(&raw("[1]")),
+            },
+        )
+        .unwrap();
+    h.drain();
+    let rx = h.take_rx();
+    assert_eq!(
+        rx.last().unwrap(),
+        &json!({"jsonrpc":"2.0","id":5,"error":{"code":-1,"message":"no","data":[1]}})
+    );
+}
+
+#[test]
+fn ping_is_answered_by_the_core_and_withdrawn_requests_are_reported() {
+    let mut h = Harness::legacy_ready();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#);
+    assert_eq!(
+        h.take_rx()[0],
+        json!({"jsonrpc":"2.0","id":"p","result":{}})
+    );
+    assert!(h.take_events().is_empty());
+    h.backend_says(r#"{"jsonrpc":"2.0","id":9,"method":"elicitation/create"}"#);
+    let Some(Event::ServerRequest(req)) = h.take_events().pop() else {
+        panic!()
+    };
+    h.backend_says(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}"#,
+    );
+    assert!(matches!(h.take_events()[..], [Event::ServerRequestCancelled(id)] if id == req.id));
+    assert_eq!(h.session.server_requests_pending(), 0);
+}
+
+#[test]
+fn server_requests_beyond_the_bound_are_refused_to_the_backend() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_server_requests: 1,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+        init[0]["id"]
+    ));
+    h.take_rx();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":1,"method":"roots/list"}"#);
+    h.backend_says(r#"{"jsonrpc":"2.0","id":2,"method":"roots/list"}"#);
+    let rx = h.take_rx();
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx[0]["id"], 2);
+    assert_eq!(rx[0]["error"]["code"], -32603);
+}
+
+#[test]
+fn notifications_are_broadcast_or_routed_to_their_subscription() {
+    let mut h = Harness::modern_ready();
+    for line in [
+        r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a"}}"#,
+    ] {
+        h.backend_says(line);
+        let ev = h.take_events();
+        assert!(
+            matches!(&ev[..], [Event::Notification { route: Route::Broadcast, frame, .. }] if frame == line.as_bytes()),
+            "{ev:?}"
+        );
+    }
+    let listen = h
+        .call_with(
+            "\"sub-a\"",
+            "subscriptions/listen",
+            Some(r#"{"notifications":{"toolsListChanged":true}}"#),
+            RequestOptions {
+                deadline: Deadline::Never,
+            },
+        )
+        .unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{{"_meta":{{"io.modelcontextprotocol/subscriptionId":{bid}}}}}}}"#
+    ));
+    let ev = h.take_events();
+    match &ev[..] {
+        [
+            Event::Notification {
+                route: Route::Call(c),
+                frame,
+                ..
+            },
+        ] => {
+            assert_eq!(*c, listen);
+            assert_eq!(
+                std::str::from_utf8(frame).unwrap(),
+                r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"sub-a"}}}"#
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// --- 7. Closing ---------------------------------------------------------------
+
+#[test]
+fn eof_ends_every_open_call_exactly_once_and_closing_is_sticky() {
+    let mut h = Harness::legacy_ready();
+    let calls: Vec<_> = (0..5)
+        .map(|i| h.call(&i.to_string(), "a", None).unwrap())
+        .collect();
+    h.session.handle_eof(h.now);
+    h.session.handle_eof(h.now);
+    h.session.close(h.now);
+    h.drain();
+    let ev = h.take_events();
+    let ended = ended(&ev);
+    let mut ids: Vec<_> = ended.iter().map(|e| e.0).collect();
+    ids.sort();
+    assert_eq!(ids, calls);
+    assert!(ended.iter().all(
+        |e| matches!(e.1, EndReason::BackendClosed(CloseReason::Eof))
+            && e.2["error"]["code"] == -32000
+    ));
+    assert_eq!(
+        ev.iter().filter(|e| matches!(e, Event::Closed(_))).count(),
+        1
+    );
+    assert_eq!(
+        h.call("9", "a", None),
+        Err(SendError::Closed(CloseReason::Eof))
+    );
+    assert!(h.session.send_notification("x", None).is_err());
+    h.backend_says(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#);
+    assert!(h.take_events().is_empty());
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn local_close_discards_unsent_output() {
+    let mut h = Harness::legacy_ready();
+    let id = raw("1");
+    h.session
+        .send_request(
+            mcpod_core::Request {
+                id: &id,
+                method: "a",
+                params: None,
+            },
+            RequestOptions::default(),
+            h.now,
+        )
+        .unwrap();
+    h.session.close(h.now);
+    h.drain();
+    assert!(h.take_rx().is_empty());
+}
+
+// --- 8. Bounds ----------------------------------------------------------------
+
+#[test]
+fn calls_in_flight_are_bounded() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_calls_in_flight: 2,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+        init[0]["id"]
+    ));
+    h.call("1", "a", None).unwrap();
+    h.call("2", "a", None).unwrap();
+    assert_eq!(h.call("3", "a", None), Err(SendError::TooManyCalls(2)));
+}
+
+#[test]
+fn a_backend_that_does_not_read_gets_a_clear_error_not_unbounded_memory() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_queued_output: 1024,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+        init[0]["id"]
+    ));
+    h.take_rx();
+    // Nobody drains poll_transmit now: the backend is not reading.
+    let params = raw(&format!(r#"{{"text":"{}"}}"#, "x".repeat(300)));
+    let id = raw("1");
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = h.session.send_request(
+            mcpod_core::Request {
+                id: &id,
+                method: "a",
+                params: Some(&params),
+            },
+            RequestOptions::default(),
+            h.now,
+        );
+        if let Err(e) = r {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert!(matches!(refused, Some(SendError::BackendNotReading(n)) if n >= 1024));
+    assert!(h.session.queued_output() < 1024 + 400);
+}
+
+#[test]
+fn the_not_ready_queue_is_bounded() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_queued_before_ready: 2,
+        ..Config::default()
+    });
+    h.call("1", "a", None).unwrap();
+    h.session.send_notification("n", None).unwrap();
+    assert_eq!(h.call("3", "a", None), Err(SendError::NotReadyQueueFull(2)));
+    assert_eq!(
+        h.session.send_notification("n", None),
+        Err(SendError::NotReadyQueueFull(2))
+    );
+}
