@@ -1,0 +1,267 @@
+//! Invariants, checked over random inputs against simple models.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use mcpod_core::{CallId, Deadline, Event, Framer, RequestOptions, SendError};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn decode_all(max: usize, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, mcpod_core::FrameError>> {
+    let mut framer = Framer::new(max);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        framer.decode(chunk, |f| out.push(f.map(<[u8]>::to_vec)));
+    }
+    out
+}
+
+fn line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..40),
+        1 => Just(b"\r".to_vec()),
+        1 => proptest::collection::vec(Just(b'x'), 60..120), // over the limit below
+    ]
+}
+
+proptest! {
+    #[test]
+    fn any_chunking_yields_the_same_frames(
+        lines in proptest::collection::vec(line(), 0..20),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+    ) {
+        let mut stream = Vec::new();
+        for l in &lines {
+            stream.extend_from_slice(l);
+            stream.push(b'\n');
+        }
+        let whole = decode_all(64, &[&stream]);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&stream[last..p]);
+            last = p;
+        }
+        chunks.push(&stream[last..]);
+        prop_assert_eq!(decode_all(64, &chunks), whole.clone());
+        // And the frames are exactly the non-blank lines within the limit.
+        let expected: Vec<_> = lines
+            .iter()
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace) || l.len() > 64)
+            .map(|l| if l.len() > 64 { Err(mcpod_core::FrameError::Oversize { limit: 64 }) } else { Ok(l) })
+            .collect();
+        prop_assert_eq!(whole, expected);
+    }
+}
+
+fn json_number() -> impl Strategy<Value = String> {
+    (
+        any::<bool>(),
+        "[1-9][0-9]{0,40}|0",
+        proptest::option::of("[0-9]{1,10}"),
+        proptest::option::of(("[eE]", "[+-]?", "[0-9]{1,3}")),
+    )
+        .prop_map(|(neg, int, frac, exp)| {
+            let mut s = String::new();
+            if neg {
+                s.push('-');
+            }
+            s.push_str(&int);
+            if let Some(f) = frac {
+                s.push('.');
+                s.push_str(&f);
+            }
+            if let Some((e, sign, d)) = exp {
+                s.push_str(&e);
+                s.push_str(&sign);
+                s.push_str(&d);
+            }
+            s
+        })
+}
+
+fn caller_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        json_number(),
+        any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        // Hand-escaped strings keep their spelling too.
+        "[a-z]{0,5}".prop_map(|s| format!("\"\\u00e9{s}\\n\"")),
+        Just("1".to_owned()),
+        Just("\"1\"".to_owned()),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn caller_ids_of_any_shape_come_back_byte_exact(id in caller_id()) {
+        let mut h = Harness::legacy_ready();
+        let call = h.call(&id, "m", None).unwrap();
+        let bid = h.take_rx()[0]["id"].clone();
+        h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{}}}}"#));
+        prop_assert_eq!(response_for(&h.take_events(), call).unwrap(), format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#));
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Submit {
+        id: u8,
+        timeout_ms: Option<u64>,
+    },
+    Answer {
+        pick: prop::sample::Index,
+        error: bool,
+    },
+    AnswerAgain {
+        pick: prop::sample::Index,
+    },
+    Garbage,
+    Cancel {
+        pick: prop::sample::Index,
+    },
+    Advance {
+        ms: u64,
+    },
+    Eof,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..4, proptest::option::of(1u64..50)).prop_map(|(id, timeout_ms)| Op::Submit { id, timeout_ms }),
+        6 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(pick, error)| Op::Answer { pick, error }),
+        2 => any::<prop::sample::Index>().prop_map(|pick| Op::AnswerAgain { pick }),
+        1 => Just(Op::Garbage),
+        2 => any::<prop::sample::Index>().prop_map(|pick| Op::Cancel { pick }),
+        2 => (1u64..30).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Eof),
+    ]
+}
+
+/// The model: which calls are open, with the caller id and backend id each
+/// must be answered with.
+#[derive(Default)]
+struct Model {
+    open: HashMap<CallId, (String, Value)>,
+    /// Every backend id ever issued, in order (answered or not).
+    issued: Vec<Value>,
+    ended: u64,
+}
+
+impl Model {
+    fn absorb(&mut self, h: &mut Harness) -> Result<(), TestCaseError> {
+        for msg in h.take_rx() {
+            if msg.get("id").is_some() && msg.get("method").is_some() {
+                self.issued.push(msg["id"].clone());
+            }
+        }
+        for e in h.take_events() {
+            match e {
+                Event::Response { call, frame, .. } => {
+                    let (caller_id, backend_id) = self.open.remove(&call).ok_or_else(|| {
+                        TestCaseError::fail(format!("{call} answered twice or never opened"))
+                    })?;
+                    let text = String::from_utf8(frame).unwrap();
+                    prop_assert!(
+                        text.starts_with(&format!(r#"{{"jsonrpc":"2.0","id":{caller_id},"#)),
+                        "{text}"
+                    );
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    let payload = if v.get("result").is_some() {
+                        &v["result"]["for"]
+                    } else {
+                        &v["error"]["data"]["for"]
+                    };
+                    prop_assert_eq!(
+                        payload,
+                        &backend_id,
+                        "a caller received another caller's response"
+                    );
+                    self.ended += 1;
+                }
+                Event::CallEnded { call, frame, .. } => {
+                    let (caller_id, _) = self.open.remove(&call).ok_or_else(|| {
+                        TestCaseError::fail(format!("{call} ended twice or never opened"))
+                    })?;
+                    let v: Value = serde_json::from_slice(&frame).unwrap();
+                    prop_assert_eq!(
+                        v["id"].to_string(),
+                        serde_json::from_str::<Value>(&caller_id)
+                            .unwrap()
+                            .to_string()
+                    );
+                    self.ended += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_call_ends_exactly_once_with_its_own_answer(ops in proptest::collection::vec(op(), 1..60)) {
+        let ids = ["1", "\"1\"", "\"a\"", "18446744073709551617"];
+        let mut h = Harness::legacy_ready();
+        let mut model = Model::default();
+        let mut submitted = 0u64;
+        for op in ops {
+            match op {
+                Op::Submit { id, timeout_ms } => {
+                    let deadline = timeout_ms.map_or(Deadline::Default, |ms| Deadline::After(Duration::from_millis(ms)));
+                    match h.call_with(ids[id as usize], "tools/call", None, RequestOptions { deadline }) {
+                        Ok(call) => {
+                            submitted += 1;
+                            let bid = h.last_backend_id();
+                            model.open.insert(call, (ids[id as usize].to_owned(), bid));
+                        }
+                        Err(SendError::Closed(_)) => {}
+                        Err(e) => prop_assert!(false, "unexpected refusal {e}"),
+                    }
+                }
+                Op::Answer { pick, .. } | Op::AnswerAgain { pick } if !model.issued.is_empty() => {
+                    let error = matches!(op, Op::Answer { error: true, .. });
+                    let bid = model.issued[pick.index(model.issued.len())].clone();
+                    let line = if error {
+                        format!(r#"{{"jsonrpc":"2.0","id":{bid},"error":{{"code":-1,"message":"m","data":{{"for":{bid}}}}}}}"#)
+                    } else {
+                        format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{"for":{bid}}}}}"#)
+                    };
+                    h.backend_says(&line);
+                }
+                Op::Answer { .. } | Op::AnswerAgain { .. } => {}
+                Op::Garbage => h.backend_says("{\"jsonrpc\":\"2.0\",\"id\":"),
+                Op::Cancel { pick } => {
+                    let open: Vec<CallId> = { let mut v: Vec<_> = model.open.keys().copied().collect(); v.sort(); v };
+                    if !open.is_empty() {
+                        let call = open[pick.index(open.len())];
+                        prop_assert!(h.session.cancel(call, None, h.now));
+                        h.drain();
+                    }
+                }
+                Op::Advance { ms } => h.advance(Duration::from_millis(ms)),
+                Op::Eof => {
+                    h.session.handle_eof(h.now);
+                    h.drain();
+                }
+            }
+            // Learn backend ids of calls sent this step before checking events.
+            model.absorb(&mut h)?;
+            prop_assert_eq!(h.session.calls_in_flight(), model.open.len());
+        }
+        h.session.handle_eof(h.now);
+        h.drain();
+        model.absorb(&mut h)?;
+        prop_assert!(model.open.is_empty(), "calls left hanging: {:?}", model.open.keys().collect::<Vec<_>>());
+        prop_assert_eq!(model.ended, submitted);
+    }
+}
