@@ -348,11 +348,31 @@ mod tests {
         let cases = [
             ("not json", code::PARSE_ERROR, None),
             ("[1,2]", code::INVALID_REQUEST, None),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#, code::INVALID_REQUEST, None),
-            (r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, code::INVALID_REQUEST, None),
-            (r#"{"jsonrpc":"1.0","id":4,"method":"x"}"#, code::INVALID_REQUEST, Some("4")),
-            (r#"{"jsonrpc":"2.0","id":5,"method":7}"#, code::INVALID_REQUEST, Some("5")),
-            (r#"{"jsonrpc":"2.0","id":6}"#, code::INVALID_REQUEST, Some("6")),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+                code::INVALID_REQUEST,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+                code::INVALID_REQUEST,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"1.0","id":4,"method":"x"}"#,
+                code::INVALID_REQUEST,
+                Some("4"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":5,"method":7}"#,
+                code::INVALID_REQUEST,
+                Some("5"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":6}"#,
+                code::INVALID_REQUEST,
+                Some("6"),
+            ),
             ("5", code::INVALID_REQUEST, None),
         ];
         for (line, want, want_id) in cases {
@@ -370,7 +390,10 @@ mod tests {
     fn classifies_responses_and_notifications() {
         assert!(matches!(
             decode(r#"{"jsonrpc":"2.0","id":"ask-1","result":{"roots":[]}}"#),
-            Inbound::Response { is_error: false, .. }
+            Inbound::Response {
+                is_error: false,
+                ..
+            }
         ));
         assert!(matches!(
             decode(r#"{"jsonrpc":"2.0","id":"ask-1","error":{"code":1,"message":"no"}}"#),

@@ -69,6 +69,9 @@ pub(crate) fn read_meta(params: Option<&RawValue>) -> Result<Meta<'_>, RpcError>
     let Some(params) = params else {
         return Ok(Meta::default());
     };
+    if !params.get().starts_with('{') {
+        return Err(RpcError::invalid_params("params must be an object"));
+    }
     let carrier: MetaCarrier<'_> = serde_json::from_str(params.get())
         .map_err(|e| RpcError::invalid_params(format!("params: {e}")))?;
     let meta = carrier.meta.unwrap_or_default();
@@ -166,7 +169,7 @@ mod tests {
 
         let bad = raw(r#"{"_meta":{"progressToken":{"x":1}}}"#);
         assert!(read_meta(Some(&bad)).is_err());
-        let not_object = raw("[1]");
+        let not_object = raw("[]");
         assert!(read_meta(Some(&not_object)).is_err());
     }
 

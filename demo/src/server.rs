@@ -158,9 +158,7 @@ fn handle_line(shared: &Arc<Shared>, bytes: &[u8]) -> io::Result<()> {
                     .out
                     .send(&envelope::response(id, &era::finish(era, result))),
                 Ok((_, Answer::Later)) => Ok(()),
-                Err(error) => shared
-                    .out
-                    .send(&envelope::error_response(Some(id), &error)),
+                Err(error) => shared.out.send(&envelope::error_response(Some(id), &error)),
             }
         }
         Inbound::Notification { method, params } => {

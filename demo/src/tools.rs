@@ -310,9 +310,9 @@ pub(crate) fn call(shared: &Arc<Shared>, request: &Request<'_>) -> Result<Answer
         }
         "fail" => {
             let FailArgs { message } = arguments(name, raw)?;
-            Ok(Answer::Now(tool_error(
-                message.unwrap_or_else(|| "the fail tool always fails".to_owned()),
-            )))
+            Ok(Answer::Now(tool_error(message.unwrap_or_else(|| {
+                "the fail tool always fails".to_owned()
+            }))))
         }
         "crash" => {
             let NoArgs {} = arguments(name, raw)?;
@@ -585,7 +585,10 @@ fn notify_change(shared: &Shared, era: Era) -> Value {
                 _ => None,
             })
             .collect();
-        (era == Era::Legacy || state.initialize_count > 0, subscriptions)
+        (
+            era == Era::Legacy || state.initialize_count > 0,
+            subscriptions,
+        )
     };
     if legacy {
         shared.out.emit(&envelope::notification(
@@ -661,9 +664,15 @@ mod tests {
     fn sums_keep_integers_exact() {
         let n = |s: &str| serde_json::from_str::<Number>(s).expect("number");
         assert_eq!(add(&n("2"), &n("3"))["structuredContent"]["sum"], json!(5));
-        assert_eq!(add(&n("0.5"), &n("1"))["structuredContent"]["sum"], json!(1.5));
+        assert_eq!(
+            add(&n("0.5"), &n("1"))["structuredContent"]["sum"],
+            json!(1.5)
+        );
         let big = add(&n("9223372036854775807"), &n("1"));
-        assert_eq!(big["structuredContent"]["sum"], json!(9.223_372_036_854_776e18));
+        assert_eq!(
+            big["structuredContent"]["sum"],
+            json!(9.223_372_036_854_776e18)
+        );
         assert_eq!(add(&n("1e308"), &n("1e308"))["isError"], json!(true));
     }
 
@@ -673,7 +682,13 @@ mod tests {
             let state = format!("{REQUEST_STATE_PREFIX}.{}.7", kind_name(kind));
             assert_eq!(parse_request_state(&state).expect("state"), kind);
         }
-        for bad in ["", "x", "mcpod-demo.ask.v1.roots", "mcpod-demo.ask.v1.nope.1", "mcpod-demo.ask.v1.roots.x"] {
+        for bad in [
+            "",
+            "x",
+            "mcpod-demo.ask.v1.roots",
+            "mcpod-demo.ask.v1.nope.1",
+            "mcpod-demo.ask.v1.roots.x",
+        ] {
             assert!(parse_request_state(bad).is_err(), "{bad}");
         }
     }
