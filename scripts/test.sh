@@ -35,6 +35,11 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
+step "the core depends on no async runtime or I/O stack"
+if cargo tree --locked -p mcpod-core -e normal --prefix none | grep -E '^(tokio|async-std|async-io|smol|futures[a-z-]*|hyper|mio) '; then
+  die "mcpod-core must not depend on an async runtime or I/O crate"
+fi
+
 step "static demo server for container images"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --release -p mcpod-demo \
   --target x86_64-unknown-linux-gnu

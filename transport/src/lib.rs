@@ -1,1 +1,79 @@
-//! Runtime-neutral driver and caller handle around an mcpod-core session.
+//! # mcpod-transport
+//!
+//! The runtime-neutral half of mcpod's runtime adapters: the driver task
+//! that owns an [`mcpod_core::Session`] and a backend's byte streams, the
+//! supervisor that starts, restarts and stops the backend, and the cloneable
+//! [`Upstream`] handle that callers use.
+//!
+//! It is written once, over `futures::io::{AsyncRead, AsyncWrite}` and the
+//! two-method [`Runtime`] trait (spawn a task, sleep until an instant).
+//! `mcpod-tokio` and `mcpod-async-std` supply runtimes and child-process
+//! [`Connector`]s, and re-export this API; use one of them.
+//!
+//! ## How it works
+//! - One task per [`Upstream`] owns the session and the streams. After
+//!   every command or chunk of input it drains the session completely:
+//!   bytes for the backend, the next deadline, then events.
+//! - Writing never blocks the task: bytes are taken from the session only
+//!   once the previous batch is written, so a backend that stops reading
+//!   leaves its output queued in the session, which soon refuses new calls
+//!   with [`SendError::BackendNotReading`](mcpod_core::SendError::BackendNotReading).
+//!   Memory stays bounded by the session's limits.
+//! - Each call gets a [`CallStream`]: the notifications and server requests
+//!   that belong to it, then exactly one terminal item. Dropping the stream
+//!   early cancels the call (the backend gets `notifications/cancelled`).
+//! - When the backend dies, open calls end at once with an error; the next
+//!   operation starts a new one, after a backoff if the last one died young.
+//!   Server requests carry their backend's generation in their
+//!   [`ServerRequestKey`], so an answer meant for a dead process is refused.
+//! - A backend process is stopped by closing its stdin, waiting
+//!   [`UpstreamConfig::shutdown_grace`], terminating it, waiting again and
+//!   killing it; it is always reaped. Its stderr is logged line by line
+//!   through `tracing`, each line cut at [`UpstreamConfig::stderr_line_cap`]
+//!   bytes, and drained until it ends.
+//!
+//! ## Example
+//! Any byte streams make a backend; here, a connector over a Unix socket
+//! (with `async-io`), driven by a runtime from an adapter crate:
+//!
+//! ```ignore
+//! use mcpod_transport::{BoxFuture, Connection, Connector, Upstream, UpstreamConfig};
+//!
+//! struct Socket(std::path::PathBuf);
+//!
+//! impl Connector for Socket {
+//!     fn connect(&self) -> BoxFuture<'_, std::io::Result<Connection>> {
+//!         Box::pin(async move {
+//!             let stream = async_io::Async::<std::os::unix::net::UnixStream>::connect(&self.0).await?;
+//!             let (reader, writer) = futures::io::AsyncReadExt::split(stream);
+//!             Ok(Connection::new(reader, writer))
+//!         })
+//!     }
+//! }
+//!
+//! let upstream = Upstream::new(Socket("/run/mcp.sock".into()), UpstreamConfig::default(), mcpod_async_std::SmolRuntime);
+//! let info = upstream.ready().await?;
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod connect;
+mod driver;
+mod process;
+mod runtime;
+#[cfg(feature = "suite")]
+pub mod suite;
+mod upstream;
+
+pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec};
+pub use runtime::{BoxFuture, Runtime};
+pub use upstream::{
+    CallItem, CallStream, OwnedOutcome, OwnedRequest, ServerRequestKey, Upstream, UpstreamConfig,
+    UpstreamError, UpstreamEvent, UpstreamEvents, UpstreamStatus,
+};
+
+pub use mcpod_core::{
+    BackendInfo, CallId, CloseReason, Deadline, EndReason, Era, EraMode, RequestOptions, SendError,
+    ServerRequestId,
+};
