@@ -36,7 +36,8 @@ step "cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 step "the core depends on no async runtime or I/O stack"
-if cargo tree --locked -p mcpod-core -e normal --prefix none | grep -E '^(tokio|async-std|async-io|smol|futures[a-z-]*|hyper|mio) '; then
+core_deps=$(cargo tree --locked -p mcpod-core -e normal --prefix none) || die "cargo tree failed"
+if grep -E '^(tokio|async-std|async-io|smol|futures[a-z-]*|hyper|mio) ' <<<"$core_deps"; then
   die "mcpod-core must not depend on an async runtime or I/O crate"
 fi
 
