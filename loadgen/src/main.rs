@@ -1,0 +1,3 @@
+//! Load generator for mcpod.
+
+fn main() {}
