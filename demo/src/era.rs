@@ -75,9 +75,7 @@ pub(crate) fn read_meta(params: Option<&RawValue>) -> Result<Meta<'_>, RpcError>
     let carrier: MetaCarrier<'_> = serde_json::from_str(params.get())
         .map_err(|e| RpcError::invalid_params(format!("params: {e}")))?;
     let meta = carrier.meta.unwrap_or_default();
-    if let Some(token) = meta.progress_token
-        && !is_valid_id(token)
-    {
+    if meta.progress_token.is_some_and(|token| !is_valid_id(token)) {
         return Err(RpcError::invalid_params(
             "_meta.progressToken must be a string or an integer",
         ));
@@ -117,9 +115,7 @@ pub(crate) fn negotiate_legacy(requested: Option<&str>) -> &'static str {
 
 /// Marks a result for its era: modern results carry `resultType` (default `"complete"`).
 pub(crate) fn finish(era: Era, mut result: Value) -> Value {
-    if era == Era::Modern
-        && let Value::Object(map) = &mut result
-    {
+    if let (Era::Modern, Value::Object(map)) = (era, &mut result) {
         map.entry("resultType")
             .or_insert_with(|| Value::from("complete"));
     }
@@ -128,9 +124,7 @@ pub(crate) fn finish(era: Era, mut result: Value) -> Value {
 
 /// Adds the cache hints a modern list/read result requires (`cacheScope`, `ttlMs`).
 pub(crate) fn cacheable(era: Era, mut result: Value) -> Value {
-    if era == Era::Modern
-        && let Value::Object(map) = &mut result
-    {
+    if let (Era::Modern, Value::Object(map)) = (era, &mut result) {
         map.insert("cacheScope".into(), Value::from("public"));
         map.insert("ttlMs".into(), Value::from(0));
     }

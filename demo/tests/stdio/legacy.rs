@@ -279,6 +279,8 @@ fn cancelled_sleep_never_answers_and_shows_in_stats() {
     let reused = server.request("\"s1\"", "ping", json!({}));
     server.expect_error(&reused, -32600);
     server.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s1","reason":"test"}}"#);
+    // Cancelling an id that is not in flight is harmless, and still recorded verbatim.
+    server.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1152921504606846977}}"#);
     // A short sleep started after the cancel must be the next thing answered.
     server.send(r#"{"jsonrpc":"2.0","id":"s2","method":"tools/call","params":{"name":"sleep","arguments":{"ms":50}}}"#);
     let next = server.recv();
@@ -287,8 +289,15 @@ fn cancelled_sleep_never_answers_and_shows_in_stats() {
     assert_eq!(text_of(&next), "slept 50 ms");
 
     let stats = server.call("3", "stats", json!({}));
+    assert!(
+        text_of(&stats).contains(r#""cancelled":["s1",1152921504606846977]"#),
+        "{stats}"
+    );
     let stats: Value = serde_json::from_str(text_of(&stats)).expect("stats JSON");
-    assert_eq!(stats["cancelled"], json!(["s1"]));
+    assert_eq!(
+        stats["cancelled"],
+        json!(["s1", 1_152_921_504_606_846_977_u64])
+    );
     server.expect_silence(Duration::from_millis(50));
 }
 
