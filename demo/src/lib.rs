@@ -139,7 +139,6 @@ impl Default for Config {
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Command {
     /// Serve MCP with this configuration.
     Serve(Config),

@@ -15,10 +15,6 @@ fn main() -> ExitCode {
             println!("mcpod-demo {SERVER_VERSION}");
             return ExitCode::SUCCESS;
         }
-        Ok(_) => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);

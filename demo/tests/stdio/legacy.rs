@@ -374,3 +374,18 @@ fn cancelling_an_ask_cancels_the_servers_request() {
     let pong = server.request("6", "ping", json!({}));
     server.expect_result(&pong, "EmptyResult");
 }
+
+#[test]
+fn long_tools_do_not_block_other_requests() {
+    let mut server = Server::initialized(LEGACY);
+    server.send(r#"{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"sleep","arguments":{"ms":30000}}}"#);
+    let echoed = server.call("1", "echo", json!({ "text": "not blocked" }));
+    assert_eq!(text_of(&echoed), "not blocked");
+    server.send(r#"{"jsonrpc":"2.0","id":"quick","method":"tools/call","params":{"name":"sleep","arguments":{"ms":1}}}"#);
+    let quick = server.recv();
+    assert_eq!(quick["id"], "quick", "{quick}");
+    server.expect_result(&quick, "CallToolResult");
+    let stats = server.call("2", "stats", json!({}));
+    let stats: Value = serde_json::from_str(text_of(&stats)).expect("stats JSON");
+    assert_eq!(stats["in_flight"], 1, "{stats}");
+}
