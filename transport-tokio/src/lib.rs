@@ -126,9 +126,9 @@ impl ProcessConnector {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = command.spawn().map_err(|e| {
-            io::Error::new(e.kind(), format!("{}: {e}", spec.program.display()))
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spec.program.display())))?;
         let missing = || io::Error::other("child process streams were not piped");
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;

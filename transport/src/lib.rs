@@ -62,8 +62,6 @@ mod connect;
 mod driver;
 mod process;
 mod runtime;
-#[cfg(feature = "suite")]
-pub mod suite;
 mod upstream;
 
 pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec};

@@ -1,0 +1,774 @@
+//! The supervisor task: it owns the [`Session`] and the backend's streams,
+//! starts and restarts the backend, and moves bytes, commands and events.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::io::{AsyncRead, AsyncWrite};
+use mcpod_core::{BackendInfo, CallId, CloseReason, Event, Outcome, Request, Route, Session};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connect::{Connection, Connector, ProcessExit};
+use crate::process::{Label, Monitor, drain_stderr};
+use crate::runtime::{BoxFuture, Runtime};
+use crate::upstream::{
+    CallItem, CallRoute, Command, ServerRequestKey, Shared, UpstreamConfig, UpstreamError,
+    UpstreamEvent,
+};
+
+/// Commands handled per round before I/O gets its turn.
+const COMMANDS_PER_ROUND: usize = 256;
+/// Rounds per poll before the driver yields to other tasks.
+const ROUNDS_PER_POLL: usize = 32;
+
+/// JSON-RPC "internal error", for server requests nobody can answer.
+const INTERNAL_ERROR: i64 = -32603;
+
+pub(crate) struct Supervisor {
+    shared: Arc<Shared>,
+    runtime: Arc<dyn Runtime>,
+    connector: Arc<dyn Connector>,
+    config: UpstreamConfig,
+    name: Arc<str>,
+    cmds: mpsc::UnboundedReceiver<Command>,
+    /// Commands taken from the channel that wait for the next backend.
+    backlog: VecDeque<Command>,
+    generation: u64,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+}
+
+enum Started {
+    Connected(Connection),
+    Failed(io::Error),
+    Close(oneshot::Sender<()>),
+    /// Every handle was dropped.
+    Abandoned,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        runtime: Arc<dyn Runtime>,
+        connector: Arc<dyn Connector>,
+        config: UpstreamConfig,
+        cmds: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        Supervisor {
+            shared,
+            runtime,
+            connector,
+            name: config.name.as_str().into(),
+            backoff: config.restart_backoff_min,
+            config,
+            cmds,
+            backlog: VecDeque::new(),
+            generation: 0,
+            restart_at: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let cmd = match self.backlog.pop_front() {
+                Some(cmd) => cmd,
+                None => match self.cmds.recv().await {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+            };
+            match cmd {
+                Command::Close(reply) => {
+                    self.mark_closed();
+                    let _ = reply.send(());
+                    break;
+                }
+                // The call's backend is gone already.
+                Command::Cancel { .. } => {}
+                Command::Respond { key, reply, .. } => {
+                    let _ = reply.send(Err(UpstreamError::StaleServerRequest(key)));
+                }
+                cmd => {
+                    self.backlog.push_front(cmd);
+                    match self.start().await {
+                        Started::Connected(conn) => {
+                            if let Flow::Stop = self.drive(conn).await {
+                                break;
+                            }
+                        }
+                        Started::Failed(e) => self.spawn_failed(e),
+                        Started::Close(reply) => {
+                            self.mark_closed();
+                            let _ = reply.send(());
+                            break;
+                        }
+                        Started::Abandoned => break,
+                    }
+                }
+            }
+        }
+        self.mark_closed();
+        self.cmds.close();
+        while let Some(cmd) = self.backlog.pop_front() {
+            refuse(cmd, UpstreamError::Closed);
+        }
+        while let Ok(cmd) = self.cmds.try_recv() {
+            refuse(cmd, UpstreamError::Closed);
+        }
+        tracing::debug!(upstream = %self.name, "upstream closed");
+    }
+
+    fn mark_closed(&self) {
+        let mut state = self.shared.state();
+        state.status.closed = true;
+        state.status.alive = false;
+        state.status.pid = None;
+        state.status.era = None;
+        state.current_info = None;
+    }
+
+    /// Waits out the restart backoff and connects, collecting the commands
+    /// that arrive meanwhile.
+    async fn start(&mut self) -> Started {
+        let delay_until = self.restart_at.filter(|at| *at > Instant::now());
+        if let Some(at) = delay_until {
+            tracing::info!(upstream = %self.name, delay = ?at.saturating_duration_since(Instant::now()), "restarting the backend after a backoff");
+        }
+        let connector = self.connector.clone();
+        let runtime = self.runtime.clone();
+        let mut connect = pin!(async move {
+            if let Some(at) = delay_until {
+                runtime.sleep_until(at).await;
+            }
+            connector.connect().await
+        });
+        let cmds = &mut self.cmds;
+        let backlog = &mut self.backlog;
+        poll_fn(|cx| {
+            loop {
+                match cmds.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Close(reply))) => {
+                        return Poll::Ready(Started::Close(reply));
+                    }
+                    Poll::Ready(Some(cmd)) => backlog.push_back(cmd),
+                    Poll::Ready(None) => return Poll::Ready(Started::Abandoned),
+                    Poll::Pending => break,
+                }
+            }
+            connect.as_mut().poll(cx).map(|r| match r {
+                Ok(conn) => Started::Connected(conn),
+                Err(e) => Started::Failed(e),
+            })
+        })
+        .await
+    }
+
+    fn spawn_failed(&mut self, e: io::Error) {
+        tracing::error!(upstream = %self.name, error = %e, "failed to start the backend");
+        self.schedule_restart(Duration::ZERO);
+        let err = UpstreamError::SpawnFailed(Arc::new(e));
+        let mut keep = VecDeque::new();
+        while let Some(cmd) = self.backlog.pop_front() {
+            match cmd {
+                Command::Close(_) => keep.push_back(cmd),
+                cmd => refuse(cmd, err.clone()),
+            }
+        }
+        self.backlog = keep;
+    }
+
+    /// Sets when the next backend may start, after one that lived `lived`.
+    fn schedule_restart(&mut self, lived: Duration) {
+        if lived >= self.config.restart_backoff_max {
+            self.backoff = self.config.restart_backoff_min;
+        }
+        self.restart_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2)
+            .min(self.config.restart_backoff_max)
+            .max(self.config.restart_backoff_min);
+    }
+
+    async fn drive(&mut self, conn: Connection) -> Flow {
+        self.generation += 1;
+        let generation = self.generation;
+        let started = Instant::now();
+        let pid = conn.process.as_ref().and_then(|p| p.pid());
+        {
+            let mut state = self.shared.state();
+            state.status.alive = true;
+            state.status.pid = pid;
+            state.status.era = None;
+            state.status.generation = generation;
+            state.current_info = None;
+            if generation > 1 {
+                state.status.restarts += 1;
+            }
+        }
+        if generation > 1 {
+            let _ = self
+                .shared
+                .events
+                .send(UpstreamEvent::Restarted { generation });
+        }
+        tracing::info!(upstream = %self.name, generation, pid, "backend started");
+        let label = Label {
+            name: self.name.clone(),
+            generation,
+            pid,
+        };
+        if let Some(stderr) = conn.stderr {
+            let cap = self.config.stderr_line_cap;
+            self.runtime
+                .spawn(Box::pin(drain_stderr(stderr, cap, label.clone())));
+        }
+        let monitor = conn.process.map(|process| {
+            Monitor::spawn(
+                &self.runtime,
+                process,
+                self.config.shutdown_grace,
+                self.shared.clone(),
+                label,
+            )
+        });
+        let session = Session::new(self.config.core.clone(), Instant::now());
+        let mut live = Live {
+            generation,
+            session,
+            reader: conn.reader,
+            writer: Some(conn.writer),
+            rbuf: vec![0; self.config.read_buffer.max(512)],
+            wbuf: Vec::new(),
+            wpos: 0,
+            need_flush: false,
+            eof: false,
+            routes: HashMap::new(),
+            ready_waiters: Vec::new(),
+            timer: None,
+            exit_deadline: None,
+            monitor,
+            sup: self,
+        };
+        let end = poll_fn(|cx| live.poll(cx)).await;
+        live.finish(end, started).await
+    }
+}
+
+/// Fails a command that cannot be carried out.
+fn refuse(cmd: Command, err: UpstreamError) {
+    match cmd {
+        Command::Call { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Command::Notify { reply, .. } | Command::Respond { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Command::Ready(reply) => {
+            let _ = reply.send(Err(err));
+        }
+        Command::Cancel { .. } => {}
+        Command::Close(reply) => {
+            let _ = reply.send(());
+        }
+    }
+}
+
+enum LiveEnd {
+    /// The session closed on the backend's side (EOF, crash, failed
+    /// handshake, broken pipe).
+    Died,
+    /// [`Upstream::close`](crate::Upstream::close).
+    Close(oneshot::Sender<()>),
+    /// Every handle was dropped.
+    Abandoned,
+}
+
+/// One backend generation being driven.
+struct Live<'a> {
+    sup: &'a mut Supervisor,
+    generation: u64,
+    session: Session,
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// `None` once closed or broken.
+    writer: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    rbuf: Vec<u8>,
+    /// Bytes taken from the session, written up to `wpos`. New bytes are
+    /// taken only when it is all written, so a backend that stops reading
+    /// leaves them queued in the session, which then refuses new work.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    need_flush: bool,
+    eof: bool,
+    routes: HashMap<CallId, CallRoute>,
+    ready_waiters: Vec<oneshot::Sender<Result<Arc<BackendInfo>, UpstreamError>>>,
+    timer: Option<(Instant, BoxFuture<'static, ()>)>,
+    /// Set when the process exited: its output gets this long to end.
+    exit_deadline: Option<Instant>,
+    monitor: Option<Monitor>,
+}
+
+impl Live<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<LiveEnd> {
+        for _ in 0..ROUNDS_PER_POLL {
+            let now = Instant::now();
+            let mut busy = false;
+            if self.session.close_reason().is_none() {
+                while let Some(cmd) = self.sup.backlog.pop_front() {
+                    busy = true;
+                    if let Some(end) = self.command(cmd, now) {
+                        return Poll::Ready(end);
+                    }
+                }
+                for _ in 0..COMMANDS_PER_ROUND {
+                    match self.sup.cmds.poll_recv(cx) {
+                        Poll::Ready(Some(cmd)) => {
+                            busy = true;
+                            if let Some(end) = self.command(cmd, now) {
+                                return Poll::Ready(end);
+                            }
+                            if self.session.close_reason().is_some() {
+                                break;
+                            }
+                        }
+                        Poll::Ready(None) => return Poll::Ready(LiveEnd::Abandoned),
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            busy |= self.poll_input(cx, now);
+            self.poll_output(cx, now);
+            busy |= self.poll_exit(cx, now);
+            busy |= self.poll_timer(cx, now);
+            busy |= self.drain_events(now);
+            if self.session.close_reason().is_some() {
+                self.publish_calls();
+                return Poll::Ready(LiveEnd::Died);
+            }
+            if !busy {
+                self.publish_calls();
+                return Poll::Pending;
+            }
+        }
+        // Plenty done in one go: let other tasks run, then carry on.
+        self.publish_calls();
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn publish_calls(&self) {
+        self.sup
+            .shared
+            .calls_in_flight
+            .store(self.session.calls_in_flight(), Ordering::Relaxed);
+    }
+
+    /// Carries out one command; `Some` ends this generation.
+    fn command(&mut self, cmd: Command, now: Instant) -> Option<LiveEnd> {
+        if self.session.close_reason().is_some() {
+            // The backend is going: the command waits for the next one.
+            self.sup.backlog.push_back(cmd);
+            return None;
+        }
+        match cmd {
+            Command::Call {
+                req,
+                opts,
+                route,
+                reply,
+            } => {
+                let request = Request {
+                    id: &req.id,
+                    method: &req.method,
+                    params: req.params.as_deref(),
+                };
+                match self.session.send_request(request, opts, now) {
+                    Ok(call) => {
+                        if reply.send(Ok((self.generation, call))).is_ok() {
+                            self.routes.insert(call, route);
+                        } else {
+                            // The caller gave up while the call was on its way.
+                            self.session.cancel(call, Some("the caller went away"), now);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::Notify {
+                method,
+                params,
+                reply,
+            } => {
+                let result = self
+                    .session
+                    .send_notification(&method, params.as_deref())
+                    .map_err(UpstreamError::from);
+                let _ = reply.send(result);
+            }
+            Command::Ready(reply) => match self.session.backend_info() {
+                Some(info) => {
+                    let _ = reply.send(Ok(info.clone()));
+                }
+                None => self.ready_waiters.push(reply),
+            },
+            Command::Respond {
+                key,
+                outcome,
+                reply,
+            } => {
+                let result = if key.generation != self.generation {
+                    Err(UpstreamError::StaleServerRequest(key))
+                } else {
+                    self.session
+                        .respond(key.id, outcome.as_outcome())
+                        .map_err(UpstreamError::from)
+                };
+                let _ = reply.send(result);
+            }
+            Command::Cancel { generation, call } => {
+                if generation == self.generation {
+                    self.routes.remove(&call);
+                    self.session
+                        .cancel(call, Some("request cancelled by the caller"), now);
+                }
+            }
+            Command::Close(reply) => return Some(LiveEnd::Close(reply)),
+        }
+        None
+    }
+
+    fn poll_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if self.eof {
+            return false;
+        }
+        match Pin::new(&mut self.reader).poll_read(cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                self.session.handle_eof(now);
+            }
+            Poll::Ready(Ok(n)) => self.session.handle_input(&self.rbuf[..n], now),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => {
+                tracing::warn!(upstream = %self.sup.name, generation = self.generation, error = %e, "reading from the backend failed");
+                self.eof = true;
+                self.session.handle_eof(now);
+            }
+            Poll::Pending => return false,
+        }
+        true
+    }
+
+    /// Writes what the session has queued, taking more only once the last
+    /// batch is written.
+    fn poll_output(&mut self, cx: &mut Context<'_>, now: Instant) {
+        let Some(writer) = self.writer.as_mut() else {
+            // Nothing can reach the backend any more.
+            self.wbuf.clear();
+            self.wpos = 0;
+            while self.session.poll_transmit(&mut self.wbuf) {
+                self.wbuf.clear();
+            }
+            return;
+        };
+        loop {
+            if self.wpos == self.wbuf.len() {
+                self.wbuf.clear();
+                self.wpos = 0;
+                if !self.session.poll_transmit(&mut self.wbuf) {
+                    if self.need_flush {
+                        match Pin::new(&mut **writer).poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.need_flush = false,
+                            Poll::Ready(Err(e)) => return self.write_failed(e, now),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return;
+                }
+            }
+            match Pin::new(&mut **writer).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Ready(Ok(0)) => {
+                    return self.write_failed(io::ErrorKind::WriteZero.into(), now);
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.wpos += n;
+                    self.need_flush = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return self.write_failed(e, now),
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    fn write_failed(&mut self, e: io::Error, now: Instant) {
+        tracing::warn!(upstream = %self.sup.name, generation = self.generation, error = %e, "writing to the backend failed; taking it as gone");
+        self.writer = None;
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.session.handle_eof(now);
+    }
+
+    /// Notices the process exiting; its output then gets a grace period to
+    /// end (a leftover child may hold it open).
+    fn poll_exit(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let Some(monitor) = self.monitor.as_mut() else {
+            return false;
+        };
+        let Some(exited) = monitor.exited() else {
+            return false;
+        };
+        match Pin::new(exited).poll(cx) {
+            Poll::Ready(exit) => {
+                monitor.exit_seen();
+                let exit: Option<ProcessExit> = exit.ok().flatten();
+                tracing::debug!(upstream = %self.sup.name, generation = self.generation, ?exit, "backend process ended");
+                if !self.eof {
+                    self.exit_deadline = Some(now + self.sup.config.shutdown_grace);
+                }
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let want = match (self.session.poll_timeout(), self.exit_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(want) = want else {
+            self.timer = None;
+            return false;
+        };
+        if want <= now {
+            self.timer = None;
+            self.fire(now);
+            return true;
+        }
+        // Keep an earlier timer: a spurious wakeup is harmless, and this
+        // avoids re-arming on every call that ends.
+        if !matches!(&self.timer, Some((at, _)) if *at <= want) {
+            self.timer = Some((want, self.sup.runtime.sleep_until(want)));
+        }
+        if let Some((_, sleep)) = self.timer.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                self.fire(Instant::now());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn fire(&mut self, now: Instant) {
+        self.session.handle_timeout(now);
+        if self.exit_deadline.is_some_and(|at| at <= now) {
+            self.exit_deadline = None;
+            if !self.eof {
+                tracing::warn!(upstream = %self.sup.name, generation = self.generation, "backend process exited but its output is still open; closing");
+                self.eof = true;
+                self.session.handle_eof(now);
+            }
+        }
+    }
+
+    fn drain_events(&mut self, _now: Instant) -> bool {
+        // Callers that see a call end must see it counted out already.
+        self.publish_calls();
+        let mut any = false;
+        while let Some(event) = self.session.poll_event() {
+            any = true;
+            self.event(event);
+        }
+        any
+    }
+
+    fn key(&self, id: mcpod_core::ServerRequestId) -> ServerRequestKey {
+        ServerRequestKey {
+            generation: self.generation,
+            id,
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Ready(info) => {
+                tracing::info!(upstream = %self.sup.name, generation = self.generation, era = ?info.era, version = %info.protocol_version, "backend ready");
+                {
+                    let mut state = self.sup.shared.state();
+                    state.status.era = Some(info.era);
+                    state.current_info = Some(info.clone());
+                    state.last_info = Some(info.clone());
+                }
+                for waiter in self.ready_waiters.drain(..) {
+                    let _ = waiter.send(Ok(info.clone()));
+                }
+            }
+            Event::Response {
+                call,
+                frame,
+                is_error,
+            } => {
+                if let Some(route) = self.routes.remove(&call) {
+                    let _ = route.done.send(CallItem::Response { frame, is_error });
+                }
+            }
+            Event::CallEnded {
+                call,
+                reason,
+                frame,
+            } => {
+                if let Some(route) = self.routes.remove(&call) {
+                    let _ = route.done.send(CallItem::Ended { reason, frame });
+                }
+            }
+            Event::Notification {
+                route: Route::Call(call),
+                method,
+                frame,
+            } => {
+                let Some(route) = self.routes.get(&call) else {
+                    return;
+                };
+                if route
+                    .items
+                    .try_send(CallItem::Notification { method, frame })
+                    .is_err()
+                {
+                    tracing::debug!(upstream = %self.sup.name, %call, "caller not reading its call stream; notification dropped");
+                }
+            }
+            Event::Notification {
+                route: Route::Broadcast,
+                method,
+                frame,
+            } => {
+                let _ = self
+                    .sup
+                    .shared
+                    .events
+                    .send(UpstreamEvent::Notification { method, frame });
+            }
+            Event::ServerRequest(request) => {
+                let key = self.key(request.id);
+                let mut item = CallItem::ServerRequest {
+                    key,
+                    method: request.method,
+                    params: request.params,
+                };
+                if let Route::Call(call) = request.route {
+                    if let Some(route) = self.routes.get(&call) {
+                        match route.items.try_send(item) {
+                            Ok(()) => return,
+                            Err(e) => item = e.into_inner(),
+                        }
+                    }
+                }
+                let CallItem::ServerRequest {
+                    key,
+                    method,
+                    params,
+                } = item
+                else {
+                    return;
+                };
+                let event = UpstreamEvent::ServerRequest {
+                    key,
+                    method,
+                    params,
+                };
+                if self.sup.shared.events.send(event).is_err() {
+                    // Nobody listens: answer at once rather than leave the
+                    // backend waiting.
+                    let _ = self.session.respond(
+                        key.id,
+                        Outcome::Error {
+                            code: INTERNAL_ERROR,
+                            message: "no client is connected to answer this request",
+                            data: None,
+                        },
+                    );
+                }
+            }
+            Event::ServerRequestCancelled(id) => {
+                let key = self.key(id);
+                let _ = self
+                    .sup
+                    .shared
+                    .events
+                    .send(UpstreamEvent::ServerRequestCancelled(key));
+            }
+            Event::PeerFault(fault) => {
+                tracing::warn!(upstream = %self.sup.name, generation = self.generation, %fault, "backend misbehaved");
+            }
+            Event::Closed(reason) => {
+                tracing::info!(upstream = %self.sup.name, generation = self.generation, %reason, "backend session closed");
+                let err = match &reason {
+                    CloseReason::HandshakeFailed(why) => {
+                        UpstreamError::HandshakeFailed(why.to_string())
+                    }
+                    CloseReason::Local => UpstreamError::Closed,
+                    other => UpstreamError::BackendGone(other.clone()),
+                };
+                for waiter in self.ready_waiters.drain(..) {
+                    let _ = waiter.send(Err(err.clone()));
+                }
+            }
+            other => {
+                tracing::debug!(upstream = %self.sup.name, event = ?other, "unhandled session event");
+            }
+        }
+    }
+
+    /// Ends this generation: stops and reaps the process (waiting for it on
+    /// a close), and updates the status.
+    async fn finish(mut self, end: LiveEnd, started: Instant) -> Flow {
+        let now = Instant::now();
+        let (flow, reply) = match end {
+            LiveEnd::Died => (Flow::Continue, None),
+            LiveEnd::Close(reply) => (Flow::Stop, Some(reply)),
+            LiveEnd::Abandoned => (Flow::Stop, None),
+        };
+        if let Flow::Stop = flow {
+            self.session.close(now);
+            self.drain_events(now);
+        }
+        // Closing the backend's stdin is the first step of its shutdown.
+        self.writer = None;
+        self.routes.clear();
+        match (&flow, self.monitor.take()) {
+            (Flow::Stop, Some(monitor)) => monitor.stop_and_wait().await,
+            (Flow::Continue, Some(mut monitor)) => monitor.stop(),
+            (_, None) => {}
+        }
+        {
+            let mut state = self.sup.shared.state();
+            state.status.alive = false;
+            state.status.pid = None;
+            state.status.era = None;
+            state.current_info = None;
+            if let Flow::Stop = flow {
+                state.status.closed = true;
+            }
+        }
+        self.sup.shared.calls_in_flight.store(0, Ordering::Relaxed);
+        if let Flow::Continue = flow {
+            self.sup.schedule_restart(started.elapsed());
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(());
+        }
+        flow
+    }
+}
