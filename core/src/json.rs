@@ -55,20 +55,22 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 
 /// Appends a request line to the backend.
 pub(crate) fn push_request(out: &mut Vec<u8>, id: u64, method: &str, params: Option<&str>) {
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    push_u64(out, id);
-    out.extend_from_slice(b",\"method\":");
-    push_str_literal(out, method);
-    if let Some(params) = params {
-        out.extend_from_slice(b",\"params\":");
-        push_raw(out, params);
-    }
-    out.extend_from_slice(b"}\n");
+    push_call_line(out, Some(id), method, params);
 }
 
 /// Appends a notification line.
 pub(crate) fn push_notification(out: &mut Vec<u8>, method: &str, params: Option<&str>) {
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+    push_call_line(out, None, method, params);
+}
+
+fn push_call_line(out: &mut Vec<u8>, id: Option<u64>, method: &str, params: Option<&str>) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",");
+    if let Some(id) = id {
+        out.extend_from_slice(b"\"id\":");
+        push_u64(out, id);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"method\":");
     push_str_literal(out, method);
     if let Some(params) = params {
         out.extend_from_slice(b",\"params\":");
@@ -77,7 +79,7 @@ pub(crate) fn push_notification(out: &mut Vec<u8>, method: &str, params: Option<
     out.extend_from_slice(b"}\n");
 }
 
-/// Appends a success response line (without newline when `newline` is false).
+/// Appends a success response (no trailing newline).
 pub(crate) fn push_result(out: &mut Vec<u8>, id_json: &str, result: &str) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id_json.as_bytes());
