@@ -21,6 +21,18 @@ pub trait Connector: Send + Sync + 'static {
     fn connect(&self) -> BoxFuture<'_, io::Result<Connection>>;
 }
 
+impl<C: Connector + ?Sized> Connector for Box<C> {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Connection>> {
+        (**self).connect()
+    }
+}
+
+impl<C: Connector + ?Sized> Connector for std::sync::Arc<C> {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Connection>> {
+        (**self).connect()
+    }
+}
+
 /// The output of a [`Connector`]: the backend's streams and, if it is a
 /// process, the handle to stop it with.
 pub struct Connection {

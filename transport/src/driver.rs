@@ -391,7 +391,9 @@ impl Live<'_> {
                     method: &req.method,
                     params: req.params.as_deref(),
                 };
-                match self.session.send_request(request, opts, now) {
+                let result = self.session.send_request(request, opts, now);
+                self.publish_calls();
+                match result {
                     Ok(call) => {
                         if reply.send(Ok((self.generation, call))).is_ok() {
                             self.routes.insert(call, route);

@@ -17,7 +17,7 @@
 //! - Writing never blocks the task: bytes are taken from the session only
 //!   once the previous batch is written, so a backend that stops reading
 //!   leaves its output queued in the session, which soon refuses new calls
-//!   with [`SendError::BackendNotReading`](mcpod_core::SendError::BackendNotReading).
+//!   with [`SendError::BackendNotReading`].
 //!   Memory stays bounded by the session's limits.
 //! - Each call gets a [`CallStream`]: the notifications and server requests
 //!   that belong to it, then exactly one terminal item. Dropping the stream
@@ -62,6 +62,8 @@ mod connect;
 mod driver;
 mod process;
 mod runtime;
+#[cfg(feature = "suite")]
+pub mod suite;
 mod upstream;
 
 pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec};
