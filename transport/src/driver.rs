@@ -14,12 +14,12 @@ use futures::io::{AsyncRead, AsyncWrite};
 use mcpod_core::{BackendInfo, CallId, CloseReason, Event, Outcome, Request, Route, Session};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::call::CallSender;
 use crate::connect::{Connection, Connector, ProcessExit};
 use crate::process::{Label, Monitor, drain_stderr};
 use crate::runtime::{BoxFuture, Runtime};
 use crate::upstream::{
-    CallItem, CallRoute, Command, ServerRequestKey, Shared, UpstreamConfig, UpstreamError,
-    UpstreamEvent,
+    CallItem, Command, ServerRequestKey, Shared, UpstreamConfig, UpstreamError, UpstreamEvent,
 };
 
 /// Commands handled per round before I/O gets its turn.
@@ -267,8 +267,8 @@ impl Supervisor {
 /// Fails a command that cannot be carried out.
 fn refuse(cmd: Command, err: UpstreamError) {
     match cmd {
-        Command::Call { reply, .. } => {
-            let _ = reply.send(Err(err));
+        Command::Call { call, .. } => {
+            call.accept(Err(err));
         }
         Command::Notify { reply, .. } | Command::Respond { reply, .. } => {
             let _ = reply.send(Err(err));
@@ -309,7 +309,7 @@ struct Live<'a> {
     wpos: usize,
     need_flush: bool,
     eof: bool,
-    routes: HashMap<CallId, CallRoute>,
+    routes: HashMap<CallId, CallSender>,
     ready_waiters: Vec<oneshot::Sender<Result<Arc<BackendInfo>, UpstreamError>>>,
     timer: Option<(Instant, BoxFuture<'static, ()>)>,
     /// Set when the process exited: its output gets this long to end.
@@ -380,12 +380,7 @@ impl Live<'_> {
             return None;
         }
         match cmd {
-            Command::Call {
-                req,
-                opts,
-                route,
-                reply,
-            } => {
+            Command::Call { req, opts, call } => {
                 let request = Request {
                     id: &req.id,
                     method: &req.method,
@@ -394,16 +389,16 @@ impl Live<'_> {
                 let result = self.session.send_request(request, opts, now);
                 self.publish_calls();
                 match result {
-                    Ok(call) => {
-                        if reply.send(Ok((self.generation, call))).is_ok() {
-                            self.routes.insert(call, route);
+                    Ok(id) => {
+                        if call.accept(Ok((self.generation, id))) {
+                            self.routes.insert(id, call);
                         } else {
                             // The caller gave up while the call was on its way.
-                            self.session.cancel(call, Some("the caller went away"), now);
+                            self.session.cancel(id, Some("the caller went away"), now);
                         }
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                        call.accept(Err(e.into()));
                     }
                 }
             }
@@ -623,7 +618,7 @@ impl Live<'_> {
                 is_error,
             } => {
                 if let Some(route) = self.routes.remove(&call) {
-                    let _ = route.done.send(CallItem::Response { frame, is_error });
+                    route.finish(CallItem::Response { frame, is_error });
                 }
             }
             Event::CallEnded {
@@ -632,7 +627,7 @@ impl Live<'_> {
                 frame,
             } => {
                 if let Some(route) = self.routes.remove(&call) {
-                    let _ = route.done.send(CallItem::Ended { reason, frame });
+                    route.finish(CallItem::Ended { reason, frame });
                 }
             }
             Event::Notification {
@@ -644,8 +639,7 @@ impl Live<'_> {
                     return;
                 };
                 if route
-                    .items
-                    .try_send(CallItem::Notification { method, frame })
+                    .push(CallItem::Notification { method, frame })
                     .is_err()
                 {
                     tracing::debug!(upstream = %self.sup.name, %call, "caller not reading its call stream; notification dropped");
@@ -671,9 +665,9 @@ impl Live<'_> {
                 };
                 if let Route::Call(call) = request.route {
                     if let Some(route) = self.routes.get(&call) {
-                        match route.items.try_send(item) {
+                        match route.push(item) {
                             Ok(()) => return,
-                            Err(e) => item = e.into_inner(),
+                            Err(back) => item = back,
                         }
                     }
                 }

@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod call;
 mod connect;
 mod driver;
 mod process;
@@ -66,10 +67,11 @@ mod runtime;
 pub mod suite;
 mod upstream;
 
+pub use call::CallStream;
 pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec};
 pub use runtime::{BoxFuture, Runtime};
 pub use upstream::{
-    CallItem, CallStream, OwnedOutcome, OwnedRequest, ServerRequestKey, Upstream, UpstreamConfig,
+    CallItem, OwnedOutcome, OwnedRequest, ServerRequestKey, Upstream, UpstreamConfig,
     UpstreamError, UpstreamEvent, UpstreamEvents, UpstreamStatus,
 };
 

@@ -30,11 +30,11 @@ use mcpod_core::{Deadline, EndReason, Era, EraMode, RequestOptions, SendError};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::call::CallStream;
 use crate::connect::{Connection, Connector, ProcessSpec};
 use crate::runtime::{BoxFuture, Runtime, timeout_at};
 use crate::upstream::{
-    CallItem, CallStream, OwnedOutcome, OwnedRequest, Upstream, UpstreamConfig, UpstreamError,
-    UpstreamEvent,
+    CallItem, OwnedOutcome, OwnedRequest, Upstream, UpstreamConfig, UpstreamError, UpstreamEvent,
 };
 
 /// The environment variable that makes a suite test binary serve the demo

@@ -1,11 +1,9 @@
 //! [`Upstream`]: the cloneable handle callers use, and what it hands back.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::time::Duration;
 
 use mcpod_core::{
@@ -15,6 +13,7 @@ use serde_json::value::RawValue;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::call::{self, CallSender, CallStream};
 use crate::connect::{Connector, ProcessExit};
 use crate::driver::Supervisor;
 use crate::runtime::Runtime;
@@ -274,17 +273,11 @@ pub struct UpstreamStatus {
     pub closed: bool,
 }
 
-pub(crate) struct CallRoute {
-    pub(crate) items: mpsc::Sender<CallItem>,
-    pub(crate) done: oneshot::Sender<CallItem>,
-}
-
 pub(crate) enum Command {
     Call {
         req: OwnedRequest,
         opts: RequestOptions,
-        route: CallRoute,
-        reply: oneshot::Sender<Result<(u64, CallId), UpstreamError>>,
+        call: CallSender,
     },
     Notify {
         method: String,
@@ -408,27 +401,9 @@ impl Upstream {
         req: OwnedRequest,
         opts: RequestOptions,
     ) -> Result<CallStream, UpstreamError> {
-        let (items_tx, items) = mpsc::channel(self.shared.call_buffer);
-        let (done_tx, done) = oneshot::channel();
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Call {
-            req,
-            opts,
-            route: CallRoute {
-                items: items_tx,
-                done: done_tx,
-            },
-            reply,
-        })?;
-        let (generation, id) = rx.await.map_err(|_| UpstreamError::Closed)??;
-        Ok(CallStream {
-            id,
-            generation,
-            items,
-            done,
-            finished: false,
-            cmds: self.cmds.downgrade(),
-        })
+        let (call, pending) = call::channel(self.shared.call_buffer, self.cmds.downgrade());
+        self.send(Command::Call { req, opts, call })?;
+        pending.accepted().await
     }
 
     /// Forwards a notification to the backend. Starts a backend if none
@@ -488,98 +463,6 @@ impl Upstream {
         if self.send(Command::Close(reply)).is_ok() {
             // An error means the driver has already finished closing.
             let _ = rx.await;
-        }
-    }
-}
-
-/// The items of one call, in order: notifications and server requests that
-/// belong to it, then exactly one terminal item ([`CallItem::Response`] or
-/// [`CallItem::Ended`]), then `None`.
-///
-/// Dropping it before the terminal item cancels the call: the backend gets
-/// `notifications/cancelled`.
-pub struct CallStream {
-    id: CallId,
-    generation: u64,
-    items: mpsc::Receiver<CallItem>,
-    done: oneshot::Receiver<CallItem>,
-    finished: bool,
-    cmds: mpsc::WeakUnboundedSender<Command>,
-}
-
-impl fmt::Debug for CallStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallStream")
-            .field("id", &self.id)
-            .field("generation", &self.generation)
-            .field("finished", &self.finished)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CallStream {
-    /// The call's id within its session (also the id the backend sees).
-    pub fn id(&self) -> CallId {
-        self.id
-    }
-
-    /// The backend generation the call went to.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// The next item; `None` after the terminal one.
-    pub async fn next(&mut self) -> Option<CallItem> {
-        if self.finished {
-            return None;
-        }
-        poll_fn(|cx| {
-            // Items sent before the terminal one are always seen first: the
-            // driver queues them before it sends the terminal item.
-            if let Poll::Ready(Some(item)) = self.items.poll_recv(cx) {
-                return Poll::Ready(Some(item));
-            }
-            match std::pin::Pin::new(&mut self.done).poll(cx) {
-                Poll::Ready(Ok(item)) => {
-                    self.finished = true;
-                    Poll::Ready(Some(item))
-                }
-                Poll::Ready(Err(_)) => {
-                    self.finished = true;
-                    Poll::Ready(None)
-                }
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
-    }
-
-    /// Waits for the terminal item, skipping everything before it.
-    pub async fn finish(mut self) -> Option<CallItem> {
-        while let Some(item) = self.next().await {
-            if item.is_terminal() {
-                return Some(item);
-            }
-        }
-        None
-    }
-}
-
-impl Drop for CallStream {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        // A terminal item already delivered but not read: nothing to cancel.
-        if let Ok(item) = self.done.try_recv() {
-            drop(item);
-            return;
-        }
-        if let Some(cmds) = self.cmds.upgrade() {
-            let _ = cmds.send(Command::Cancel {
-                generation: self.generation,
-                call: self.id,
-            });
         }
     }
 }
