@@ -282,6 +282,7 @@ async fn rpc(app: &Arc<App>, target: Arc<Target>, upstream: Upstream, body: Body
             upstream,
             caller: Caller::Memoh,
             sse: false,
+            json: true,
             deadline: Deadline::Default,
             cancel: None,
             slots,

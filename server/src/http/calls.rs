@@ -167,6 +167,9 @@ pub struct Call {
     pub caller: Caller,
     /// Whether the reply may be SSE.
     pub sse: bool,
+    /// Whether the reply may be JSON (if not, even a lone response is
+    /// sent as a one-event stream).
+    pub json: bool,
     /// The call's deadline.
     pub deadline: Deadline,
     /// Fires when the client cancels (legacy `notifications/cancelled`).
@@ -361,7 +364,10 @@ pub async fn forward(mut call: Call, req: OwnedRequest) -> Response {
                 err.id = Some(flow.id_json.clone());
                 return flow.call.record.fail(err);
             }
-            Some(item) if item.is_terminal() => return json_response(flow.finish(item)),
+            Some(item) if item.is_terminal() => {
+                let json = flow.call.json;
+                return reply(flow.finish(item), json);
+            }
             Some(item) if flow.call.sse => {
                 let keep_alive = flow.call.target.limits.sse_keep_alive;
                 return sse::response(stream_rest(flow, item), keep_alive, None);

@@ -139,6 +139,7 @@ pub async fn post(
                 upstream: session.upstream.clone(),
                 caller: Caller::Legacy(session.clone()),
                 sse: accept.sse,
+                json: accept.json,
                 deadline: Deadline::Default,
                 cancel,
                 slots,
