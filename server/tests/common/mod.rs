@@ -33,7 +33,7 @@ impl Gateway {
         let toml = if toml.contains("[auth]") {
             toml.to_owned()
         } else {
-            format!("[auth]\ndisabled = true\n{toml}")
+            format!("{toml}\n[auth]\ndisabled = true\n")
         };
         let raw = RawConfig::from_toml(&toml).unwrap();
         let config = raw.validate().unwrap();
