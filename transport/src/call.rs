@@ -8,10 +8,8 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
+use crate::upstream::{CallItem, Shared, UpstreamError};
 use mcpod_core::CallId;
-use tokio::sync::mpsc;
-
-use crate::upstream::{CallItem, Command, UpstreamError};
 
 #[derive(Default)]
 struct SlotState {
@@ -47,10 +45,7 @@ fn wake(mut state: MutexGuard<'_, SlotState>) {
 }
 
 /// Creates the two ends of a call's channel.
-pub(crate) fn channel(
-    capacity: usize,
-    cmds: mpsc::WeakUnboundedSender<Command>,
-) -> (CallSender, PendingCall) {
+pub(crate) fn channel(capacity: usize, shared: Arc<Shared>) -> (CallSender, PendingCall) {
     let slot = Arc::new(Slot {
         state: Mutex::new(SlotState::default()),
         capacity: capacity.max(1),
@@ -59,7 +54,7 @@ pub(crate) fn channel(
         CallSender { slot: slot.clone() },
         PendingCall {
             slot,
-            cmds,
+            shared,
             converted: false,
         },
     )
@@ -116,14 +111,14 @@ impl Drop for CallSender {
 /// The caller's end while the driver has not accepted the call yet.
 pub(crate) struct PendingCall {
     slot: Arc<Slot>,
-    cmds: mpsc::WeakUnboundedSender<Command>,
+    shared: Arc<Shared>,
     /// Turned into a [`CallStream`], which now owns the caller's side.
     converted: bool,
 }
 
 impl PendingCall {
     /// Waits for the driver to accept or refuse the call.
-    pub(crate) async fn accepted(mut self) -> Result<CallStream, UpstreamError> {
+    pub(crate) async fn accepted(self) -> Result<CallStream, UpstreamError> {
         let slot = self.slot.clone();
         let (generation, id) = poll_fn(|cx| {
             let mut state = slot.lock();
@@ -137,14 +132,19 @@ impl PendingCall {
             Poll::Pending
         })
         .await?;
+        Ok(self.into_stream(generation, id))
+    }
+
+    /// The stream of a call the session has taken.
+    pub(crate) fn into_stream(mut self, generation: u64, id: CallId) -> CallStream {
         self.converted = true;
-        Ok(CallStream {
+        CallStream {
             id,
             generation,
-            slot,
+            slot: self.slot.clone(),
             finished: false,
-            cmds: self.cmds.clone(),
-        })
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -158,14 +158,8 @@ impl Drop for PendingCall {
         // Accepted but never picked up: the call is open, cancel it.
         if let Some(Ok((generation, call))) = state.accepted.take() {
             drop(state);
-            cancel(&self.cmds, generation, call);
+            self.shared.cancel(generation, call);
         }
-    }
-}
-
-fn cancel(cmds: &mpsc::WeakUnboundedSender<Command>, generation: u64, call: CallId) {
-    if let Some(cmds) = cmds.upgrade() {
-        let _ = cmds.send(Command::Cancel { generation, call });
     }
 }
 
@@ -180,7 +174,7 @@ pub struct CallStream {
     generation: u64,
     slot: Arc<Slot>,
     finished: bool,
-    cmds: mpsc::WeakUnboundedSender<Command>,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for CallStream {
@@ -251,7 +245,7 @@ impl Drop for CallStream {
         let open = !self.finished && state.terminal.is_none() && !state.sender_gone;
         drop(state);
         if open {
-            cancel(&self.cmds, self.generation, self.id);
+            self.shared.cancel(self.generation, self.id);
         }
     }
 }

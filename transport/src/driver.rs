@@ -6,20 +6,18 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::io::{AsyncRead, AsyncWrite};
-use mcpod_core::{BackendInfo, CallId, CloseReason, Event, Outcome, Request, Route, Session};
+use mcpod_core::{BackendInfo, CloseReason, Event, Outcome, Request, Route, Session};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::call::CallSender;
 use crate::connect::{Connection, Connector, ProcessExit};
 use crate::process::{Label, Monitor, drain_stderr};
 use crate::runtime::{BoxFuture, Runtime};
 use crate::upstream::{
-    CallItem, Command, ServerRequestKey, Shared, UpstreamConfig, UpstreamError, UpstreamEvent,
+    CallItem, Command, Live, ServerRequestKey, Shared, UpstreamConfig, UpstreamError, UpstreamEvent,
 };
 
 /// Commands handled per round before I/O gets its turn.
@@ -94,8 +92,6 @@ impl Supervisor {
                     let _ = reply.send(());
                     break;
                 }
-                // The call's backend is gone already.
-                Command::Cancel { .. } => {}
                 Command::Respond { key, reply, .. } => {
                     let _ = reply.send(Err(UpstreamError::StaleServerRequest(key)));
                 }
@@ -242,9 +238,14 @@ impl Supervisor {
             )
         });
         let session = Session::new(self.config.core.clone(), Instant::now());
-        let mut live = Live {
+        *self.shared.live() = Some(Live {
             generation,
             session,
+            routes: HashMap::new(),
+        });
+        let mut driver = Driver {
+            shared: self.shared.clone(),
+            generation,
             reader: conn.reader,
             writer: Some(conn.writer),
             rbuf: vec![0; self.config.read_buffer.max(512)],
@@ -252,15 +253,15 @@ impl Supervisor {
             wpos: 0,
             need_flush: false,
             eof: false,
-            routes: HashMap::new(),
             ready_waiters: Vec::new(),
+            deadline: None,
             timer: None,
             exit_deadline: None,
             monitor,
             sup: self,
         };
-        let end = poll_fn(|cx| live.poll(cx)).await;
-        live.finish(end, started).await
+        let end = poll_fn(|cx| driver.poll(cx)).await;
+        driver.finish(end, started).await
     }
 }
 
@@ -276,7 +277,6 @@ fn refuse(cmd: Command, err: UpstreamError) {
         Command::Ready(reply) => {
             let _ = reply.send(Err(err));
         }
-        Command::Cancel { .. } => {}
         Command::Close(reply) => {
             let _ = reply.send(());
         }
@@ -293,11 +293,19 @@ enum LiveEnd {
     Abandoned,
 }
 
-/// One backend generation being driven.
-struct Live<'a> {
+/// What one read from the backend brought.
+enum Input {
+    Nothing,
+    Bytes(usize),
+    End,
+}
+
+/// The driver of one backend generation: it owns the streams and moves
+/// bytes between them and the shared session.
+struct Driver<'a> {
     sup: &'a mut Supervisor,
+    shared: Arc<Shared>,
     generation: u64,
-    session: Session,
     reader: Box<dyn AsyncRead + Send + Unpin>,
     /// `None` once closed or broken.
     writer: Option<Box<dyn AsyncWrite + Send + Unpin>>,
@@ -309,35 +317,46 @@ struct Live<'a> {
     wpos: usize,
     need_flush: bool,
     eof: bool,
-    routes: HashMap<CallId, CallSender>,
     ready_waiters: Vec<oneshot::Sender<Result<Arc<BackendInfo>, UpstreamError>>>,
+    /// When the session (or the exit grace) next needs the clock.
+    deadline: Option<Instant>,
     timer: Option<(Instant, BoxFuture<'static, ()>)>,
     /// Set when the process exited: its output gets this long to end.
     exit_deadline: Option<Instant>,
     monitor: Option<Monitor>,
 }
 
-impl Live<'_> {
+impl Driver<'_> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<LiveEnd> {
+        self.shared.driver.register(cx.waker());
+        let shared = self.shared.clone();
         for _ in 0..ROUNDS_PER_POLL {
             let now = Instant::now();
             let mut busy = false;
-            if self.session.close_reason().is_none() {
-                while let Some(cmd) = self.sup.backlog.pop_front() {
-                    busy = true;
-                    if let Some(end) = self.command(cmd, now) {
-                        return Poll::Ready(end);
+            while let Some(cmd) = self.sup.backlog.pop_front() {
+                busy = true;
+                match self.command(cmd, now) {
+                    Handled::Done => {}
+                    Handled::Later(cmd) => {
+                        // The session is closing: wait for the next backend.
+                        self.sup.backlog.push_front(cmd);
+                        break;
                     }
+                    Handled::End(end) => return Poll::Ready(end),
                 }
+            }
+            if self.sup.backlog.is_empty() {
                 for _ in 0..COMMANDS_PER_ROUND {
                     match self.sup.cmds.poll_recv(cx) {
                         Poll::Ready(Some(cmd)) => {
                             busy = true;
-                            if let Some(end) = self.command(cmd, now) {
-                                return Poll::Ready(end);
-                            }
-                            if self.session.close_reason().is_some() {
-                                break;
+                            match self.command(cmd, now) {
+                                Handled::Done => {}
+                                Handled::Later(cmd) => {
+                                    self.sup.backlog.push_back(cmd);
+                                    break;
+                                }
+                                Handled::End(end) => return Poll::Ready(end),
                             }
                         }
                         Poll::Ready(None) => return Poll::Ready(LiveEnd::Abandoned),
@@ -345,39 +364,82 @@ impl Live<'_> {
                     }
                 }
             }
-            busy |= self.poll_input(cx, now);
-            self.poll_output(cx, now);
+            let input = self.poll_input(cx);
+            busy |= !matches!(input, Input::Nothing);
             busy |= self.poll_exit(cx, now);
-            busy |= self.poll_timer(cx, now);
-            busy |= self.drain_events(now);
-            if self.session.close_reason().is_some() {
-                self.publish_calls();
+
+            // Everything that touches the session, in one go.
+            let closed = {
+                let mut guard = shared.live();
+                let Some(live) = guard.as_mut() else {
+                    return Poll::Ready(LiveEnd::Died);
+                };
+                match input {
+                    Input::Nothing => {}
+                    Input::Bytes(n) => live.session.handle_input(&self.rbuf[..n], now),
+                    Input::End => live.session.handle_eof(now),
+                }
+                if self.deadline.is_some_and(|at| at <= now) {
+                    self.timer = None;
+                    live.session.handle_timeout(now);
+                    if self.exit_deadline.is_some_and(|at| at <= now) {
+                        self.exit_deadline = None;
+                        if !self.eof {
+                            tracing::warn!(upstream = %self.sup.name, generation = self.generation, "backend process exited but its output is still open; closing");
+                            self.eof = true;
+                            live.session.handle_eof(now);
+                        }
+                    }
+                }
+                while let Some(event) = live.session.poll_event() {
+                    busy = true;
+                    self.event(live, event);
+                }
+                if self.wpos == self.wbuf.len() {
+                    self.wbuf.clear();
+                    self.wpos = 0;
+                    if self.writer.is_some() {
+                        let _ = live.session.poll_transmit(&mut self.wbuf);
+                    } else {
+                        // Nothing can reach the backend any more.
+                        while live.session.poll_transmit(&mut self.wbuf) {
+                            self.wbuf.clear();
+                        }
+                    }
+                }
+                self.deadline = match (live.session.poll_timeout(), self.exit_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                live.session.close_reason().is_some()
+            };
+            if closed {
                 return Poll::Ready(LiveEnd::Died);
             }
+            busy |= self.poll_output(cx, now);
+            busy |= self.poll_timer(cx, now);
             if !busy {
-                self.publish_calls();
                 return Poll::Pending;
             }
         }
         // Plenty done in one go: let other tasks run, then carry on.
-        self.publish_calls();
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 
-    fn publish_calls(&self) {
-        self.sup
-            .shared
-            .calls_in_flight
-            .store(self.session.calls_in_flight(), Ordering::Relaxed);
-    }
-
-    /// Carries out one command; `Some` ends this generation.
-    fn command(&mut self, cmd: Command, now: Instant) -> Option<LiveEnd> {
-        if self.session.close_reason().is_some() {
-            // The backend is going: the command waits for the next one.
-            self.sup.backlog.push_back(cmd);
-            return None;
+    /// Carries out a command that came through the supervisor (callers use
+    /// the shared session directly while a backend runs).
+    fn command(&mut self, cmd: Command, now: Instant) -> Handled {
+        let shared = self.shared.clone();
+        let mut guard = shared.live();
+        let Some(live) = guard.as_mut() else {
+            return Handled::Later(cmd);
+        };
+        if let Command::Close(reply) = cmd {
+            return Handled::End(LiveEnd::Close(reply));
+        }
+        if live.session.close_reason().is_some() {
+            return Handled::Later(cmd);
         }
         match cmd {
             Command::Call { req, opts, call } => {
@@ -386,15 +448,13 @@ impl Live<'_> {
                     method: &req.method,
                     params: req.params.as_deref(),
                 };
-                let result = self.session.send_request(request, opts, now);
-                self.publish_calls();
-                match result {
+                match live.session.send_request(request, opts, now) {
                     Ok(id) => {
                         if call.accept(Ok((self.generation, id))) {
-                            self.routes.insert(id, call);
+                            live.routes.insert(id, call);
                         } else {
                             // The caller gave up while the call was on its way.
-                            self.session.cancel(id, Some("the caller went away"), now);
+                            live.session.cancel(id, Some("the caller went away"), now);
                         }
                     }
                     Err(e) => {
@@ -407,13 +467,13 @@ impl Live<'_> {
                 params,
                 reply,
             } => {
-                let result = self
+                let result = live
                     .session
                     .send_notification(&method, params.as_deref())
                     .map_err(UpstreamError::from);
                 let _ = reply.send(result);
             }
-            Command::Ready(reply) => match self.session.backend_info() {
+            Command::Ready(reply) => match live.session.backend_info() {
                 Some(info) => {
                     let _ = reply.send(Ok(info.clone()));
                 }
@@ -427,85 +487,77 @@ impl Live<'_> {
                 let result = if key.generation != self.generation {
                     Err(UpstreamError::StaleServerRequest(key))
                 } else {
-                    self.session
+                    live.session
                         .respond(key.id, outcome.as_outcome())
                         .map_err(UpstreamError::from)
                 };
                 let _ = reply.send(result);
             }
-            Command::Cancel { generation, call } => {
-                if generation == self.generation {
-                    self.routes.remove(&call);
-                    self.session
-                        .cancel(call, Some("request cancelled by the caller"), now);
-                }
-            }
-            Command::Close(reply) => return Some(LiveEnd::Close(reply)),
+            Command::Close(reply) => return Handled::End(LiveEnd::Close(reply)),
         }
-        None
+        Handled::Done
     }
 
-    fn poll_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Input {
         if self.eof {
-            return false;
+            return Input::Nothing;
         }
         match Pin::new(&mut self.reader).poll_read(cx, &mut self.rbuf) {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
-                self.session.handle_eof(now);
+                Input::End
             }
-            Poll::Ready(Ok(n)) => self.session.handle_input(&self.rbuf[..n], now),
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Ok(n)) => Input::Bytes(n),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                cx.waker().wake_by_ref();
+                Input::Nothing
+            }
             Poll::Ready(Err(e)) => {
                 tracing::warn!(upstream = %self.sup.name, generation = self.generation, error = %e, "reading from the backend failed");
                 self.eof = true;
-                self.session.handle_eof(now);
+                Input::End
             }
-            Poll::Pending => return false,
+            Poll::Pending => Input::Nothing,
         }
-        true
     }
 
-    /// Writes what the session has queued, taking more only once the last
-    /// batch is written.
-    fn poll_output(&mut self, cx: &mut Context<'_>, now: Instant) {
+    /// Writes the batch taken from the session. Returns whether the batch
+    /// got fully written (so the next round can take more) or failed.
+    fn poll_output(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let Some(writer) = self.writer.as_mut() else {
-            // Nothing can reach the backend any more.
-            self.wbuf.clear();
-            self.wpos = 0;
-            while self.session.poll_transmit(&mut self.wbuf) {
-                self.wbuf.clear();
-            }
-            return;
+            return false;
         };
-        loop {
-            if self.wpos == self.wbuf.len() {
-                self.wbuf.clear();
-                self.wpos = 0;
-                if !self.session.poll_transmit(&mut self.wbuf) {
-                    if self.need_flush {
-                        match Pin::new(&mut **writer).poll_flush(cx) {
-                            Poll::Ready(Ok(())) => self.need_flush = false,
-                            Poll::Ready(Err(e)) => return self.write_failed(e, now),
-                            Poll::Pending => {}
-                        }
-                    }
-                    return;
-                }
-            }
+        while self.wpos < self.wbuf.len() {
             match Pin::new(&mut **writer).poll_write(cx, &self.wbuf[self.wpos..]) {
                 Poll::Ready(Ok(0)) => {
-                    return self.write_failed(io::ErrorKind::WriteZero.into(), now);
+                    self.write_failed(io::ErrorKind::WriteZero.into(), now);
+                    return true;
                 }
                 Poll::Ready(Ok(n)) => {
                     self.wpos += n;
                     self.need_flush = true;
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => return self.write_failed(e, now),
-                Poll::Pending => return,
+                Poll::Ready(Err(e)) => {
+                    self.write_failed(e, now);
+                    return true;
+                }
+                Poll::Pending => return false,
             }
         }
+        if self.need_flush {
+            match Pin::new(&mut **writer).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.need_flush = false,
+                Poll::Ready(Err(e)) => {
+                    self.write_failed(e, now);
+                    return true;
+                }
+                Poll::Pending => return false,
+            }
+            // Written: the session may have more queued.
+            return true;
+        }
+        false
     }
 
     fn write_failed(&mut self, e: io::Error, now: Instant) {
@@ -513,7 +565,9 @@ impl Live<'_> {
         self.writer = None;
         self.wbuf.clear();
         self.wpos = 0;
-        self.session.handle_eof(now);
+        if let Some(live) = self.shared.live().as_mut() {
+            live.session.handle_eof(now);
+        }
     }
 
     /// Notices the process exiting; its output then gets a grace period to
@@ -539,18 +593,13 @@ impl Live<'_> {
         }
     }
 
+    /// Keeps a timer armed for the next deadline; `true` once it is due.
     fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let want = match (self.session.poll_timeout(), self.exit_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let Some(want) = want else {
+        let Some(want) = self.deadline else {
             self.timer = None;
             return false;
         };
         if want <= now {
-            self.timer = None;
-            self.fire(now);
             return true;
         }
         // Keep an earlier timer: a spurious wakeup is harmless, and this
@@ -558,37 +607,15 @@ impl Live<'_> {
         if !matches!(&self.timer, Some((at, _)) if *at <= want) {
             self.timer = Some((want, self.sup.runtime.sleep_until(want)));
         }
-        if let Some((_, sleep)) = self.timer.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                self.timer = None;
-                self.fire(Instant::now());
-                return true;
-            }
+        let Some((_, sleep)) = self.timer.as_mut() else {
+            return false;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
         }
-        false
-    }
-
-    fn fire(&mut self, now: Instant) {
-        self.session.handle_timeout(now);
-        if self.exit_deadline.is_some_and(|at| at <= now) {
-            self.exit_deadline = None;
-            if !self.eof {
-                tracing::warn!(upstream = %self.sup.name, generation = self.generation, "backend process exited but its output is still open; closing");
-                self.eof = true;
-                self.session.handle_eof(now);
-            }
-        }
-    }
-
-    fn drain_events(&mut self, _now: Instant) -> bool {
-        // Callers that see a call end must see it counted out already.
-        self.publish_calls();
-        let mut any = false;
-        while let Some(event) = self.session.poll_event() {
-            any = true;
-            self.event(event);
-        }
-        any
+        // Due now, or an earlier timer to re-arm: either way, go round.
+        self.timer = None;
+        true
     }
 
     fn key(&self, id: mcpod_core::ServerRequestId) -> ServerRequestKey {
@@ -598,12 +625,12 @@ impl Live<'_> {
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, live: &mut Live, event: Event) {
         match event {
             Event::Ready(info) => {
                 tracing::info!(upstream = %self.sup.name, generation = self.generation, era = ?info.era, version = %info.protocol_version, "backend ready");
                 {
-                    let mut state = self.sup.shared.state();
+                    let mut state = self.shared.state();
                     state.status.era = Some(info.era);
                     state.current_info = Some(info.clone());
                     state.last_info = Some(info.clone());
@@ -617,7 +644,7 @@ impl Live<'_> {
                 frame,
                 is_error,
             } => {
-                if let Some(route) = self.routes.remove(&call) {
+                if let Some(route) = live.routes.remove(&call) {
                     route.finish(CallItem::Response { frame, is_error });
                 }
             }
@@ -626,7 +653,7 @@ impl Live<'_> {
                 reason,
                 frame,
             } => {
-                if let Some(route) = self.routes.remove(&call) {
+                if let Some(route) = live.routes.remove(&call) {
                     route.finish(CallItem::Ended { reason, frame });
                 }
             }
@@ -635,7 +662,7 @@ impl Live<'_> {
                 method,
                 frame,
             } => {
-                let Some(route) = self.routes.get(&call) else {
+                let Some(route) = live.routes.get(&call) else {
                     return;
                 };
                 if route
@@ -651,7 +678,6 @@ impl Live<'_> {
                 frame,
             } => {
                 let _ = self
-                    .sup
                     .shared
                     .events
                     .send(UpstreamEvent::Notification { method, frame });
@@ -664,7 +690,7 @@ impl Live<'_> {
                     params: request.params,
                 };
                 if let Route::Call(call) = request.route {
-                    if let Some(route) = self.routes.get(&call) {
+                    if let Some(route) = live.routes.get(&call) {
                         match route.push(item) {
                             Ok(()) => return,
                             Err(back) => item = back,
@@ -684,10 +710,10 @@ impl Live<'_> {
                     method,
                     params,
                 };
-                if self.sup.shared.events.send(event).is_err() {
+                if self.shared.events.send(event).is_err() {
                     // Nobody listens: answer at once rather than leave the
                     // backend waiting.
-                    let _ = self.session.respond(
+                    let _ = live.session.respond(
                         key.id,
                         Outcome::Error {
                             code: INTERNAL_ERROR,
@@ -700,7 +726,6 @@ impl Live<'_> {
             Event::ServerRequestCancelled(id) => {
                 let key = self.key(id);
                 let _ = self
-                    .sup
                     .shared
                     .events
                     .send(UpstreamEvent::ServerRequestCancelled(key));
@@ -736,20 +761,28 @@ impl Live<'_> {
             LiveEnd::Close(reply) => (Flow::Stop, Some(reply)),
             LiveEnd::Abandoned => (Flow::Stop, None),
         };
-        if let Flow::Stop = flow {
-            self.session.close(now);
-            self.drain_events(now);
-        }
+        let shared = self.shared.clone();
+        let gone = {
+            let mut guard = shared.live();
+            if let (Flow::Stop, Some(live)) = (&flow, guard.as_mut()) {
+                live.session.close(now);
+                while let Some(event) = live.session.poll_event() {
+                    self.event(live, event);
+                }
+            }
+            // From now on callers go through the supervisor.
+            guard.take()
+        };
+        drop(gone);
         // Closing the backend's stdin is the first step of its shutdown.
         self.writer = None;
-        self.routes.clear();
         match (&flow, self.monitor.take()) {
             (Flow::Stop, Some(monitor)) => monitor.stop_and_wait().await,
             (Flow::Continue, Some(mut monitor)) => monitor.stop(),
             (_, None) => {}
         }
         {
-            let mut state = self.sup.shared.state();
+            let mut state = shared.state();
             state.status.alive = false;
             state.status.pid = None;
             state.status.era = None;
@@ -758,7 +791,6 @@ impl Live<'_> {
                 state.status.closed = true;
             }
         }
-        self.sup.shared.calls_in_flight.store(0, Ordering::Relaxed);
         if let Flow::Continue = flow {
             self.sup.schedule_restart(started.elapsed());
         }
@@ -767,4 +799,12 @@ impl Live<'_> {
         }
         flow
     }
+}
+
+/// What became of a command.
+enum Handled {
+    Done,
+    /// No session takes work now: keep it for the next backend.
+    Later(Command),
+    End(LiveEnd),
 }

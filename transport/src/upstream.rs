@@ -1,10 +1,12 @@
 //! [`Upstream`]: the cloneable handle callers use, and what it hands back.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::task::AtomicWaker;
 
 use mcpod_core::{
     BackendInfo, CallId, CloseReason, Era, RequestOptions, SendError, ServerRequestId,
@@ -290,10 +292,6 @@ pub(crate) enum Command {
         outcome: OwnedOutcome,
         reply: oneshot::Sender<Result<(), UpstreamError>>,
     },
-    Cancel {
-        generation: u64,
-        call: CallId,
-    },
     Close(oneshot::Sender<()>),
 }
 
@@ -306,9 +304,22 @@ pub(crate) struct State {
     pub(crate) last_info: Option<Arc<BackendInfo>>,
 }
 
+/// The running backend's session, shared by the driver and the callers
+/// (as in quinn): callers submit work under the lock and wake the driver,
+/// without a round trip through the driver task.
+pub(crate) struct Live {
+    pub(crate) generation: u64,
+    pub(crate) session: mcpod_core::Session,
+    /// Where each open call's items go.
+    pub(crate) routes: HashMap<CallId, CallSender>,
+}
+
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
-    pub(crate) calls_in_flight: AtomicUsize,
+    /// The running backend's session; `None` between backends.
+    pub(crate) live: Mutex<Option<Live>>,
+    /// Wakes the driver after a caller queued bytes for the backend.
+    pub(crate) driver: AtomicWaker,
     pub(crate) events: broadcast::Sender<UpstreamEvent>,
     pub(crate) call_buffer: usize,
 }
@@ -318,12 +329,48 @@ impl Shared {
         // A panic while holding this lock leaves plain data behind: go on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    pub(crate) fn live(&self) -> MutexGuard<'_, Option<Live>> {
+        // The session never panics on input; a panic elsewhere while this is
+        // held leaves it consistent between two of its methods.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the running backend, if its session still takes work,
+    /// then wakes the driver to write what `f` queued.
+    pub(crate) fn with_open<R>(&self, f: impl FnOnce(&mut Live) -> R) -> Option<R> {
+        let mut guard = self.live();
+        let live = guard
+            .as_mut()
+            .filter(|live| live.session.close_reason().is_none())?;
+        let out = f(live);
+        drop(guard);
+        self.driver.wake();
+        Some(out)
+    }
+
+    /// Cancels an open call of backend `generation`.
+    pub(crate) fn cancel(&self, generation: u64, call: CallId) {
+        let mut live = self.live();
+        let Some(live) = live.as_mut().filter(|l| l.generation == generation) else {
+            return; // its backend is gone, and the call with it
+        };
+        live.routes.remove(&call);
+        if live.session.cancel(
+            call,
+            Some("request cancelled by the caller"),
+            Instant::now(),
+        ) {
+            self.driver.wake();
+        }
+    }
 }
 
 /// One supervised backend, shared by any number of callers.
 ///
-/// Cheap to clone; every clone talks to the same driver task, which owns the
-/// [`mcpod_core::Session`] and the backend's streams. The backend is started
+/// Cheap to clone; every clone shares one [`mcpod_core::Session`] and one
+/// driver task, which owns the backend's streams: callers submit work to
+/// the session directly and wake the driver to write it. The backend is started
 /// by the first operation that needs it ([`ready`](Self::ready),
 /// [`call`](Self::call), [`notify`](Self::notify)) and restarted, with
 /// backoff, by the first one after it dies. When the last clone is dropped
@@ -354,7 +401,8 @@ impl Upstream {
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            calls_in_flight: AtomicUsize::new(0),
+            live: Mutex::new(None),
+            driver: AtomicWaker::new(),
             events,
             call_buffer: config.call_buffer.max(1),
         });
@@ -401,7 +449,29 @@ impl Upstream {
         req: OwnedRequest,
         opts: RequestOptions,
     ) -> Result<CallStream, UpstreamError> {
-        let (call, pending) = call::channel(self.shared.call_buffer, self.cmds.downgrade());
+        let (call, pending) = call::channel(self.shared.call_buffer, self.shared.clone());
+        // Fast path: a running backend takes the call at once.
+        let mut call = Some(call);
+        let taken = self.shared.with_open(|live| {
+            let request = mcpod_core::Request {
+                id: &req.id,
+                method: &req.method,
+                params: req.params.as_deref(),
+            };
+            let id = live.session.send_request(request, opts, Instant::now())?;
+            if let Some(call) = call.take() {
+                live.routes.insert(id, call);
+            }
+            Ok::<_, UpstreamError>((live.generation, id))
+        });
+        if let Some(taken) = taken {
+            let (generation, id) = taken?;
+            return Ok(pending.into_stream(generation, id));
+        }
+        let Some(call) = call else {
+            return Err(UpstreamError::Closed);
+        };
+        // Otherwise the supervisor starts a backend first.
         self.send(Command::Call { req, opts, call })?;
         pending.accepted().await
     }
@@ -413,6 +483,14 @@ impl Upstream {
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<(), UpstreamError> {
+        let sent = self.shared.with_open(|live| {
+            live.session
+                .send_notification(method, params.as_deref())
+                .map_err(UpstreamError::from)
+        });
+        if let Some(sent) = sent {
+            return sent;
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Notify {
             method: method.to_owned(),
@@ -438,6 +516,17 @@ impl Upstream {
         to: ServerRequestKey,
         outcome: OwnedOutcome,
     ) -> Result<(), UpstreamError> {
+        let answered = self.shared.with_open(|live| {
+            if live.generation != to.generation {
+                return Err(UpstreamError::StaleServerRequest(to));
+            }
+            live.session
+                .respond(to.id, outcome.as_outcome())
+                .map_err(UpstreamError::from)
+        });
+        if let Some(answered) = answered {
+            return answered;
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Respond {
             key: to,
@@ -450,7 +539,11 @@ impl Upstream {
     /// A snapshot of the upstream's health.
     pub fn status(&self) -> UpstreamStatus {
         let mut status = self.shared.state().status.clone();
-        status.calls_in_flight = self.shared.calls_in_flight.load(Ordering::Relaxed);
+        status.calls_in_flight = self
+            .shared
+            .live()
+            .as_ref()
+            .map_or(0, |live| live.session.calls_in_flight());
         status
     }
 
