@@ -32,7 +32,7 @@ use crate::config::{BackendSpec, BotConfig, ProcessBackend};
 use crate::http::App;
 use crate::http::calls::{self, Call, Caller, Record, Slots};
 use crate::http::errors::{
-    INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, accepted, json_response,
+    ApiError, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, accepted, json_response,
 };
 use crate::http::legacy::{initialize_result, negotiate};
 use crate::http::read_body;
@@ -55,6 +55,24 @@ fn message(status: StatusCode, text: impl Into<String>) -> Response {
         }),
     )
         .into_response()
+}
+
+/// Why a Memoh request was refused before any JSON-RPC.
+#[derive(Debug)]
+enum Refusal {
+    /// Auth failed (401 with `WWW-Authenticate`).
+    Auth(Box<ApiError>),
+    /// An echo-style `{"message": …}` error.
+    Message(StatusCode, &'static str),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Auth(e) => e.into_response(),
+            Refusal::Message(status, text) => message(status, text),
+        }
+    }
 }
 
 /// One JSON-RPC object as the Go handler read it: `jsonrpc` may be absent.
@@ -124,22 +142,24 @@ impl StdioConnections {
     }
 }
 
-fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotConfig, Response> {
+fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotConfig, Refusal> {
     if bot_id.trim().is_empty() {
-        return Err(message(StatusCode::BAD_REQUEST, "bot id is required"));
+        return Err(Refusal::Message(
+            StatusCode::BAD_REQUEST,
+            "bot id is required",
+        ));
     }
+    let auth = |e: ApiError| Refusal::Auth(Box::new(e));
     match app.config.bots.get(bot_id) {
         Some(bot) => {
             app.tokens(bot.tokens.as_ref())
                 .check(headers)
-                .map_err(IntoResponse::into_response)?;
+                .map_err(auth)?;
             Ok(bot)
         }
         None => {
-            app.tokens(None)
-                .check(headers)
-                .map_err(IntoResponse::into_response)?;
-            Err(message(
+            app.tokens(None).check(headers).map_err(auth)?;
+            Err(Refusal::Message(
                 StatusCode::NOT_FOUND,
                 "container not found for bot",
             ))
@@ -158,7 +178,7 @@ pub async fn fs_mcp(
     async move {
         let bot = match bot(&app, &bot_id, &headers) {
             Ok(b) => b,
-            Err(r) => return r,
+            Err(r) => return r.into_response(),
         };
         let Some(target) = app.targets.get(&bot.target).cloned() else {
             return message(StatusCode::NOT_FOUND, "container not found for bot");
@@ -350,7 +370,7 @@ pub async fn create_stdio(
 ) -> Response {
     let bot = match bot(&app, &bot_id, &headers) {
         Ok(b) => b.clone(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(target) = app.targets.get(&bot.target).cloned() else {
         return message(StatusCode::NOT_FOUND, "container not found for bot");
@@ -494,10 +514,10 @@ fn connection(
     app: &App,
     bot_id: &str,
     connection_id: &str,
-) -> Result<Arc<StdioConnection>, Response> {
+) -> Result<Arc<StdioConnection>, Refusal> {
     let connection_id = connection_id.trim();
     if connection_id.is_empty() {
-        return Err(message(
+        return Err(Refusal::Message(
             StatusCode::BAD_REQUEST,
             "connection_id is required",
         ));
@@ -505,12 +525,18 @@ fn connection(
     match app.stdio.get(connection_id) {
         Some(c) if c.bot_id == bot_id => {
             if c.upstream.status().closed {
-                Err(message(StatusCode::NOT_FOUND, "mcp connection closed"))
+                Err(Refusal::Message(
+                    StatusCode::NOT_FOUND,
+                    "mcp connection closed",
+                ))
             } else {
                 Ok(c)
             }
         }
-        _ => Err(message(StatusCode::NOT_FOUND, "mcp connection not found")),
+        _ => Err(Refusal::Message(
+            StatusCode::NOT_FOUND,
+            "mcp connection not found",
+        )),
     }
 }
 
@@ -522,11 +548,11 @@ pub async fn call_stdio(
     body: Body,
 ) -> Response {
     if let Err(r) = bot(&app, &bot_id, &headers) {
-        return r;
+        return r.into_response();
     }
     let conn = match connection(&app, &bot_id, &connection_id) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     *lock(&conn.last_used) = Instant::now();
     rpc(&app, conn.target.clone(), conn.upstream.clone(), body).await
@@ -539,11 +565,11 @@ pub async fn delete_stdio(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = bot(&app, &bot_id, &headers) {
-        return r;
+        return r.into_response();
     }
     let conn = match connection(&app, &bot_id, &connection_id) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     lock(&app.stdio.map).remove(connection_id.trim());
     conn.upstream.close().await;

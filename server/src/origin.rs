@@ -47,7 +47,7 @@ impl HostGuard {
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .unwrap_or_default();
             let allowed = self.any_origin
-                || self.allowed_origins.iter().any(|o| *o == origin)
+                || self.allowed_origins.contains(&origin)
                 || (self.loopback_listener && origin_is_loopback(&origin));
             if !allowed {
                 return Err(ApiError::new(

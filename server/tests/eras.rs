@@ -13,17 +13,38 @@ async fn legacy_client_full_lifecycle() {
     let sid = gw.initialize("demo").await;
     assert_eq!(sid.len(), 32);
 
-    let list = gw.legacy("demo", &sid, json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).await;
+    let list = gw
+        .legacy(
+            "demo",
+            &sid,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
     assert_eq!(list.status, 200);
-    assert_eq!(list.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        list.header("content-type").as_deref(),
+        Some("application/json")
+    );
     let tools = list.json()["result"]["tools"].as_array().unwrap().clone();
     assert!(tools.iter().any(|t| t["name"] == "echo"), "{tools:?}");
 
-    let echo = gw.legacy("demo", &sid, call(json!("a"), "echo", json!({"text":"hello"}))).await;
+    let echo = gw
+        .legacy(
+            "demo",
+            &sid,
+            call(json!("a"), "echo", json!({"text":"hello"})),
+        )
+        .await;
     assert_eq!(echo.json()["id"], "a");
     assert_eq!(echo.text(), "hello");
 
-    let ping = gw.legacy("demo", &sid, json!({"jsonrpc":"2.0","id":7,"method":"ping"})).await;
+    let ping = gw
+        .legacy(
+            "demo",
+            &sid,
+            json!({"jsonrpc":"2.0","id":7,"method":"ping"}),
+        )
+        .await;
     assert_eq!(ping.json(), json!({"jsonrpc":"2.0","id":7,"result":{}}));
 
     // The GET stream opens with the SSE headers.
@@ -48,7 +69,13 @@ async fn legacy_client_full_lifecycle() {
         .await
         .unwrap();
     assert_eq!(del.status(), 200);
-    let after = gw.legacy("demo", &sid, json!({"jsonrpc":"2.0","id":2,"method":"tools/list"})).await;
+    let after = gw
+        .legacy(
+            "demo",
+            &sid,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+        )
+        .await;
     assert_eq!(after.status, 404);
     assert_eq!(after.code(), Some(-32001));
     gw.shutdown().await;
@@ -57,7 +84,11 @@ async fn legacy_client_full_lifecycle() {
 #[tokio::test]
 async fn legacy_initialize_negotiates_the_clients_version() {
     let gw = Gateway::demo().await;
-    for (asked, got) in [("2025-03-26", "2025-03-26"), ("2025-11-25", "2025-11-25"), ("1999-01-01", "2025-11-25")] {
+    for (asked, got) in [
+        ("2025-03-26", "2025-03-26"),
+        ("2025-11-25", "2025-11-25"),
+        ("1999-01-01", "2025-11-25"),
+    ] {
         let r = gw
             .post(
                 "/mcp/demo",
@@ -76,10 +107,18 @@ async fn legacy_initialize_negotiates_the_clients_version() {
 #[tokio::test]
 async fn modern_client_end_to_end() {
     let gw = Gateway::demo().await;
-    let d = gw.modern("demo", json!(1), "server/discover", json!({})).await;
+    let d = gw
+        .modern("demo", json!(1), "server/discover", json!({}))
+        .await;
     assert_eq!(d.status, 200);
     let v = d.json();
-    assert!(v["result"]["supportedVersions"].as_array().unwrap().contains(&json!("2026-07-28")), "{v}");
+    assert!(
+        v["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{v}"
+    );
     assert!(v["result"]["capabilities"]["tools"].is_object());
 
     let list = gw.modern("demo", json!(2), "tools/list", json!({})).await;
@@ -102,15 +141,37 @@ async fn modern_client_end_to_end() {
 #[tokio::test]
 async fn both_eras_against_a_legacy_backend() {
     let gw = Gateway::start(&demo_target("old", "era = \"legacy\"")).await;
-    let d = gw.modern("old", json!(1), "server/discover", json!({})).await;
+    let d = gw
+        .modern("old", json!(1), "server/discover", json!({}))
+        .await;
     let v = d.json();
-    assert_eq!(v["result"]["supportedVersions"], json!(["2026-07-28"]), "{v}");
-    assert_eq!(v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcpod-demo");
-    let r = gw.modern("old", json!(2), "tools/call", json!({"name":"add","arguments":{"a":2,"b":3}})).await;
+    assert_eq!(
+        v["result"]["supportedVersions"],
+        json!(["2026-07-28"]),
+        "{v}"
+    );
+    assert_eq!(
+        v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcpod-demo"
+    );
+    let r = gw
+        .modern(
+            "old",
+            json!(2),
+            "tools/call",
+            json!({"name":"add","arguments":{"a":2,"b":3}}),
+        )
+        .await;
     assert_eq!(r.json()["result"]["structuredContent"]["sum"], 5.0);
 
     let sid = gw.initialize("old").await;
-    let r = gw.legacy("old", &sid, call(json!(3), "echo", json!({"text":"legacy"}))).await;
+    let r = gw
+        .legacy(
+            "old",
+            &sid,
+            call(json!(3), "echo", json!({"text":"legacy"})),
+        )
+        .await;
     assert_eq!(r.text(), "legacy");
     // One handshake with the backend, whatever the number of clients.
     assert_eq!(stats(&gw, "old").await["initialize_count"], 1);
@@ -126,7 +187,12 @@ async fn same_id_from_two_clients_each_get_their_own_answer() {
     let (ra, rb, rm) = tokio::join!(
         gw.legacy("demo", &a, call(json!(1), "sleep", json!({"ms": 300}))),
         gw.legacy("demo", &b, call(json!(1), "sleep", json!({"ms": 150}))),
-        gw.modern("demo", json!(1), "tools/call", json!({"name":"sleep","arguments":{"ms": 50}})),
+        gw.modern(
+            "demo",
+            json!(1),
+            "tools/call",
+            json!({"name":"sleep","arguments":{"ms": 50}})
+        ),
     );
     assert_eq!(ra.json()["id"], 1);
     assert_eq!(ra.text(), "slept 300 ms");
@@ -135,9 +201,21 @@ async fn same_id_from_two_clients_each_get_their_own_answer() {
     assert_eq!(rm.json()["id"], 1);
     assert_eq!(rm.text(), "slept 50 ms");
     // Ids are byte-exact: a big integer and a string "1" stay what they were.
-    let big = gw.legacy("demo", &a, call(json!(1152921504606846977u64), "echo", json!({"text":"big"}))).await;
-    assert!(big.body.contains("\"id\":1152921504606846977"), "{}", big.body);
-    let s = gw.legacy("demo", &a, call(json!("1"), "echo", json!({"text":"s"}))).await;
+    let big = gw
+        .legacy(
+            "demo",
+            &a,
+            call(json!(1152921504606846977u64), "echo", json!({"text":"big"})),
+        )
+        .await;
+    assert!(
+        big.body.contains("\"id\":1152921504606846977"),
+        "{}",
+        big.body
+    );
+    let s = gw
+        .legacy("demo", &a, call(json!("1"), "echo", json!({"text":"s"})))
+        .await;
     assert_eq!(s.json()["id"], "1");
     gw.shutdown().await;
 }
@@ -161,7 +239,11 @@ async fn progress_reaches_only_its_caller() {
         gw.legacy("demo", &a, body(2)),
         gw.post(
             "/mcp/demo",
-            &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "progress")],
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "progress")
+            ],
             &modern_body
         ),
     );
@@ -169,11 +251,21 @@ async fn progress_reaches_only_its_caller() {
         assert!(reply.is_sse(), "{reply:?}");
         assert_eq!(reply.header("x-accel-buffering").as_deref(), Some("no"));
         let msgs = reply.messages();
-        let progress: Vec<_> = msgs.iter().filter(|m| m["method"] == "notifications/progress").collect();
+        let progress: Vec<_> = msgs
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
         assert_eq!(progress.len(), steps, "{msgs:?}");
-        assert!(progress.iter().all(|p| p["params"]["progressToken"] == "tok"));
+        assert!(
+            progress
+                .iter()
+                .all(|p| p["params"]["progressToken"] == "tok")
+        );
         assert_eq!(progress.last().unwrap()["params"]["total"], steps as u64);
-        assert_eq!(msgs.last().unwrap()["result"]["content"][0]["text"], format!("completed {steps} steps"));
+        assert_eq!(
+            msgs.last().unwrap()["result"]["content"][0]["text"],
+            format!("completed {steps} steps")
+        );
     }
     gw.shutdown().await;
 }
@@ -182,17 +274,43 @@ async fn progress_reaches_only_its_caller() {
 async fn backend_crash_mid_call_fails_that_call_and_the_next_succeeds() {
     let gw = Gateway::demo().await;
     let sid = gw.initialize("demo").await;
-    let crash = gw.legacy("demo", &sid, call(json!(1), "crash", json!({}))).await;
+    let crash = gw
+        .legacy("demo", &sid, call(json!(1), "crash", json!({})))
+        .await;
     assert_eq!(crash.status, 200);
     let v = crash.json();
     assert_eq!(v["id"], 1);
     assert_eq!(v["error"]["code"], -32000, "{v}");
-    let next = gw.legacy("demo", &sid, call(json!(2), "echo", json!({"text":"again"}))).await;
+    let next = gw
+        .legacy(
+            "demo",
+            &sid,
+            call(json!(2), "echo", json!({"text":"again"})),
+        )
+        .await;
     assert_eq!(next.text(), "again");
-    let m = gw.modern("demo", json!(3), "tools/call", json!({"name":"echo","arguments":{"text":"m"}})).await;
+    let m = gw
+        .modern(
+            "demo",
+            json!(3),
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"m"}}),
+        )
+        .await;
     assert_eq!(m.text(), "m");
-    let metrics = gw.http.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("mcpod_backend_restarts_total{target=\"demo\"} 1"), "{metrics}");
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcpod_backend_restarts_total{target=\"demo\"} 1"),
+        "{metrics}"
+    );
     gw.shutdown().await;
 }
 
@@ -201,10 +319,18 @@ async fn per_session_targets_get_their_own_backend() {
     let gw = Gateway::start(&demo_target("own", "sharing = \"per_session\"")).await;
     let a = gw.initialize("own").await;
     let b = gw.initialize("own").await;
-    let pid = |r: common::Reply| serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["pid"].clone();
-    let pa = pid(gw.legacy("own", &a, call(json!(1), "stats", json!({}))).await);
-    let pb = pid(gw.legacy("own", &b, call(json!(1), "stats", json!({}))).await);
-    let pa2 = pid(gw.legacy("own", &a, call(json!(2), "stats", json!({}))).await);
+    let pid = |r: common::Reply| {
+        serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()["pid"].clone()
+    };
+    let pa = pid(gw
+        .legacy("own", &a, call(json!(1), "stats", json!({})))
+        .await);
+    let pb = pid(gw
+        .legacy("own", &b, call(json!(1), "stats", json!({})))
+        .await);
+    let pa2 = pid(gw
+        .legacy("own", &a, call(json!(2), "stats", json!({})))
+        .await);
     assert_ne!(pa, pb);
     assert_eq!(pa, pa2);
     gw.shutdown().await;

@@ -15,7 +15,12 @@ fn config() -> String {
 }
 
 async fn rpc(gw: &Gateway, path: &str, body: &str) -> common::Reply {
-    gw.post_raw(path, &[("content-type", "application/json")], body.to_owned()).await
+    gw.post_raw(
+        path,
+        &[("content-type", "application/json")],
+        body.to_owned(),
+    )
+    .await
 }
 
 const FS: &str = "/bots/bot1/container/fs-mcp";
@@ -25,18 +30,34 @@ async fn fs_mcp_contract() {
     let gw = Gateway::start(&config()).await;
     let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
     assert_eq!(r.status, 200);
-    assert!(r.json()["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "echo"));
+    assert!(
+        r.json()["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "echo")
+    );
     // The caller's own initialize is answered (the backend is never re-initialized).
     let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":"init-1","method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#).await;
     assert_eq!(r.json()["result"]["protocolVersion"], "2025-06-18");
     // Ids and error data survive intact.
     let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#).await;
     assert!(r.body.contains("\"id\":1.5"), "{}", r.body);
-    let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"nope"}}"#).await;
+    let r = rpc(
+        &gw,
+        FS,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"nope"}}"#,
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.code(), Some(-32602));
     // Notification: 202, no body.
-    let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    let r = rpc(
+        &gw,
+        FS,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
     assert_eq!((r.status, r.body.as_str()), (202, ""));
     // jsonrpc other than 2.0: -32600 with 200.
     let r = rpc(&gw, FS, r#"{"jsonrpc":"1.0","id":3,"method":"tools/list"}"#).await;
@@ -50,13 +71,23 @@ async fn fs_mcp_contract() {
     assert_eq!(r.status, 400);
     assert!(r.json()["message"].is_string());
     // Unknown bot: 404.
-    let r = rpc(&gw, "/bots/nobody/container/fs-mcp", r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    let r = rpc(
+        &gw,
+        "/bots/nobody/container/fs-mcp",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "container not found for bot");
     // Backend failure: -32603 with a message, 200; the next call works.
     let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#).await;
     assert_eq!((r.status, r.code()), (200, Some(-32603)), "{}", r.body);
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("backend closed"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("backend closed")
+    );
     let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#).await;
     assert_eq!(r.text(), "ok");
     gw.shutdown().await;
@@ -72,7 +103,12 @@ async fn mcp_stdio_contract() {
     let id = v["connection_id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 36);
     assert_eq!(v["url"], format!("/bots/bot1/mcp-stdio/{id}"));
-    let tools: Vec<&str> = v["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let tools: Vec<&str> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let mut sorted = tools.clone();
     sorted.sort();
     assert_eq!(tools, sorted);
@@ -85,9 +121,19 @@ async fn mcp_stdio_contract() {
     assert_eq!(r.code(), Some(-32601));
 
     // Another bot's connection id: 404.
-    let r = rpc(&gw, &format!("/bots/bot2/mcp-stdio/{id}"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    let r = rpc(
+        &gw,
+        &format!("/bots/bot2/mcp-stdio/{id}"),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
     assert_eq!(r.status, 404);
-    let d = gw.http.delete(gw.url(&format!("/bots/bot2/mcp-stdio/{id}"))).send().await.unwrap();
+    let d = gw
+        .http
+        .delete(gw.url(&format!("/bots/bot2/mcp-stdio/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.status(), 404);
 
     // Bad requests.
@@ -96,13 +142,23 @@ async fn mcp_stdio_contract() {
     assert_eq!(r.json()["message"], "command is required");
     let r = rpc(&gw, "/bots/bot2/mcp-stdio", &create.to_string()).await;
     assert_eq!(r.status, 403);
-    let r = rpc(&gw, "/bots/bot1/mcp-stdio", r#"{"command":"/nonexistent/server"}"#).await;
+    let r = rpc(
+        &gw,
+        "/bots/bot1/mcp-stdio",
+        r#"{"command":"/nonexistent/server"}"#,
+    )
+    .await;
     assert_eq!(r.status, 500);
 
     // DELETE stops it; then it is gone.
     let d = gw.http.delete(gw.url(&url)).send().await.unwrap();
     assert_eq!(d.status(), 204);
-    let r = rpc(&gw, &url, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    let r = rpc(
+        &gw,
+        &url,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
     assert_eq!(r.status, 404);
     gw.shutdown().await;
 }

@@ -18,7 +18,10 @@ async fn wait_cancelled(gw: &Gateway, target: &str, n: usize) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the backend never saw {n} cancellations: {}", stats(gw, target).await);
+    panic!(
+        "the backend never saw {n} cancellations: {}",
+        stats(gw, target).await
+    );
 }
 
 fn modern_call(id: Value, tool: &str, args: Value) -> (Vec<(&'static str, String)>, Value) {
@@ -35,7 +38,12 @@ fn modern_call(id: Value, tool: &str, args: Value) -> (Vec<(&'static str, String
     )
 }
 
-fn request(gw: &Gateway, path: &str, headers: &[(&'static str, String)], body: &Value) -> reqwest::RequestBuilder {
+fn request(
+    gw: &Gateway,
+    path: &str,
+    headers: &[(&'static str, String)],
+    body: &Value,
+) -> reqwest::RequestBuilder {
     let mut req = gw.http.post(gw.url(path)).body(body.to_string());
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -47,7 +55,10 @@ fn request(gw: &Gateway, path: &str, headers: &[(&'static str, String)], body: &
 async fn client_disconnect_cancels_the_call_at_the_backend() {
     let gw = Gateway::demo().await;
     // JSON reply pending: the client gives up after 300 ms.
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let (headers, body) = modern_call(json!(1), "sleep", json!({"ms": 20000}));
     let mut req = impatient.post(gw.url("/mcp/demo")).body(body.to_string());
     for (k, v) in &headers {
@@ -58,7 +69,10 @@ async fn client_disconnect_cancels_the_call_at_the_backend() {
 
     // SSE reply: the client reads one progress event and hangs up.
     let (headers, body) = modern_call(json!(2), "progress", json!({"steps": 100, "delay_ms": 100}));
-    let mut resp = request(&gw, "/mcp/demo", &headers, &body).send().await.unwrap();
+    let mut resp = request(&gw, "/mcp/demo", &headers, &body)
+        .send()
+        .await
+        .unwrap();
     let first = read_events(&mut resp, |e| !e.is_empty()).await;
     assert_eq!(first[0]["method"], "notifications/progress");
     drop(resp);
@@ -116,10 +130,15 @@ async fn server_request_goes_to_the_calling_session_over_sse() {
         ("accept", "application/json, text/event-stream".to_owned()),
         ("mcp-session-id", sid.clone()),
     ];
-    let mut resp = request(&gw, "/mcp/old", &headers, &call(json!(1), "ask", json!({"kind":"roots"})))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = request(
+        &gw,
+        "/mcp/old",
+        &headers,
+        &call(json!(1), "ask", json!({"kind":"roots"})),
+    )
+    .send()
+    .await
+    .unwrap();
     let events = read_events(&mut resp, |e| !e.is_empty()).await;
     let req = &events[0];
     assert_eq!(req["method"], "roots/list", "{req}");
@@ -141,13 +160,43 @@ async fn server_request_goes_to_the_calling_session_over_sse() {
 async fn server_request_without_a_client_is_answered_from_config_or_refused() {
     let gw = Gateway::start(&format!("{}{}", roots_target(), legacy_only("bare", ""))).await;
     // A modern caller cannot take server requests: roots come from config.
-    let r = gw.modern("old", json!(1), "tools/call", json!({"name":"ask","arguments":{"kind":"roots"}})).await;
+    let r = gw
+        .modern(
+            "old",
+            json!(1),
+            "tools/call",
+            json!({"name":"ask","arguments":{"kind":"roots"}}),
+        )
+        .await;
     assert!(r.text().contains("file:///srv/configured"), "{}", r.body);
     // No roots configured, or another kind: an error answer, never a hang.
-    let r = gw.modern("bare", json!(2), "tools/call", json!({"name":"ask","arguments":{"kind":"roots"}})).await;
-    assert!(r.text().contains("answered roots/list with an error"), "{}", r.body);
-    let r = gw.modern("old", json!(3), "tools/call", json!({"name":"ask","arguments":{"kind":"sampling"}})).await;
-    assert!(r.text().contains("answered sampling/createMessage with an error"), "{}", r.body);
+    let r = gw
+        .modern(
+            "bare",
+            json!(2),
+            "tools/call",
+            json!({"name":"ask","arguments":{"kind":"roots"}}),
+        )
+        .await;
+    assert!(
+        r.text().contains("answered roots/list with an error"),
+        "{}",
+        r.body
+    );
+    let r = gw
+        .modern(
+            "old",
+            json!(3),
+            "tools/call",
+            json!({"name":"ask","arguments":{"kind":"sampling"}}),
+        )
+        .await;
+    assert!(
+        r.text()
+            .contains("answered sampling/createMessage with an error"),
+        "{}",
+        r.body
+    );
     gw.shutdown().await;
 }
 
@@ -168,19 +217,35 @@ async fn shared_server_request_goes_to_the_only_session_with_a_call_in_flight() 
     // Another (modern) call keeps the backend busy, so the core cannot tie
     // the server request to one call; the gateway picks the only session
     // with a call in flight.
-    let busy = gw.modern("old", json!("busy"), "tools/call", json!({"name":"sleep","arguments":{"ms": 1500}}));
+    let busy = gw.modern(
+        "old",
+        json!("busy"),
+        "tools/call",
+        json!({"name":"sleep","arguments":{"ms": 1500}}),
+    );
     let asking = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         gw.post_raw(
             "/mcp/old",
-            &[("content-type", "application/json"), ("accept", "application/json"), ("mcp-session-id", &a)],
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json"),
+                ("mcp-session-id", &a),
+            ],
             call(json!(7), "ask", json!({"kind":"roots"})).to_string(),
         )
         .await
     };
     let answering = async {
-        let events = read_events(&mut stream, |e| e.iter().any(|m| m["method"] == "roots/list")).await;
-        let req = events.iter().find(|m| m["method"] == "roots/list").unwrap().clone();
+        let events = read_events(&mut stream, |e| {
+            e.iter().any(|m| m["method"] == "roots/list")
+        })
+        .await;
+        let req = events
+            .iter()
+            .find(|m| m["method"] == "roots/list")
+            .unwrap()
+            .clone();
         let r = gw
             .legacy("old", &a, json!({"jsonrpc":"2.0","id":req["id"],"result":{"roots":[{"uri":"file:///via/get"}]}}))
             .await;
@@ -202,7 +267,10 @@ async fn listen(gw: &Gateway, target: &str, id: &str) -> reqwest::Response {
     let body = json!({"jsonrpc":"2.0","id":id,"method":"subscriptions/listen","params":{
         "notifications":{"toolsListChanged":true},
         "_meta":{"io.modelcontextprotocol/protocolVersion":MODERN,"io.modelcontextprotocol/clientCapabilities":{}}}});
-    let resp = request(gw, &format!("/mcp/{target}"), &headers, &body).send().await.unwrap();
+    let resp = request(gw, &format!("/mcp/{target}"), &headers, &body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     resp
@@ -214,9 +282,18 @@ async fn subscriptions_listen_carries_tagged_change_notifications() {
         let gw = Gateway::start(&demo_target(target, extra)).await;
         let mut sub = listen(&gw, target, "sub-1").await;
         let ack = read_events(&mut sub, |e| !e.is_empty()).await;
-        assert_eq!(ack[0]["method"], "notifications/subscriptions/acknowledged", "{target}: {ack:?}");
-        assert_eq!(ack[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1");
-        assert_eq!(ack[0]["params"]["notifications"]["toolsListChanged"], true, "{target}");
+        assert_eq!(
+            ack[0]["method"], "notifications/subscriptions/acknowledged",
+            "{target}: {ack:?}"
+        );
+        assert_eq!(
+            ack[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            "sub-1"
+        );
+        assert_eq!(
+            ack[0]["params"]["notifications"]["toolsListChanged"], true,
+            "{target}"
+        );
 
         // A legacy session's GET stream gets the broadcast too (legacy backend).
         let sid = gw.initialize(target).await;
@@ -228,11 +305,24 @@ async fn subscriptions_listen_carries_tagged_change_notifications() {
             .send()
             .await
             .unwrap();
-        let r = gw.modern(target, json!(1), "tools/call", json!({"name":"notify_change","arguments":{}})).await;
+        let r = gw
+            .modern(
+                target,
+                json!(1),
+                "tools/call",
+                json!({"name":"notify_change","arguments":{}}),
+            )
+            .await;
         assert_eq!(r.status, 200);
         let got = read_events(&mut sub, |e| !e.is_empty()).await;
-        assert_eq!(got[0]["method"], "notifications/tools/list_changed", "{target}: {got:?}");
-        assert_eq!(got[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1");
+        assert_eq!(
+            got[0]["method"], "notifications/tools/list_changed",
+            "{target}: {got:?}"
+        );
+        assert_eq!(
+            got[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            "sub-1"
+        );
         if extra.contains("legacy") {
             let on_get = read_events(&mut get, |e| !e.is_empty()).await;
             assert_eq!(on_get[0]["method"], "notifications/tools/list_changed");

@@ -26,18 +26,35 @@ async fn bearer_tokens_global_and_per_target() {
     let good = format!("Bearer {TOKEN}");
     let r = post(&gw, "/mcp/demo", &[]).await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer realm=\"mcpod\""));
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"mcpod\"")
+    );
     assert_eq!(r.code(), Some(-32000));
-    let r = post(&gw, "/mcp/demo", &[("authorization", "Bearer wrong-token-xxxxxxxxxx")]).await;
+    let r = post(
+        &gw,
+        "/mcp/demo",
+        &[("authorization", "Bearer wrong-token-xxxxxxxxxx")],
+    )
+    .await;
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
     let r = post(&gw, "/mcp/demo", &[("authorization", &good)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // A target with its own tokens takes only those.
     let r = post(&gw, "/mcp/private", &[("authorization", &good)]).await;
     assert_eq!(r.status, 401);
-    let r = post(&gw, "/mcp/private", &[("authorization", "Bearer private-token-0123456789")]).await;
+    let r = post(
+        &gw,
+        "/mcp/private",
+        &[("authorization", "Bearer private-token-0123456789")],
+    )
+    .await;
     assert_eq!(r.status, 200);
 
     // Unknown targets are not revealed without a token.
@@ -51,11 +68,24 @@ async fn bearer_tokens_global_and_per_target() {
     assert_eq!(h.status(), 200);
     let m = gw.http.get(gw.url("/metrics")).send().await.unwrap();
     assert_eq!(m.status(), 401);
-    let m = gw.http.get(gw.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+    let m = gw
+        .http
+        .get(gw.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(m.status(), 200);
     let text = m.text().await.unwrap();
-    assert!(text.contains("mcpod_requests_total{target=\"demo\",method=\"other\",outcome=\"unauthorized\"} 2"), "{text}");
-    assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"initialize\",le=\"+Inf\"}"));
+    assert!(
+        text.contains(
+            "mcpod_requests_total{target=\"demo\",method=\"other\",outcome=\"unauthorized\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"initialize\",le=\"+Inf\"}"
+    ));
     gw.shutdown().await;
 }
 
@@ -69,7 +99,11 @@ async fn origin_and_host_checks() {
     let r = post(&gw, "/mcp/demo", &[("origin", "https://evil.example")]).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.code(), Some(-32000));
-    for ok in ["https://app.example.com", "http://localhost:5173", "http://127.0.0.1:3000"] {
+    for ok in [
+        "https://app.example.com",
+        "http://localhost:5173",
+        "http://127.0.0.1:3000",
+    ] {
         let r = post(&gw, "/mcp/demo", &[("origin", ok)]).await;
         assert_eq!(r.status, 200, "{ok}: {}", r.body);
     }
@@ -79,14 +113,25 @@ async fn origin_and_host_checks() {
     let r = post(&gw, "/mcp/demo", &[("host", "gw.internal:8080")]).await;
     assert_eq!(r.status, 200);
     // Every route is guarded, ops included.
-    let h = gw.http.get(gw.url("/healthz")).header("host", "evil.example").send().await.unwrap();
+    let h = gw
+        .http
+        .get(gw.url("/healthz"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 403);
     gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn readyz_reports_targets() {
-    let gw = Gateway::start(&format!("{}{}", demo_target("demo", ""), demo_target("own", "sharing = \"per_session\""))).await;
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        demo_target("demo", ""),
+        demo_target("own", "sharing = \"per_session\"")
+    ))
+    .await;
     let r = gw.http.get(gw.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
@@ -101,7 +146,9 @@ async fn readyz_reports_targets() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["targets"]["gone"]["ready"], false);
     // A call to it fails cleanly with 502 and a JSON-RPC error.
-    let c = broken.modern("gone", json!(1), "tools/list", json!({})).await;
+    let c = broken
+        .modern("gone", json!(1), "tools/list", json!({}))
+        .await;
     assert_eq!((c.status, c.code()), (502, Some(-32603)), "{}", c.body);
     broken.shutdown().await;
     gw.shutdown().await;

@@ -15,9 +15,7 @@ pub const MODERN: &str = "2026-07-28";
 
 /// A TOML target section running the demo server.
 pub fn demo_target(name: &str, extra: &str) -> String {
-    format!(
-        "[targets.{name}]\ncommand = \"{DEMO}\"\nargs = [\"demo-server\"]\n{extra}\n"
-    )
+    format!("[targets.{name}]\ncommand = \"{DEMO}\"\nargs = [\"demo-server\"]\n{extra}\n")
 }
 
 pub struct Gateway {
@@ -66,7 +64,12 @@ impl Gateway {
     }
 
     /// A raw POST.
-    pub async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Reply {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
         let mut req = self.http.post(self.url(path)).body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -153,7 +156,11 @@ impl Reply {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.text().await.unwrap();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -163,7 +170,8 @@ impl Reply {
     }
 
     pub fn is_sse(&self) -> bool {
-        self.header("content-type").is_some_and(|c| c.starts_with("text/event-stream"))
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream"))
     }
 
     /// The JSON messages of the reply (one for JSON, each `data:` for SSE).
@@ -230,6 +238,13 @@ pub async fn read_events(
 
 /// The demo's `stats` tool, through the gateway as a modern client.
 pub async fn stats(gw: &Gateway, target: &str) -> Value {
-    let r = gw.modern(target, json!("stats"), "tools/call", json!({"name":"stats","arguments":{}})).await;
+    let r = gw
+        .modern(
+            target,
+            json!("stats"),
+            "tools/call",
+            json!({"name":"stats","arguments":{}}),
+        )
+        .await;
     serde_json::from_str(&r.text()).unwrap()
 }

@@ -1,0 +1,182 @@
+//! The `mcpod` binary: CLI, config checking, the embedded default, signals.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{DEMO, Gateway, call};
+use serde_json::json;
+
+#[test]
+fn version_and_check_config() {
+    let out = Command::new(DEMO).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("mcpod {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[auth]\ntokens = [\"0123456789abcdef0123\"]\n[targets.t]\ncommand = \"/bin/cat\"\n",
+    )
+    .unwrap();
+    let out = Command::new(DEMO)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 target: t"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[auth]\ndisabled = true\n[targets.t]\ncommand = \"/bin/cat\"\nsharing = \"everyone\"\n",
+    )
+    .unwrap();
+    let out = Command::new(DEMO)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("targets.t.sharing"), "{err}");
+
+    // Environment overrides are checked too, naming the variable.
+    let out = Command::new(DEMO)
+        .arg("check-config")
+        .arg(&good)
+        .env("MCPOD_MAX_BODY_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MCPOD_MAX_BODY_BYTES"));
+}
+
+#[test]
+fn embedded_default_refuses_a_public_listener() {
+    let out = Command::new(DEMO)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("MCPOD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.disabled"));
+}
+
+#[tokio::test]
+async fn serve_embedded_default_then_sigterm() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(DEMO)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("MCPOD_CONFIG")
+        .env("MCPOD_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                up = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway did not become ready");
+    // The README's one-request curl: a modern tools/list.
+    let r = http
+        .post(format!("{base}/mcp/demo"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "echo")
+    );
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    // JSON logs, with the per-request fields.
+    let done = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "request done")
+        .unwrap_or_else(|| panic!("no request log in {stderr}"));
+    assert_eq!(done["fields"]["method"], "tools/list");
+    assert_eq!(done["fields"]["outcome"], "ok");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(stderr.contains("mcpod stopped"), "{stderr}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_calls_finish() {
+    let mut gw = Gateway::demo().await;
+    let sid = gw.initialize("demo").await;
+    let handle = gw.server.take().unwrap();
+    let (reply, ()) = tokio::join!(
+        gw.legacy("demo", &sid, call(json!(1), "sleep", json!({"ms": 600}))),
+        async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            handle.shutdown().await;
+        }
+    );
+    assert_eq!(reply.text(), "slept 600 ms");
+    // Stopped: nothing listens any more.
+    assert!(
+        reqwest::Client::new()
+            .post(gw.url("/mcp/demo"))
+            .send()
+            .await
+            .is_err()
+    );
+}
