@@ -1,0 +1,279 @@
+//! `report`: a Markdown table, ratios and target verdicts from `--json` result lines.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Read;
+
+use crate::cli::ReportArgs;
+use crate::run::{RunResult, format_us};
+
+/// Throughput at the target concurrency, at least this many times the peer's.
+pub(crate) const TARGET_PEER_RATIO: f64 = 10.0;
+/// Throughput at the target concurrency, at least this share of direct stdio.
+pub(crate) const TARGET_DIRECT_SHARE: f64 = 0.30;
+/// p50 latency added over direct stdio at the target concurrency, under this many µs.
+pub(crate) const TARGET_ADDED_P50_US: f64 = 150.0;
+
+/// Reads the result lines named by `args` and returns the report.
+pub(crate) fn run(args: &ReportArgs) -> Result<String, String> {
+    let mut text = String::new();
+    if args.files.is_empty() || args.files.iter().any(|f| f.as_os_str() == "-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("reading standard input: {e}"))?;
+    }
+    for file in args.files.iter().filter(|f| f.as_os_str() != "-") {
+        let content = std::fs::read_to_string(file)
+            .map_err(|e| format!("reading {}: {e}", file.display()))?;
+        text.push_str(&content);
+        text.push('\n');
+    }
+    let results = parse(&text)?;
+    Ok(render(&results, args))
+}
+
+/// Parses one result per non-blank line.
+pub(crate) fn parse(text: &str) -> Result<Vec<RunResult>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).map_err(|e| format!("line {}: not a result: {e}", n + 1))
+        })
+        .collect()
+}
+
+/// The last result with this label and concurrency.
+fn find<'r>(results: &'r [RunResult], label: &str, concurrency: u32) -> Option<&'r RunResult> {
+    results
+        .iter()
+        .rev()
+        .find(|r| r.label == label && r.concurrency == concurrency)
+}
+
+/// Renders the tables.
+pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
+    // Direct stdio first, the peer last, the gateways in between in the order they ran.
+    let mut labels: Vec<&str> = Vec::new();
+    let present = |label: &str| results.iter().any(|r| r.label == label);
+    if present(&args.direct) {
+        labels.push(&args.direct);
+    }
+    for result in results {
+        let label = result.label.as_str();
+        if label != args.direct && label != args.peer && !labels.contains(&label) {
+            labels.push(label);
+        }
+    }
+    if present(&args.peer) {
+        labels.push(&args.peer);
+    }
+    let levels: BTreeSet<u32> = results.iter().map(|r| r.concurrency).collect();
+    let candidates: Vec<&str> = labels
+        .iter()
+        .copied()
+        .filter(|l| *l != args.direct && *l != args.peer)
+        .collect();
+
+    let mut out = String::new();
+    out.push_str("| run | c | req/s | p50 | p99 | peak RSS | errors |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for &c in &levels {
+        for label in &labels {
+            let Some(r) = find(results, label, c) else {
+                continue;
+            };
+            let rss = r.rss_peak_kib.map_or("—".to_owned(), |kib| {
+                format!("{:.1} MiB", kib as f64 / 1024.0)
+            });
+            let _ = writeln!(
+                out,
+                "| {label} | {c} | {rps:.0} | {p50} | {p99} | {rss} | {errors} |",
+                rps = r.rps,
+                p50 = format_us(r.p50_us),
+                p99 = format_us(r.p99_us),
+                errors = r.errors,
+            );
+        }
+    }
+
+    if !candidates.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| gateway | c | req/s vs {peer} | req/s vs {direct} | p50 added over {direct} |",
+            peer = args.peer,
+            direct = args.direct
+        );
+        out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+        for &c in &levels {
+            for label in &candidates {
+                let Some(r) = find(results, label, c) else {
+                    continue;
+                };
+                let ratios = Ratios::of(r, results, args);
+                let _ = writeln!(
+                    out,
+                    "| {label} | {c} | {peer} | {direct} | {added} |",
+                    peer = ratios.peer.map_or("—".to_owned(), |x| format!("{x:.1}×")),
+                    direct = ratios
+                        .direct
+                        .map_or("—".to_owned(), |x| format!("{:.0}%", x * 100.0)),
+                    added = ratios.added_p50_us.map_or("—".to_owned(), signed_us),
+                );
+            }
+        }
+
+        let c = args.target_concurrency;
+        let _ = writeln!(
+            out,
+            "\nTargets at c={c}: ≥ {TARGET_PEER_RATIO}× {peer}'s throughput, ≥ {share:.0}% of {direct}'s, < {TARGET_ADDED_P50_US} µs p50 added over {direct}.\n",
+            peer = args.peer,
+            direct = args.direct,
+            share = TARGET_DIRECT_SHARE * 100.0,
+        );
+        for label in &candidates {
+            let Some(r) = find(results, label, c) else {
+                let _ = writeln!(out, "- {label}: no run at c={c}");
+                continue;
+            };
+            let ratios = Ratios::of(r, results, args);
+            let verdict = |pass: Option<bool>| match pass {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            let _ = writeln!(
+                out,
+                "- {label}: {peer} vs {peer_name} ({}), {direct} of {direct_name} ({}), {added} p50 ({}){errors}",
+                verdict(ratios.peer.map(|x| x >= TARGET_PEER_RATIO)),
+                verdict(ratios.direct.map(|x| x >= TARGET_DIRECT_SHARE)),
+                verdict(ratios.added_p50_us.map(|x| x < TARGET_ADDED_P50_US)),
+                peer = ratios.peer.map_or("—".to_owned(), |x| format!("{x:.1}×")),
+                peer_name = args.peer,
+                direct = ratios
+                    .direct
+                    .map_or("—".to_owned(), |x| format!("{:.0}%", x * 100.0)),
+                direct_name = args.direct,
+                added = ratios.added_p50_us.map_or("—".to_owned(), signed_us),
+                errors = if r.errors > 0 {
+                    format!(" — {} ERRORS", r.errors)
+                } else {
+                    String::new()
+                },
+            );
+        }
+    }
+    out
+}
+
+fn signed_us(us: f64) -> String {
+    if us < 0.0 {
+        format!("−{}", format_us(-us))
+    } else {
+        format!("+{}", format_us(us))
+    }
+}
+
+/// A candidate's standing against the peer and the direct limit at one concurrency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ratios {
+    /// Throughput over the peer's.
+    pub(crate) peer: Option<f64>,
+    /// Throughput over direct stdio's.
+    pub(crate) direct: Option<f64>,
+    /// p50 minus direct stdio's p50, µs.
+    pub(crate) added_p50_us: Option<f64>,
+}
+
+impl Ratios {
+    fn of(r: &RunResult, results: &[RunResult], args: &ReportArgs) -> Self {
+        let peer = find(results, &args.peer, r.concurrency).filter(|p| p.rps > 0.0);
+        let direct = find(results, &args.direct, r.concurrency).filter(|d| d.rps > 0.0);
+        Self {
+            peer: peer.map(|p| r.rps / p.rps),
+            direct: direct.map(|d| r.rps / d.rps),
+            added_p50_us: direct.map(|d| r.p50_us - d.p50_us),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(label: &str, c: u32, rps: f64, p50_us: f64) -> RunResult {
+        RunResult {
+            label: label.into(),
+            mode: "http".into(),
+            era: "legacy".into(),
+            target: "t".into(),
+            concurrency: c,
+            requests: 10,
+            ok: 10,
+            errors: 0,
+            warmup_requests: 0,
+            elapsed_s: 1.0,
+            rps,
+            p50_us,
+            p90_us: p50_us,
+            p99_us: p50_us * 2.0,
+            max_us: p50_us * 3.0,
+            mean_us: p50_us,
+            rss_pid: Some(1),
+            rss_peak_kib: Some(2048),
+            error_messages: vec![],
+        }
+    }
+
+    fn args() -> ReportArgs {
+        ReportArgs {
+            files: vec![],
+            direct: "direct-stdio".into(),
+            peer: "supergateway".into(),
+            target_concurrency: 16,
+        }
+    }
+
+    #[test]
+    fn ratios_and_verdicts_follow_the_figures() {
+        let results = vec![
+            result("direct-stdio", 16, 100_000.0, 100.0),
+            result("mcpod-legacy", 16, 40_000.0, 200.0),
+            result("mcpod-modern", 16, 20_000.0, 400.0),
+            result("supergateway", 16, 3_000.0, 5_000.0),
+        ];
+        let ratios = Ratios::of(&results[1], &results, &args());
+        assert_eq!(ratios.peer.map(|x| (x * 100.0).round()), Some(1333.0));
+        assert_eq!(ratios.direct, Some(0.4));
+        assert_eq!(ratios.added_p50_us, Some(100.0));
+        let text = render(&results, &args());
+        assert!(
+            text.contains("| mcpod-legacy | 16 | 40000 | 200µs | 400µs | 2.0 MiB | 0 |"),
+            "{text}"
+        );
+        assert!(text.contains("- mcpod-legacy: 13.3× vs supergateway (met), 40% of direct-stdio (met), +100µs p50 (met)"), "{text}");
+        assert!(text.contains("- mcpod-modern: 6.7× vs supergateway (MISSED), 20% of direct-stdio (MISSED), +300µs p50 (MISSED)"), "{text}");
+        // direct first, peer last.
+        let direct = text.find("| direct-stdio | 16").expect("direct row");
+        let peer = text.find("| supergateway | 16").expect("peer row");
+        assert!(direct < text.find("| mcpod-legacy | 16").expect("row") && peer > direct);
+    }
+
+    #[test]
+    fn missing_runs_are_reported_as_not_measured() {
+        let results = vec![result("mcpod-legacy", 16, 1.0, 1.0)];
+        let text = render(&results, &args());
+        assert!(text.contains("(not measured)"), "{text}");
+        let text = render(&[result("mcpod-legacy", 1, 1.0, 1.0)], &args());
+        assert!(text.contains("- mcpod-legacy: no run at c=16"), "{text}");
+    }
+
+    #[test]
+    fn the_last_run_of_a_label_wins_and_bad_lines_are_errors() {
+        let first = serde_json::to_string(&result("x", 1, 1.0, 1.0)).expect("json");
+        let second = serde_json::to_string(&result("x", 1, 2.0, 1.0)).expect("json");
+        let results = parse(&format!("{first}\n\n{second}\n")).expect("parses");
+        assert_eq!(find(&results, "x", 1).map(|r| r.rps), Some(2.0));
+        assert!(parse("{}\n").is_err());
+    }
+}
