@@ -486,7 +486,15 @@ impl Client {
         Ok(resp
             .tasks
             .iter()
-            .map(|p| task_info(&p.container_id, p))
+            // containerd 1.x leaves `container_id` empty here and puts it in `id`.
+            .map(|p| {
+                let id = if p.container_id.is_empty() {
+                    &p.id
+                } else {
+                    &p.container_id
+                };
+                task_info(id, p)
+            })
             .collect())
     }
 

@@ -1,0 +1,244 @@
+//! Shared set-up of the tests against a real containerd.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mcpod_containerd::{BotConfig, Bots, Client, ClientConfig};
+
+pub const SOCKET_VAR: &str = "MCPOD_TEST_CONTAINERD_SOCKET";
+pub const DIR_VAR: &str = "MCPOD_TEST_CONTAINERD_DIR";
+
+/// The private containerd's socket. Panics (fails the test) when unset.
+pub fn socket() -> PathBuf {
+    match std::env::var_os(SOCKET_VAR) {
+        Some(s) if !s.is_empty() => PathBuf::from(s),
+        _ => panic!(
+            "\n\n*** {SOCKET_VAR} is not set: these tests need a real containerd. ***\n\
+             Start a private one (as root) and run them with:\n\
+             \n    scripts/containerd-env.sh start /tmp/ctd\n    \
+             MCPOD_TEST_CONTAINERD_SOCKET=/tmp/ctd/containerd.sock MCPOD_TEST_CONTAINERD_DIR=/tmp/ctd \\\n        \
+             cargo test -p mcpod-containerd --features containerd-tests\n    \
+             scripts/containerd-env.sh stop /tmp/ctd\n\n"
+        ),
+    }
+}
+
+/// The private containerd's directory (for restarting it). Panics when unset.
+pub fn daemon_dir() -> PathBuf {
+    match std::env::var_os(DIR_VAR) {
+        Some(s) if !s.is_empty() => PathBuf::from(s),
+        _ => panic!(
+            "\n\n*** {DIR_VAR} is not set: the restart test needs the directory given to \
+             `scripts/containerd-env.sh start DIR` (it prints the export line). ***\n\n"
+        ),
+    }
+}
+
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/containerd-env.sh")
+}
+
+/// One test's world: its own namespace, rootfs, FIFO root and data dir.
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+    pub rootfs: PathBuf,
+    pub fifo_root: PathBuf,
+    pub data_root: PathBuf,
+    pub client: Client,
+    pub bots: Bots,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> TestEnv {
+        Self::with_config(name, BotConfig::default()).await
+    }
+
+    pub async fn with_config(name: &str, bot_config: BotConfig) -> TestEnv {
+        let tmp = tempfile::Builder::new()
+            .prefix("mcpod-ctd-test-")
+            .tempdir()
+            .expect("tempdir");
+        let rootfs = tmp.path().join("rootfs");
+        build_rootfs(&rootfs);
+        let fifo_root = tmp.path().join("fifo");
+        let data_root = tmp.path().join("data");
+        let namespace = format!("mcpod-t-{name}-{}", std::process::id());
+        let config = ClientConfig::new(socket())
+            .with_namespace(namespace)
+            .with_fifo_root(&fifo_root);
+        let client = Client::connect(config)
+            .await
+            .expect("connect to test containerd");
+        let bots = Bots::new(client.clone(), bot_config);
+        TestEnv {
+            tmp,
+            rootfs,
+            fifo_root,
+            data_root,
+            client,
+            bots,
+        }
+    }
+
+    pub fn spec(&self, bot: &str) -> mcpod_containerd::BotSpec {
+        mcpod_containerd::BotSpec::new(&self.rootfs).with_data_dir(self.data_root.join(bot))
+    }
+
+    /// Deletes every container (and task) left in the namespace.
+    pub async fn cleanup(&self) {
+        let containers = self
+            .client
+            .list_containers(&[])
+            .await
+            .expect("list containers");
+        for c in containers {
+            self.client
+                .stop_task(&c.id, Duration::from_millis(200))
+                .await
+                .expect("stop task");
+            raw_delete_container(&self.client, &c.id).await;
+        }
+    }
+
+    /// Entries left under the FIFO root.
+    pub fn fifo_leftovers(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(&self.fifo_root) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A rootfs with busybox-static and applet symlinks.
+pub fn build_rootfs(rootfs: &Path) {
+    for d in ["bin", "proc", "dev", "tmp", "data", "etc", "root", "sys"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing: apt-get install -y busybox-static"
+    );
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).expect("copy busybox");
+    for applet in [
+        "sh", "cat", "sleep", "echo", "head", "tr", "dd", "yes", "true", "ls", "kill", "ps",
+    ] {
+        symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink applet");
+    }
+}
+
+async fn raw_delete_container(client: &Client, id: &str) {
+    use containerd_client::services::v1::DeleteContainerRequest;
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    let channel = containerd_client::connect(client.config().socket.clone())
+        .await
+        .expect("raw connect");
+    let mut c = ContainersClient::new(channel);
+    let mut req = tonic::Request::new(DeleteContainerRequest { id: id.to_owned() });
+    req.metadata_mut().insert(
+        "containerd-namespace",
+        client.namespace().parse().expect("namespace metadata"),
+    );
+    match c.delete(req).await {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::NotFound => {}
+        Err(s) => panic!("deleting container {id}: {s}"),
+    }
+}
+
+/// Creates a container record with arbitrary labels (no spec checks needed).
+pub async fn raw_create_container(
+    client: &Client,
+    id: &str,
+    labels: &[(&str, &str)],
+    spec_from: Option<&str>,
+) {
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    use containerd_client::services::v1::{Container, CreateContainerRequest};
+    let spec = match spec_from {
+        Some(other) => client.get_container(other).await.expect("spec source").spec,
+        None => None,
+    };
+    let channel = containerd_client::connect(client.config().socket.clone())
+        .await
+        .expect("raw connect");
+    let mut c = ContainersClient::new(channel);
+    let container = Container {
+        id: id.to_owned(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        runtime: Some(containerd_client::services::v1::container::Runtime {
+            name: "io.containerd.runc.v2".into(),
+            options: None,
+        }),
+        spec: spec.or_else(|| {
+            Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: b"{}".to_vec(),
+            })
+        }),
+        ..Default::default()
+    };
+    let mut req = tonic::Request::new(CreateContainerRequest {
+        container: Some(container),
+    });
+    req.metadata_mut().insert(
+        "containerd-namespace",
+        client.namespace().parse().expect("namespace metadata"),
+    );
+    c.create(req).await.expect("raw create container");
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The PIDs of the task's init once it has settled: the default init is `sh`
+/// plus the `sleep` it starts right away.
+pub async fn pid_set(client: &Client, container_id: &str) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let pids = current_pids(client, container_id).await;
+        if pids.len() >= 2 || start.elapsed() > Duration::from_secs(5) {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn current_pids(client: &Client, container_id: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = client
+        .list_pids(container_id)
+        .await
+        .expect("list pids")
+        .into_iter()
+        .map(|p| p.pid)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether the task runs exactly `baseline` and no exec'd process.
+pub async fn only_baseline(client: &Client, container_id: &str, baseline: &[u32]) -> bool {
+    let procs = client.list_pids(container_id).await.expect("list pids");
+    procs.iter().all(|p| p.exec_id.is_none())
+        && current_pids(client, container_id).await == baseline
+}
