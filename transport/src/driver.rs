@@ -1,5 +1,6 @@
-//! The supervisor task: it owns the [`Session`] and the backend's streams,
-//! starts and restarts the backend, and moves bytes, commands and events.
+//! The supervisor task: it starts and restarts the backend, owns its
+//! streams, and moves bytes between them and the shared [`Session`], and
+//! the session's events to the callers.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};

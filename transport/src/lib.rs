@@ -1,9 +1,9 @@
 //! # mcpod-transport
 //!
 //! The runtime-neutral half of mcpod's runtime adapters: the driver task
-//! that owns an [`mcpod_core::Session`] and a backend's byte streams, the
-//! supervisor that starts, restarts and stops the backend, and the cloneable
-//! [`Upstream`] handle that callers use.
+//! that moves bytes between an [`mcpod_core::Session`] and a backend's byte
+//! streams, the supervisor that starts, restarts and stops the backend, and
+//! the cloneable [`Upstream`] handle that callers use.
 //!
 //! It is written once, over `futures::io::{AsyncRead, AsyncWrite}` and the
 //! two-method [`Runtime`] trait (spawn a task, sleep until an instant).
@@ -11,9 +11,15 @@
 //! [`Connector`]s, and re-export this API; use one of them.
 //!
 //! ## How it works
-//! - One task per [`Upstream`] owns the session and the streams. After
-//!   every command or chunk of input it drains the session completely:
-//!   bytes for the backend, the next deadline, then events.
+//! - One task per [`Upstream`] supervises the backend and owns its streams.
+//!   The session sits behind a mutex shared with the handles, as in quinn:
+//!   a caller submits its call to the session directly (so a refusal such
+//!   as [`SendError::TooManyCalls`] comes back at once, with no round trip
+//!   through the task) and wakes the task, which writes what the session
+//!   queued. After each chunk of input, timeout or wakeup the task drains
+//!   the session completely: bytes for the backend, the next deadline, then
+//!   events, which it routes to the calls' streams and the subscribers.
+//!   The lock is never held across I/O.
 //! - Writing never blocks the task: bytes are taken from the session only
 //!   once the previous batch is written, so a backend that stops reading
 //!   leaves its output queued in the session, which soon refuses new calls
@@ -34,7 +40,8 @@
 //!
 //! ## Example
 //! Any byte streams make a backend; here, a connector over a Unix socket
-//! (with `async-io`), driven by a runtime from an adapter crate:
+//! (with `async-io`), driven by a runtime from an adapter crate (not
+//! compiled here: this crate does not depend on its adapters):
 //!
 //! ```ignore
 //! use mcpod_transport::{BoxFuture, Connection, Connector, Upstream, UpstreamConfig};
