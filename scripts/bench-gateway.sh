@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Load benchmark of the mcpod gateway: `tools/call echo` at several
+# concurrencies through mcpod (legacy and 2026-07-28 clients), side by side
+# with the demo server called directly over stdio (the limit) and with
+# supergateway 4.x (--stateful, Streamable HTTP) fronting the same demo
+# server. Every reply is checked by mcpod-loadgen; any error fails the run.
+#
+# Usage: scripts/bench-gateway.sh
+#
+# Environment (all optional):
+#   BENCH_DURATION      measured time per run            (default 5s)
+#   BENCH_WARMUP        warm-up per run, not recorded    (default 1s)
+#   BENCH_CONCURRENCY   concurrency levels               (default "1 16 64")
+#   BENCH_MCPOD_PORT    mcpod's loopback port            (default 18080)
+#   BENCH_SG_PORT       supergateway's loopback port     (default 18081)
+#   BENCH_MCPOD_LOG     mcpod's RUST_LOG                 (default warn: no access log,
+#                       like supergateway's --logLevel none)
+#   BENCH_THREADS       mcpod-loadgen runtime threads    (default 1)
+#   BENCH_OUT           where the JSON result lines go   (default: a temp dir)
+#   SUPERGATEWAY_DIR    npm prefix holding supergateway  (default ~/.cache/mcpod-bench/supergateway)
+#   CARGO_TARGET_DIR    cargo's target dir               (default <repo>/target)
+#
+# Everything listens on 127.0.0.1 only, and everything started here is
+# stopped on exit. Exit status: 0 if every run passed, 1 if any run had
+# errors, 2 if the set-up failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${BENCH_DURATION:-5s}
+WARMUP=${BENCH_WARMUP:-1s}
+LEVELS=${BENCH_CONCURRENCY:-1 16 64}
+MCPOD_PORT=${BENCH_MCPOD_PORT:-18080}
+SG_PORT=${BENCH_SG_PORT:-18081}
+MCPOD_LOG=${BENCH_MCPOD_LOG:-warn}
+THREADS=${BENCH_THREADS:-1}
+SG_DIR=${SUPERGATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpod-bench/supergateway}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpod-bench.XXXXXX")
+OUT=${BENCH_OUT:-$WORK/results.jsonl}
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'bench-gateway: %s\n' "$*" >&2
+    exit 2
+}
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Up to 5 s each, then SIGKILL.
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() { # port pid name
+    for _ in $(seq 100); do
+        port_open "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up; its log: $WORK/$3.log"
+        sleep 0.1
+    done
+    die "$3 did not listen on 127.0.0.1:$1 within 10 s; its log: $WORK/$3.log"
+}
+
+command -v cargo >/dev/null || die "cargo is not installed"
+command -v node >/dev/null || die "node is not installed (supergateway needs it)"
+command -v npm >/dev/null || die "npm is not installed (supergateway is installed with it)"
+for port in "$MCPOD_PORT" "$SG_PORT"; do
+    ! port_open "$port" || die "127.0.0.1:$port is already in use (set BENCH_MCPOD_PORT / BENCH_SG_PORT)"
+done
+
+say "building release binaries into $BIN"
+(cd "$ROOT" && cargo build --release --quiet -p mcpod-server -p mcpod-demo -p mcpod-loadgen) ||
+    die "cargo build failed"
+for binary in mcpod mcpod-demo mcpod-loadgen; do
+    [[ -x $BIN/$binary ]] || die "$BIN/$binary was not built"
+done
+
+SG_PACKAGE=$SG_DIR/node_modules/supergateway/package.json
+sg_version() { node -p "require(process.argv[1]).version" "$SG_PACKAGE" 2>/dev/null; }
+if [[ ! -f $SG_PACKAGE || $(sg_version) != 4.* ]]; then
+    say "installing supergateway 4.x into $SG_DIR"
+    timeout 60 npm view supergateway versions --json 2>/dev/null | grep -q '"4\.' ||
+        die "npm lists no supergateway 4.x (npm view supergateway versions)"
+    mkdir -p "$SG_DIR"
+    timeout 300 npm install --prefix "$SG_DIR" --no-audit --no-fund --loglevel=error supergateway@4 >&2 ||
+        die "npm install supergateway@4 failed"
+fi
+SG_VERSION=$(sg_version) || die "cannot read $SG_PACKAGE"
+[[ $SG_VERSION == 4.* ]] || die "supergateway $SG_VERSION is installed in $SG_DIR, not 4.x"
+
+# supergateway has no listen-address option and binds every interface;
+# this preload makes its server listen on 127.0.0.1 only.
+cat >"$WORK/loopback.cjs" <<'EOF'
+const net = require('net');
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  const port = args[0];
+  if ((typeof port === 'number' || (typeof port === 'string' && /^\d+$/.test(port)))
+      && (args.length === 1 || typeof args[1] === 'function')) {
+    args.splice(1, 0, '127.0.0.1');
+  }
+  return listen.apply(this, args);
+};
+EOF
+
+say "starting mcpod on 127.0.0.1:$MCPOD_PORT (RUST_LOG=$MCPOD_LOG)"
+RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --listen "127.0.0.1:$MCPOD_PORT" 2>"$WORK/mcpod.log" &
+MCPOD_PID=$!
+PIDS+=("$MCPOD_PID")
+
+say "starting supergateway $SG_VERSION on 127.0.0.1:$SG_PORT"
+NODE_OPTIONS="--require $WORK/loopback.cjs" "$SG_DIR/node_modules/.bin/supergateway" \
+    --stdio "$BIN/mcpod-demo" --outputTransport streamableHttp --stateful \
+    --port "$SG_PORT" --logLevel none >"$WORK/supergateway.log" 2>&1 &
+SG_PID=$!
+PIDS+=("$SG_PID")
+
+wait_for_port "$MCPOD_PORT" "$MCPOD_PID" mcpod
+wait_for_port "$SG_PORT" "$SG_PID" supergateway
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+FAILED=0
+run() { # label, mode, then the mode's arguments
+    local label=$1 mode=$2 status=0
+    shift 2
+    say "$label c=$C"
+    timeout 300 "$BIN/mcpod-loadgen" "$mode" -c "$C" -d "$DURATION" -w "$WARMUP" \
+        --threads "$THREADS" --label "$label" --json "$@" >>"$OUT" 2>>"$WORK/loadgen.log" || status=$?
+    if ((status != 0)); then
+        FAILED=1
+        say "$label c=$C FAILED (exit $status); see $WORK/loadgen.log"
+    fi
+}
+
+: >"$OUT"
+for C in $LEVELS; do
+    run direct-stdio stdio -- "$BIN/mcpod-demo"
+    run mcpod-legacy http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era legacy --pid "$MCPOD_PID"
+    run mcpod-modern http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era modern --pid "$MCPOD_PID"
+    run supergateway http "http://127.0.0.1:$SG_PORT/mcp" --era legacy --pid "$SG_PID"
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo
+echo "mcpod-loadgen: tools/call echo, ${DURATION} measured after ${WARMUP} warm-up per run, every reply checked"
+echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo '+dirty'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $LOAD_BEFORE before / $LOAD_AFTER after"
+echo "$(rustc --version), node $(node --version), supergateway $SG_VERSION (--stateful, --logLevel none), mcpod RUST_LOG=$MCPOD_LOG, loadgen threads $THREADS"
+echo "peak RSS: direct-stdio = the demo server; mcpod / supergateway = the gateway process alone (not its demo children)"
+echo
+"$BIN/mcpod-loadgen" report "$OUT"
+echo
+echo "results: $OUT; logs: $WORK"
+if ((FAILED)); then
+    echo "bench-gateway: some runs had errors (see above and $WORK/loadgen.log)" >&2
+    exit 1
+fi
