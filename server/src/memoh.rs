@@ -273,7 +273,7 @@ async fn rpc(app: &Arc<App>, target: Arc<Target>, upstream: Upstream, body: Body
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
             });
-        return match upstream.ready().await {
+        return match crate::http::modern::ready(&target, &upstream).await {
             Ok(info) => {
                 record.outcome = "ok";
                 let version = negotiate(requested.as_deref());
@@ -284,7 +284,7 @@ async fn rpc(app: &Arc<App>, target: Arc<Target>, upstream: Upstream, body: Body
             }
             Err(e) => {
                 record.outcome = "error";
-                json_response(error_frame(id.get(), INTERNAL_ERROR, &e.to_string(), None))
+                json_response(error_frame(id.get(), INTERNAL_ERROR, &e.message, None))
             }
         };
     }
@@ -305,6 +305,7 @@ async fn rpc(app: &Arc<App>, target: Arc<Target>, upstream: Upstream, body: Body
             json: true,
             deadline: Deadline::Default,
             cancel: None,
+            stop: None,
             slots,
             record,
         },

@@ -262,14 +262,32 @@ impl Target {
     }
 
     /// Delivers a notification that belongs to no call: to every legacy
-    /// session's GET stream and to every modern listener that opted in.
+    /// session's GET stream (a log message only to the session whose call
+    /// is in flight, when exactly one has one) and to every modern listener
+    /// that opted in.
     fn broadcast(&self, method: &str, frame: &[u8]) {
         let mut delivered = 0usize;
-        for session in self.sessions.all() {
-            if session.owns_upstream {
-                continue; // its own backend's traffic goes to it alone
+        // Its own backend's traffic goes to a per-session session alone.
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .all()
+            .into_iter()
+            .filter(|s| !s.owns_upstream)
+            .collect();
+        // A log message belongs to the call in flight when that is
+        // unambiguous: to the only session with a call in flight.
+        let busy: Vec<&Arc<Session>> = sessions
+            .iter()
+            .filter(|s| s.calls_in_flight() > 0)
+            .collect();
+        let only = (method == "notifications/message" && busy.len() == 1).then(|| busy[0].clone());
+        match only {
+            Some(session) => delivered += usize::from(session.push(frame)),
+            None => {
+                for session in &sessions {
+                    delivered += usize::from(session.push(frame));
+                }
             }
-            delivered += usize::from(session.push(frame));
         }
         let listeners = lock(&self.listeners);
         for l in listeners.iter().filter(|l| l.filter.wants(method)) {

@@ -164,13 +164,13 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
     let sid = gw.initialize("demo").await;
     let handle = gw.server.take().unwrap();
     let (reply, ()) = tokio::join!(
-        gw.legacy("demo", &sid, call(json!(1), "sleep", json!({"ms": 600}))),
+        gw.legacy("demo", &sid, call(json!(1), "sleep", json!({"ms": 1200}))),
         async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
             handle.shutdown().await;
         }
     );
-    assert_eq!(reply.text(), "slept 600 ms");
+    assert_eq!(reply.text(), "slept 1200 ms");
     // Stopped: nothing listens any more.
     assert!(
         reqwest::Client::new()

@@ -335,3 +335,112 @@ async fn per_session_targets_get_their_own_backend() {
     assert_eq!(pa, pa2);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nsession_idle_timeout = \"300ms\"\n{}",
+        demo_target("demo", "")
+    ))
+    .await;
+    let sid = gw.initialize("demo").await;
+    let r = gw
+        .legacy(
+            "demo",
+            &sid,
+            json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mut expired = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = gw
+            .http
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if r.contains("mcpod_sessions{target=\"demo\"} 0") {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "session never expired");
+    let r = gw
+        .legacy(
+            "demo",
+            &sid,
+            json!({"jsonrpc":"2.0","id":2,"method":"ping"}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, Some(-32001)));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn log_messages_reach_the_caller() {
+    let gw = Gateway::start(&format!(
+        "[targets.old]\ncommand = \"{}\"\nargs = [\"demo-server\", \"--legacy-only\"]\n",
+        common::DEMO
+    ))
+    .await;
+    let caller = gw.initialize("old").await;
+    let other = gw.initialize("old").await;
+    let open = |sid: String| {
+        gw.http
+            .get(gw.url("/mcp/old"))
+            .header("mcp-session-id", sid)
+            .header("accept", "text/event-stream")
+            .send()
+    };
+    let mut caller_stream = open(caller.clone()).await.unwrap();
+    let mut other_stream = open(other.clone()).await.unwrap();
+    let r = gw
+        .legacy(
+            "old",
+            &caller,
+            json!({"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The caller keeps a call in flight meanwhile, so it is unambiguously
+    // the only session with one when the log message comes through.
+    let (slow, r) = tokio::join!(
+        gw.legacy("old", &caller, call(json!(3), "sleep", json!({"ms": 800}))),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            gw.legacy(
+                "old",
+                &caller,
+                call(
+                    json!(2),
+                    "log",
+                    json!({"level":"warning","message":"careful"}),
+                ),
+            )
+            .await
+        }
+    );
+    assert_eq!(slow.text(), "slept 800 ms");
+    assert_eq!(
+        r.json()["result"]["structuredContent"]["emitted"],
+        true,
+        "{}",
+        r.body
+    );
+    let got = common::read_events(&mut caller_stream, |e| !e.is_empty()).await;
+    assert_eq!(got[0]["method"], "notifications/message", "{got:?}");
+    assert_eq!(got[0]["params"]["level"], "warning");
+    // The other session, with no call in flight, did not get it.
+    let nothing = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        common::read_events(&mut other_stream, |e| !e.is_empty()),
+    )
+    .await;
+    assert!(nothing.is_err(), "{nothing:?}");
+    gw.shutdown().await;
+}

@@ -332,14 +332,14 @@ async fn limits_answer_429_and_503_with_json_rpc_errors() {
     ))
     .await;
     let sid = gw.initialize("demo").await;
-    let slow = gw.legacy("demo", &sid, call(json!(1), "sleep", json!({"ms": 400})));
+    let slow = gw.legacy("demo", &sid, call(json!(1), "sleep", json!({"ms": 1500})));
     let second = async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         gw.legacy("demo", &sid, call(json!(2), "echo", json!({"text":"x"})))
             .await
     };
     let (first, second) = tokio::join!(slow, second);
-    assert_eq!(first.text(), "slept 400 ms");
+    assert_eq!(first.text(), "slept 1500 ms");
     assert_eq!(
         (second.status, second.code()),
         (429, Some(-32000)),
@@ -361,10 +361,10 @@ async fn limits_answer_429_and_503_with_json_rpc_errors() {
         "narrow",
         json!(1),
         "tools/call",
-        json!({"name":"sleep","arguments":{"ms":400}}),
+        json!({"name":"sleep","arguments":{"ms":1500}}),
     );
     let second = async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         gw.modern(
             "narrow",
             json!(2),

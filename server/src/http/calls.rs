@@ -174,6 +174,9 @@ pub struct Call {
     pub deadline: Deadline,
     /// Fires when the client cancels (legacy `notifications/cancelled`).
     pub cancel: Option<CancellationToken>,
+    /// Ends an SSE reply early (gateway shutdown), for calls that never
+    /// end by themselves (`subscriptions/listen`).
+    pub stop: Option<CancellationToken>,
     /// Slots held until the call ends.
     pub slots: Slots,
     /// Metrics and log record.
@@ -370,7 +373,8 @@ pub async fn forward(mut call: Call, req: OwnedRequest) -> Response {
             }
             Some(item) if flow.call.sse => {
                 let keep_alive = flow.call.target.limits.sse_keep_alive;
-                return sse::response(stream_rest(flow, item), keep_alive, None);
+                let stop = flow.call.stop.clone();
+                return sse::response(stream_rest(flow, item), keep_alive, stop);
             }
             Some(item) => flow.side_channel(item).await,
         }

@@ -142,6 +142,7 @@ pub async fn post(
                 json: accept.json,
                 deadline: Deadline::Default,
                 cancel,
+                stop: None,
                 slots,
                 record,
             };

@@ -265,6 +265,7 @@ pub async fn post(
                     json: accept.json,
                     deadline: Deadline::Never,
                     cancel: None,
+                    stop: Some(app.shutdown.clone()),
                     slots,
                     record,
                 };
@@ -293,6 +294,7 @@ pub async fn post(
                 json: accept.json,
                 deadline: Deadline::Default,
                 cancel: None,
+                stop: None,
                 slots,
                 record,
             };
