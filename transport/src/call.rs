@@ -249,3 +249,76 @@ impl Drop for CallStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::executor::block_on;
+    use mcpod_core::EndReason;
+
+    use super::{CallItem, CallStream, channel};
+    use crate::upstream::Shared;
+
+    fn note(n: u8) -> CallItem {
+        CallItem::Notification {
+            method: "notifications/progress".into(),
+            frame: vec![n],
+        }
+    }
+
+    fn stream(capacity: usize) -> (super::CallSender, CallStream) {
+        let (tx, pending) = channel(capacity, Arc::new(Shared::for_tests()));
+        // A call id can only come from a session.
+        let mut session = mcpod_core::Session::new(Default::default(), std::time::Instant::now());
+        let id = serde_json::value::RawValue::from_string("1".into()).expect("json");
+        let request = mcpod_core::Request {
+            id: &id,
+            method: "tools/list",
+            params: None,
+        };
+        let call = session
+            .send_request(request, Default::default(), std::time::Instant::now())
+            .expect("queued");
+        (tx, pending.into_stream(1, call))
+    }
+
+    #[test]
+    fn items_come_before_the_terminal_item_then_none() {
+        let (tx, mut rx) = stream(8);
+        tx.push(note(1)).expect("room");
+        tx.push(note(2)).expect("room");
+        tx.finish(CallItem::Ended {
+            reason: EndReason::TimedOut,
+            frame: vec![],
+        });
+        let got: Vec<_> = block_on(async {
+            let mut got = Vec::new();
+            while let Some(item) = rx.next().await {
+                got.push(item);
+            }
+            got
+        });
+        assert_eq!(got.len(), 3);
+        assert!(matches!(&got[0], CallItem::Notification { frame, .. } if frame == &[1]));
+        assert!(matches!(&got[1], CallItem::Notification { frame, .. } if frame == &[2]));
+        assert!(matches!(&got[2], CallItem::Ended { .. }));
+        assert!(block_on(rx.next()).is_none());
+    }
+
+    #[test]
+    fn a_full_or_dropped_stream_refuses_items() {
+        let (tx, rx) = stream(1);
+        tx.push(note(1)).expect("room");
+        assert!(tx.push(note(2)).is_err(), "capacity 1");
+        drop(rx);
+        assert!(tx.push(note(3)).is_err(), "receiver gone");
+    }
+
+    #[test]
+    fn a_vanished_driver_ends_the_stream() {
+        let (tx, rx) = stream(4);
+        drop(tx);
+        assert!(block_on(rx.finish()).is_none());
+    }
+}

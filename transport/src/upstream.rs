@@ -325,6 +325,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Shared {
+            state: Mutex::new(State::default()),
+            live: Mutex::new(None),
+            driver: AtomicWaker::new(),
+            events: broadcast::channel(1).0,
+            call_buffer: 1,
+        }
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock leaves plain data behind: go on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
