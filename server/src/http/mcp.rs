@@ -74,6 +74,16 @@ pub fn detect_era(headers: &HeaderMap, msg: &Message<'_>) -> Result<ClientEra, A
     }
 }
 
+/// The target label for metrics: unknown names are not echoed into
+/// label values (a client could otherwise create series at will).
+fn metric_target<'a>(app: &App, name: &'a str) -> &'a str {
+    if app.targets.get(name).is_some() {
+        name
+    } else {
+        "unknown"
+    }
+}
+
 /// Finds the target and checks the caller's token (the global tokens
 /// guard the 404 for unknown targets, so names do not leak).
 pub fn target_for(app: &App, name: &str, headers: &HeaderMap) -> Result<Arc<Target>, ApiError> {
@@ -112,7 +122,7 @@ pub async fn post(
 }
 
 async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body) -> Response {
-    let mut record = Record::new(&app, &name);
+    let mut record = Record::new(&app, metric_target(&app, &name));
     let target = match target_for(&app, &name, &headers) {
         Ok(t) => t,
         Err(e) => return record.fail(e),
@@ -189,7 +199,7 @@ pub async fn get(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut record = Record::new(&app, &name);
+    let mut record = Record::new(&app, metric_target(&app, &name));
     record.method("GET");
     let target = match target_for(&app, &name, &headers) {
         Ok(t) => t,
@@ -230,7 +240,7 @@ pub async fn delete(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let mut record = Record::new(&app, &name);
+    let mut record = Record::new(&app, metric_target(&app, &name));
     record.method("DELETE");
     let target = match target_for(&app, &name, &headers) {
         Ok(t) => t,
