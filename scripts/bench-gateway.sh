@@ -11,6 +11,7 @@
 #   BENCH_DURATION      measured time per run            (default 5s)
 #   BENCH_WARMUP        warm-up per run, not recorded    (default 1s)
 #   BENCH_CONCURRENCY   concurrency levels               (default "1 16 64")
+#   BENCH_REPEAT        rounds of every run; the table shows the median (default 1)
 #   BENCH_MCPOD_PORT    mcpod's loopback port            (default 18080)
 #   BENCH_SG_PORT       supergateway's loopback port     (default 18081)
 #   BENCH_MCPOD_LOG     mcpod's RUST_LOG                 (default warn: no access log,
@@ -29,6 +30,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${BENCH_DURATION:-5s}
 WARMUP=${BENCH_WARMUP:-1s}
 LEVELS=${BENCH_CONCURRENCY:-1 16 64}
+REPEAT=${BENCH_REPEAT:-1}
 MCPOD_PORT=${BENCH_MCPOD_PORT:-18080}
 SG_PORT=${BENCH_SG_PORT:-18081}
 MCPOD_LOG=${BENCH_MCPOD_LOG:-warn}
@@ -137,7 +139,7 @@ FAILED=0
 run() { # label, mode, then the mode's arguments
     local label=$1 mode=$2 status=0
     shift 2
-    say "$label c=$C"
+    say "$label c=$C (round $ROUND/$REPEAT)"
     timeout 300 "$BIN/mcpod-loadgen" "$mode" -c "$C" -d "$DURATION" -w "$WARMUP" \
         --threads "$THREADS" --label "$label" --json "$@" >>"$OUT" 2>>"$WORK/loadgen.log" || status=$?
     if ((status != 0)); then
@@ -147,16 +149,20 @@ run() { # label, mode, then the mode's arguments
 }
 
 : >"$OUT"
-for C in $LEVELS; do
-    run direct-stdio stdio -- "$BIN/mcpod-demo"
-    run mcpod-legacy http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era legacy --pid "$MCPOD_PID"
-    run mcpod-modern http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era modern --pid "$MCPOD_PID"
-    run supergateway http "http://127.0.0.1:$SG_PORT/mcp" --era legacy --pid "$SG_PID"
+# Rounds outermost and the four runs of a level back to back, so a change in
+# the machine's load hits every contender alike.
+for ROUND in $(seq "$REPEAT"); do
+    for C in $LEVELS; do
+        run direct-stdio stdio -- "$BIN/mcpod-demo"
+        run mcpod-legacy http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era legacy --pid "$MCPOD_PID"
+        run mcpod-modern http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era modern --pid "$MCPOD_PID"
+        run supergateway http "http://127.0.0.1:$SG_PORT/mcp" --era legacy --pid "$SG_PID"
+    done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "mcpod-loadgen: tools/call echo, ${DURATION} measured after ${WARMUP} warm-up per run, every reply checked"
+echo "mcpod-loadgen: tools/call echo, ${DURATION} measured after ${WARMUP} warm-up per run, $REPEAT round(s), every reply checked"
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo '+dirty'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $LOAD_BEFORE before / $LOAD_AFTER after"
 echo "$(rustc --version), node $(node --version), supergateway $SG_VERSION (--stateful, --logLevel none), mcpod RUST_LOG=$MCPOD_LOG, loadgen threads $THREADS"
 echo "peak RSS: direct-stdio = the demo server; mcpod / supergateway = the gateway process alone (not its demo children)"

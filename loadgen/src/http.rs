@@ -84,11 +84,33 @@ struct Dialect {
     version_header: HeaderValue,
 }
 
-/// A keep-alive connection, and for legacy clients their session.
-struct Connection {
-    sender: SendRequest<Full<Bytes>>,
-    session: Option<HeaderValue>,
+/// A legacy session: its id (if the server assigned one) and negotiated version.
+#[derive(Debug, Clone)]
+struct Session {
+    id: Option<HeaderValue>,
     version: HeaderValue,
+}
+
+/// Which MCP headers a POST carries besides `Content-Type` and `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Headers {
+    /// None: the legacy `initialize`.
+    Handshake,
+    /// Legacy after `initialize`: `MCP-Protocol-Version` and `Mcp-Session-Id` (if assigned).
+    Session,
+    /// 2026-07-28: `MCP-Protocol-Version`, `Mcp-Method: tools/call`, `Mcp-Name: echo`.
+    ModernEcho,
+}
+
+/// One virtual client: a keep-alive connection and, for legacy clients, a
+/// session; each is opened again when lost.
+struct Client {
+    endpoint: Arc<Endpoint>,
+    dialect: Arc<Dialect>,
+    timeout: Duration,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    session: Option<Session>,
+    stats: ClientStats,
 }
 
 /// Runs the HTTP benchmark. `Err` means it could not start.
@@ -109,9 +131,12 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
         version,
     });
 
-    // One connection (and session) before the clock starts, so an unreachable
-    // or broken endpoint is reported as such rather than as a million errors.
-    let probe = open(&endpoint, &dialect, load.timeout)
+    // The first client connects (and initializes) before the clock starts, so
+    // an unreachable or broken endpoint is reported as such rather than as a
+    // flood of errors.
+    let mut first = Client::new(Arc::clone(&endpoint), Arc::clone(&dialect), load.timeout);
+    first
+        .prepare()
         .await
         .map_err(|e| format!("{}: {e}", endpoint.url))?;
 
@@ -120,17 +145,13 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
         None => None,
     };
     let clock = Arc::new(Clock::start(load.warmup, stop_rule(load)));
-    let mut probe = Some(probe);
+    let mut first = Some(first);
     let clients: Vec<_> = (0..load.concurrency)
-        .map(|client| {
-            tokio::spawn(virtual_client(
-                client,
-                probe.take(),
-                Arc::clone(&endpoint),
-                Arc::clone(&dialect),
-                Arc::clone(&clock),
-                load.timeout,
-            ))
+        .map(|n| {
+            let client = first.take().unwrap_or_else(|| {
+                Client::new(Arc::clone(&endpoint), Arc::clone(&dialect), load.timeout)
+            });
+            tokio::spawn(client.run(n, Arc::clone(&clock)))
         })
         .collect();
     let mut stats = Vec::with_capacity(clients.len());
@@ -155,65 +176,79 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
     Ok(RunResult::new(info, &clock, Tally::merge(stats), 0, rss))
 }
 
-async fn virtual_client(
-    client: u32,
-    mut connection: Option<Connection>,
-    endpoint: Arc<Endpoint>,
-    dialect: Arc<Dialect>,
-    clock: Arc<Clock>,
-    timeout: Duration,
-) -> ClientStats {
-    let mut stats = ClientStats::new();
-    let mut seq = 0u64;
-    loop {
-        let phase = clock.next();
-        if phase == Next::Stop {
-            break;
-        }
-        let open_connection = match connection.as_mut() {
-            Some(open) => open,
-            None => match open(&endpoint, &dialect, timeout).await {
-                Ok(opened) => connection.insert(opened),
-                Err(error) => {
-                    stats.record(phase, Instant::now(), &Err(error));
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
-                    continue;
-                }
-            },
-        };
-        seq += 1;
-        let text = check::echo_text(client, seq);
-        let started = Instant::now();
-        let outcome = match tokio::time::timeout(
+impl Client {
+    fn new(endpoint: Arc<Endpoint>, dialect: Arc<Dialect>, timeout: Duration) -> Self {
+        Self {
+            endpoint,
+            dialect,
             timeout,
-            echo(open_connection, &endpoint, &dialect, seq, &text),
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(CallError::Timeout(timeout)),
-        };
-        stats.record(phase, started, &outcome);
-        if outcome.as_ref().is_err_and(CallError::breaks_connection) {
-            connection = None;
+            sender: None,
+            session: None,
+            stats: ClientStats::new(),
         }
     }
-    if let Some(connection) = connection {
-        end_session(connection, &endpoint, timeout).await;
-    }
-    stats
-}
 
-/// Opens a connection and, for legacy clients, a session.
-async fn open(
-    endpoint: &Endpoint,
-    dialect: &Dialect,
-    timeout: Duration,
-) -> Result<Connection, CallError> {
-    let opening = async {
-        let stream = TcpStream::connect(endpoint.addr)
+    /// The closed loop: one checked request after another until the clock stops.
+    async fn run(mut self, client: u32, clock: Arc<Clock>) -> ClientStats {
+        let mut seq = 0u64;
+        loop {
+            let phase = clock.next();
+            if phase == Next::Stop {
+                break;
+            }
+            if let Err(error) = self.prepare().await {
+                self.stats.record(phase, Instant::now(), &Err(error));
+                self.sender = None;
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
+            }
+            seq += 1;
+            let text = check::echo_text(client, seq);
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(self.timeout, self.echo(seq, &text)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(CallError::Timeout(self.timeout)),
+            };
+            self.stats.record(phase, started, &outcome);
+            match &outcome {
+                Err(error) if error.breaks_connection() => self.sender = None,
+                // The session expired or is unknown: start a new one.
+                Err(CallError::Status { status: 404, .. }) => self.session = None,
+                _ => {}
+            }
+        }
+        self.end_session().await;
+        self.stats
+    }
+
+    /// Opens the connection, and for legacy clients the session, unless open.
+    async fn prepare(&mut self) -> Result<(), CallError> {
+        let timeout = self.timeout;
+        let preparing = async {
+            self.connect().await?;
+            if self.dialect.era == Era::Legacy && self.session.is_none() {
+                self.initialize().await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, preparing)
             .await
-            .map_err(|e| CallError::Transport(format!("connect {}: {e}", endpoint.addr)))?;
+            .map_err(|_| CallError::Timeout(timeout))?
+    }
+
+    /// Opens a connection unless one is open (a server may close an idle one).
+    async fn connect(&mut self) -> Result<(), CallError> {
+        if self
+            .sender
+            .as_ref()
+            .is_some_and(|sender| !sender.is_closed())
+        {
+            return Ok(());
+        }
+        let addr = self.endpoint.addr;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| CallError::Transport(format!("connect {addr}: {e}")))?;
         stream
             .set_nodelay(true)
             .map_err(|e| CallError::Transport(format!("TCP_NODELAY: {e}")))?;
@@ -224,68 +259,141 @@ async fn open(
             // Its errors surface on the requests that were using it.
             let _ = connection.await;
         });
-        let mut opened = Connection {
-            sender,
-            session: None,
-            version: dialect.version_header.clone(),
-        };
-        if dialect.era == Era::Legacy {
-            initialize(&mut opened, endpoint, &dialect.version).await?;
-        }
-        Ok(opened)
-    };
-    tokio::time::timeout(timeout, opening)
-        .await
-        .map_err(|_| CallError::Timeout(timeout))?
-}
-
-/// The legacy handshake: `initialize`, keep `Mcp-Session-Id`, `notifications/initialized`.
-async fn initialize(
-    connection: &mut Connection,
-    endpoint: &Endpoint,
-    version: &str,
-) -> Result<(), CallError> {
-    let body = check::initialize_request(0, version);
-    let (status, headers, body) =
-        post(connection, endpoint, Headers::Handshake, body.into()).await?;
-    let json = expect_reply(status, &headers, &body)?;
-    let result = Envelope::parse(&json)?.result_for(0)?;
-    let negotiated = protocol_version(result.get())?;
-    connection.version = HeaderValue::from_str(&negotiated)
-        .map_err(|_| CallError::Malformed(format!("protocol version {negotiated:?}")))?;
-    connection.session = headers.get(&SESSION_ID).cloned();
-    let (status, _, body) =
-        post(connection, endpoint, Headers::Session, INITIALIZED.into()).await?;
-    if !matches!(
-        status,
-        StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT
-    ) {
-        return Err(CallError::Status {
-            status: status.as_u16(),
-            body: format!("to notifications/initialized: {}", check::snippet(&body)),
-        });
+        self.sender = Some(sender);
+        self.stats.connected();
+        Ok(())
     }
-    Ok(())
-}
 
-/// One checked `tools/call echo`.
-async fn echo(
-    connection: &mut Connection,
-    endpoint: &Endpoint,
-    dialect: &Dialect,
-    id: u64,
-    text: &str,
-) -> Result<(), CallError> {
-    let (body, kind) = match dialect.era {
-        Era::Legacy => (check::echo_request(id, text, None), Headers::Session),
-        Era::Modern => (
-            check::echo_request(id, text, Some(&dialect.version)),
-            Headers::ModernEcho,
-        ),
-    };
-    let (status, headers, body) = post(connection, endpoint, kind, body.into()).await?;
-    let json = expect_reply(status, &headers, &body)?;
-    check::check_echo_reply(&json, id, text)
+    /// The legacy handshake: `initialize`, keep `Mcp-Session-Id`, `notifications/initialized`.
+    async fn initialize(&mut self) -> Result<(), CallError> {
+        let body = check::initialize_request(0, &self.dialect.version);
+        let (status, headers, body) = self.post(Headers::Handshake, body.into()).await?;
+        let json = expect_reply(status, &headers, &body)?;
+        let result = Envelope::parse(&json)?.result_for(0)?;
+        let negotiated = protocol_version(result.get())?;
+        self.session = Some(Session {
+            id: headers.get(&SESSION_ID).cloned(),
+            version: HeaderValue::from_str(&negotiated)
+                .map_err(|_| CallError::Malformed(format!("protocol version {negotiated:?}")))?,
+        });
+        let (status, _, body) = self.post(Headers::Session, INITIALIZED.into()).await?;
+        if !matches!(
+            status,
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT
+        ) {
+            self.session = None;
+            return Err(CallError::Status {
+                status: status.as_u16(),
+                body: format!("to notifications/initialized: {}", check::snippet(&body)),
+            });
+        }
+        self.stats.initialized();
+        Ok(())
+    }
+
+    /// One checked `tools/call echo`.
+    async fn echo(&mut self, id: u64, text: &str) -> Result<(), CallError> {
+        let (body, kind) = match self.dialect.era {
+            Era::Legacy => (check::echo_request(id, text, None), Headers::Session),
+            Era::Modern => (
+                check::echo_request(id, text, Some(&self.dialect.version)),
+                Headers::ModernEcho,
+            ),
+        };
+        let (status, headers, body) = self.post(kind, body.into()).await?;
+        let json = expect_reply(status, &headers, &body)?;
+        check::check_echo_reply(&json, id, text)
+    }
+
+    /// Ends a legacy session with `DELETE` (best effort: a server may answer 405).
+    async fn end_session(&mut self) {
+        let Some(Session {
+            id: Some(id),
+            version,
+        }) = self.session.take()
+        else {
+            return;
+        };
+        if self.connect().await.is_err() {
+            return;
+        }
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = Method::DELETE;
+        *request.uri_mut() = self.endpoint.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.endpoint.host.clone());
+        headers.insert(SESSION_ID, id);
+        headers.insert(PROTOCOL_VERSION, version);
+        let _ = tokio::time::timeout(self.timeout, self.send(request)).await;
+    }
+
+    /// POSTs one message and reads the whole response.
+    async fn post(
+        &mut self,
+        kind: Headers,
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.endpoint.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.endpoint.host.clone());
+        headers.insert(CONTENT_TYPE, JSON);
+        headers.insert(ACCEPT, ACCEPT_BOTH);
+        match kind {
+            Headers::Handshake => {}
+            Headers::Session => {
+                if let Some(session) = &self.session {
+                    headers.insert(PROTOCOL_VERSION, session.version.clone());
+                    if let Some(id) = &session.id {
+                        headers.insert(SESSION_ID, id.clone());
+                    }
+                }
+            }
+            Headers::ModernEcho => {
+                headers.insert(PROTOCOL_VERSION, self.dialect.version_header.clone());
+                headers.insert(MCP_METHOD, TOOLS_CALL);
+                headers.insert(MCP_NAME, ECHO);
+            }
+        }
+        self.send(request).await
+    }
+
+    /// Sends a request on the connection and reads the whole response.
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
+        // A connection the server closed after its last response (idle
+        // timeout, `Connection: close`) is not an error: the request has not
+        // been sent yet, so open another one and send it there.
+        let usable = match self.sender.as_mut() {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !usable {
+            self.sender = None;
+            self.connect().await?;
+        }
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(CallError::Transport("not connected".to_owned()));
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| CallError::Transport(format!("connection: {e}")))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| CallError::Transport(format!("request: {e}")))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| CallError::Transport(format!("response body: {e}")))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
 }
 
 /// A 200 response's JSON-RPC response message, from a JSON or an SSE body.
@@ -302,84 +410,4 @@ fn expect_reply<'b>(
     }
     let kind = BodyKind::from_content_type(headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes))?;
     check::response_in_body(kind, body)
-}
-
-/// Which MCP headers a POST carries besides `Content-Type` and `Accept`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Headers {
-    /// None: the legacy `initialize`.
-    Handshake,
-    /// Legacy after `initialize`: `MCP-Protocol-Version` and `Mcp-Session-Id` (if assigned).
-    Session,
-    /// 2026-07-28: `MCP-Protocol-Version`, `Mcp-Method: tools/call`, `Mcp-Name: echo`.
-    ModernEcho,
-}
-
-/// POSTs one message and reads the whole response.
-async fn post(
-    connection: &mut Connection,
-    endpoint: &Endpoint,
-    kind: Headers,
-    body: Bytes,
-) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = endpoint.path.clone();
-    let headers = request.headers_mut();
-    headers.insert(HOST, endpoint.host.clone());
-    headers.insert(CONTENT_TYPE, JSON);
-    headers.insert(ACCEPT, ACCEPT_BOTH);
-    match kind {
-        Headers::Handshake => {}
-        Headers::Session => {
-            headers.insert(PROTOCOL_VERSION, connection.version.clone());
-            if let Some(session) = &connection.session {
-                headers.insert(SESSION_ID, session.clone());
-            }
-        }
-        Headers::ModernEcho => {
-            headers.insert(PROTOCOL_VERSION, connection.version.clone());
-            headers.insert(MCP_METHOD, TOOLS_CALL);
-            headers.insert(MCP_NAME, ECHO);
-        }
-    }
-    send(connection, request).await
-}
-
-async fn send(
-    connection: &mut Connection,
-    request: Request<Full<Bytes>>,
-) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
-    connection
-        .sender
-        .ready()
-        .await
-        .map_err(|e| CallError::Transport(format!("connection: {e}")))?;
-    let response = connection
-        .sender
-        .send_request(request)
-        .await
-        .map_err(|e| CallError::Transport(format!("request: {e}")))?;
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| CallError::Transport(format!("response body: {e}")))?
-        .to_bytes();
-    Ok((parts.status, parts.headers, body))
-}
-
-/// Ends a legacy session with `DELETE` (best effort: a server may answer 405).
-async fn end_session(mut connection: Connection, endpoint: &Endpoint, timeout: Duration) {
-    let Some(session) = connection.session.clone() else {
-        return;
-    };
-    let mut request = Request::new(Full::new(Bytes::new()));
-    *request.method_mut() = Method::DELETE;
-    *request.uri_mut() = endpoint.path.clone();
-    let headers = request.headers_mut();
-    headers.insert(HOST, endpoint.host.clone());
-    headers.insert(SESSION_ID, session);
-    headers.insert(PROTOCOL_VERSION, connection.version.clone());
-    let _ = tokio::time::timeout(timeout, send(&mut connection, request)).await;
 }

@@ -43,12 +43,35 @@ pub(crate) fn parse(text: &str) -> Result<Vec<RunResult>, String> {
         .collect()
 }
 
-/// The last result with this label and concurrency.
-fn find<'r>(results: &'r [RunResult], label: &str, concurrency: u32) -> Option<&'r RunResult> {
-    results
+/// The runs with this label and concurrency, summarized: the run with the
+/// median throughput (the lower median for an even count), with the errors
+/// of all of them, and how many there were.
+fn find(results: &[RunResult], label: &str, concurrency: u32) -> Option<Summary> {
+    let mut runs: Vec<&RunResult> = results
         .iter()
-        .rev()
-        .find(|r| r.label == label && r.concurrency == concurrency)
+        .filter(|r| r.label == label && r.concurrency == concurrency)
+        .collect();
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let median = *runs.get(runs.len().checked_sub(1)? / 2)?;
+    Some(Summary {
+        rps: median.rps,
+        p50_us: median.p50_us,
+        p99_us: median.p99_us,
+        rss_peak_kib: runs.iter().filter_map(|r| r.rss_peak_kib).max(),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        runs: runs.len(),
+    })
+}
+
+/// One label at one concurrency, over its repeated runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    rss_peak_kib: Option<u64>,
+    errors: u64,
+    runs: usize,
 }
 
 /// Renders the tables.
@@ -76,8 +99,18 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
         .collect();
 
     let mut out = String::new();
-    out.push_str("| run | c | req/s | p50 | p99 | peak RSS | errors |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    let repeated = levels.iter().any(|&c| {
+        labels
+            .iter()
+            .any(|l| find(results, l, c).is_some_and(|s| s.runs > 1))
+    });
+    if repeated {
+        out.push_str(
+            "Each row is the run with the median req/s; errors are summed over all runs.\n\n",
+        );
+    }
+    out.push_str("| run | c | req/s | p50 | p99 | peak RSS | errors | runs |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for &c in &levels {
         for label in &labels {
             let Some(r) = find(results, label, c) else {
@@ -88,11 +121,12 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
             });
             let _ = writeln!(
                 out,
-                "| {label} | {c} | {rps:.0} | {p50} | {p99} | {rss} | {errors} |",
+                "| {label} | {c} | {rps:.0} | {p50} | {p99} | {rss} | {errors} | {runs} |",
                 rps = r.rps,
                 p50 = format_us(r.p50_us),
                 p99 = format_us(r.p99_us),
                 errors = r.errors,
+                runs = r.runs,
             );
         }
     }
@@ -110,7 +144,7 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
                 let Some(r) = find(results, label, c) else {
                     continue;
                 };
-                let ratios = Ratios::of(r, results, args);
+                let ratios = Ratios::of(&r, c, results, args);
                 let _ = writeln!(
                     out,
                     "| {label} | {c} | {peer} | {direct} | {added} |",
@@ -136,7 +170,7 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
                 let _ = writeln!(out, "- {label}: no run at c={c}");
                 continue;
             };
-            let ratios = Ratios::of(r, results, args);
+            let ratios = Ratios::of(&r, c, results, args);
             let verdict = |pass: Option<bool>| match pass {
                 Some(true) => "met",
                 Some(false) => "MISSED",
@@ -186,9 +220,9 @@ pub(crate) struct Ratios {
 }
 
 impl Ratios {
-    fn of(r: &RunResult, results: &[RunResult], args: &ReportArgs) -> Self {
-        let peer = find(results, &args.peer, r.concurrency).filter(|p| p.rps > 0.0);
-        let direct = find(results, &args.direct, r.concurrency).filter(|d| d.rps > 0.0);
+    fn of(r: &Summary, concurrency: u32, results: &[RunResult], args: &ReportArgs) -> Self {
+        let peer = find(results, &args.peer, concurrency).filter(|p| p.rps > 0.0);
+        let direct = find(results, &args.direct, concurrency).filter(|d| d.rps > 0.0);
         Self {
             peer: peer.map(|p| r.rps / p.rps),
             direct: direct.map(|d| r.rps / d.rps),
@@ -221,6 +255,8 @@ mod tests {
             mean_us: p50_us,
             rss_pid: Some(1),
             rss_peak_kib: Some(2048),
+            connections: u64::from(c),
+            sessions: u64::from(c),
             error_messages: vec![],
         }
     }
@@ -242,13 +278,14 @@ mod tests {
             result("mcpod-modern", 16, 20_000.0, 400.0),
             result("supergateway", 16, 3_000.0, 5_000.0),
         ];
-        let ratios = Ratios::of(&results[1], &results, &args());
+        let legacy = find(&results, "mcpod-legacy", 16).expect("a run");
+        let ratios = Ratios::of(&legacy, 16, &results, &args());
         assert_eq!(ratios.peer.map(|x| (x * 100.0).round()), Some(1333.0));
         assert_eq!(ratios.direct, Some(0.4));
         assert_eq!(ratios.added_p50_us, Some(100.0));
         let text = render(&results, &args());
         assert!(
-            text.contains("| mcpod-legacy | 16 | 40000 | 200µs | 400µs | 2.0 MiB | 0 |"),
+            text.contains("| mcpod-legacy | 16 | 40000 | 200µs | 400µs | 2.0 MiB | 0 | 1 |"),
             "{text}"
         );
         assert!(text.contains("- mcpod-legacy: 13.3× vs supergateway (met), 40% of direct-stdio (met), +100µs p50 (met)"), "{text}");
@@ -269,11 +306,22 @@ mod tests {
     }
 
     #[test]
-    fn the_last_run_of_a_label_wins_and_bad_lines_are_errors() {
-        let first = serde_json::to_string(&result("x", 1, 1.0, 1.0)).expect("json");
-        let second = serde_json::to_string(&result("x", 1, 2.0, 1.0)).expect("json");
-        let results = parse(&format!("{first}\n\n{second}\n")).expect("parses");
-        assert_eq!(find(&results, "x", 1).map(|r| r.rps), Some(2.0));
+    fn repeated_runs_report_the_median_and_every_error() {
+        let runs: Vec<String> = [(3.0, 0), (1.0, 2), (2.0, 0), (9.0, 0)]
+            .iter()
+            .map(|&(rps, errors)| {
+                let mut r = result("x", 1, rps, 1.0);
+                r.errors = errors;
+                serde_json::to_string(&r).expect("json")
+            })
+            .collect();
+        let results = parse(&format!("{}\n\n", runs.join("\n"))).expect("parses");
+        let summary = find(&results, "x", 1).expect("found");
+        assert_eq!(summary.rps, 2.0, "the lower median of 1, 2, 3, 9");
+        assert_eq!(summary.errors, 2);
+        assert_eq!(summary.runs, 4);
+        assert!(find(&results, "x", 2).is_none());
+        assert!(render(&results, &args()).contains("median"));
         assert!(parse("{}\n").is_err());
     }
 }

@@ -107,6 +107,8 @@ pub(crate) struct ClientStats {
     warmup_errors: u64,
     last_done: Option<Instant>,
     messages: Vec<String>,
+    connections: u64,
+    sessions: u64,
 }
 
 impl ClientStats {
@@ -120,7 +122,19 @@ impl ClientStats {
             warmup_errors: 0,
             last_done: None,
             messages: Vec::new(),
+            connections: 0,
+            sessions: 0,
         }
+    }
+
+    /// Counts a connection (or a spawned stdio server) opened.
+    pub(crate) fn connected(&mut self) {
+        self.connections += 1;
+    }
+
+    /// Counts a completed `initialize` handshake.
+    pub(crate) fn initialized(&mut self) {
+        self.sessions += 1;
     }
 
     /// Records the outcome of a request started at `started`.
@@ -181,6 +195,8 @@ pub(crate) struct Tally {
     warmup_errors: u64,
     last_done: Option<Instant>,
     messages: Vec<String>,
+    connections: u64,
+    sessions: u64,
 }
 
 impl Tally {
@@ -194,6 +210,8 @@ impl Tally {
             warmup_errors: 0,
             last_done: None,
             messages: Vec::new(),
+            connections: 0,
+            sessions: 0,
         };
         for client in clients {
             // Same bounds on both sides, so adding cannot fail.
@@ -203,6 +221,8 @@ impl Tally {
             tally.warmup_ok += client.warmup_ok;
             tally.warmup_errors += client.warmup_errors;
             tally.last_done = tally.last_done.max(client.last_done);
+            tally.connections += client.connections;
+            tally.sessions += client.sessions;
             for message in client.messages {
                 if tally.messages.len() < 10 && !tally.messages.contains(&message) {
                     tally.messages.push(message);
@@ -252,6 +272,10 @@ pub(crate) struct RunResult {
     pub(crate) rss_pid: Option<u32>,
     /// Peak VmRSS of that process, KiB.
     pub(crate) rss_peak_kib: Option<u64>,
+    /// Connections opened (HTTP), or 1 for the stdio server.
+    pub(crate) connections: u64,
+    /// `initialize` handshakes completed (0 for modern clients).
+    pub(crate) sessions: u64,
     /// Distinct error messages (at most ten).
     pub(crate) error_messages: Vec<String>,
 }
@@ -317,6 +341,8 @@ impl RunResult {
             mean_us: if empty { 0.0 } else { hist.mean() / 1e3 },
             rss_pid: rss.map(|(pid, _)| pid),
             rss_peak_kib: rss.and_then(|(_, peak)| peak),
+            connections: tally.connections,
+            sessions: tally.sessions,
             error_messages: tally.messages,
         }
     }

@@ -122,6 +122,8 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
         Err(_) => return Err("the child's stdout stayed open after it was stopped".to_owned()),
     };
     let mut reader_stats = reader_stats;
+    reader_stats.connected();
+    reader_stats.initialized();
     if died_early {
         reader_stats.stray(&CallError::Transport(
             "the server closed its stdout during the run".to_owned(),

@@ -32,6 +32,8 @@ struct Fake {
     seen: Arc<Mutex<Seen>>,
     /// Answer every n-th call with the wrong text.
     lie_every: Option<u64>,
+    /// Close the connection after every response.
+    close: bool,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -56,6 +58,17 @@ fn bad(message: &str) -> Response<Full<Bytes>> {
 
 impl Fake {
     async fn handle(self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let close = self.close;
+        let mut response = self.answer(request).await;
+        if close {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, "close".parse().expect("header"));
+        }
+        Ok(response)
+    }
+
+    async fn answer(self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let header = |name: &str| {
             request
                 .headers()
@@ -71,29 +84,29 @@ impl Fake {
         let http_method = request.method().clone();
         let body = match request.into_body().collect().await {
             Ok(body) => body.to_bytes(),
-            Err(_) => return Ok(bad("unreadable body")),
+            Err(_) => return bad("unreadable body"),
         };
         let mut seen = self.seen.lock().expect("lock");
         if http_method == Method::DELETE {
-            return Ok(match session {
+            return match session {
                 Some(s) if seen.sessions.contains(&s) => {
                     seen.deleted += 1;
                     reply(StatusCode::OK, "", String::new())
                 }
                 _ => reply(StatusCode::NOT_FOUND, "", String::new()),
-            });
+            };
         }
         if !(accept.contains("application/json") && accept.contains("text/event-stream")) {
-            return Ok(bad("Accept must list both types"));
+            return bad("Accept must list both types");
         }
         let Ok(message) = serde_json::from_slice::<Value>(&body) else {
-            return Ok(bad("not JSON"));
+            return bad("not JSON");
         };
         let id = message["id"].clone();
         match message["method"].as_str() {
             Some("initialize") => {
                 if session.is_some() {
-                    return Ok(bad("initialize inside a session"));
+                    return bad("initialize inside a session");
                 }
                 let new = format!("session-{}", seen.sessions.len());
                 seen.sessions.insert(new.clone());
@@ -108,14 +121,14 @@ impl Fake {
                 response
                     .headers_mut()
                     .insert("mcp-session-id", new.parse().expect("header"));
-                Ok(response)
+                response
             }
             Some("notifications/initialized") => {
                 if !session.is_some_and(|s| seen.sessions.contains(&s)) {
-                    return Ok(bad("unknown session"));
+                    return bad("unknown session");
                 }
                 seen.initialized += 1;
-                Ok(reply(StatusCode::ACCEPTED, "", String::new()))
+                reply(StatusCode::ACCEPTED, "", String::new())
             }
             Some("tools/call") => {
                 let params = &message["params"];
@@ -126,15 +139,15 @@ impl Fake {
                             || method_header.as_deref() != Some("tools/call")
                             || name_header.as_deref() != Some("echo")
                         {
-                            return Ok(bad("modern headers missing or wrong"));
+                            return bad("modern headers missing or wrong");
                         }
                     }
                     None => {
                         if !session.is_some_and(|s| seen.sessions.contains(&s)) {
-                            return Ok(bad("unknown session"));
+                            return bad("unknown session");
                         }
                         if version.as_deref() != Some("2025-11-25") {
-                            return Ok(bad("MCP-Protocol-Version missing"));
+                            return bad("MCP-Protocol-Version missing");
                         }
                     }
                 }
@@ -153,7 +166,7 @@ impl Fake {
                     result["resultType"] = json!("complete");
                 }
                 let response = json!({"jsonrpc":"2.0","id":id,"result":result}).to_string();
-                Ok(if seen.calls % 2 == 0 {
+                if seen.calls % 2 == 0 {
                     seen.json_replies += 1;
                     reply(StatusCode::OK, "application/json", response)
                 } else {
@@ -167,9 +180,9 @@ impl Fake {
                             "event: message\ndata: {progress}\n\n: ping\n\nevent: message\r\ndata: {response}\r\n\r\n"
                         ),
                     )
-                })
+                }
             }
-            _ => Ok(bad("unexpected method")),
+            _ => bad("unexpected method"),
         }
     }
 }
@@ -216,6 +229,7 @@ fn fake(lie_every: Option<u64>) -> Fake {
     Fake {
         seen: Arc::default(),
         lie_every,
+        close: false,
     }
 }
 
@@ -230,6 +244,8 @@ async fn legacy_clients_hold_one_session_each_and_read_json_and_sse() {
     assert_eq!(result["ok"], 300, "{result}");
     assert_eq!(result["errors"], 0, "{result}");
     assert_eq!(result["era"], "legacy", "{result}");
+    assert_eq!(result["connections"], 3, "{result}");
+    assert_eq!(result["sessions"], 3, "{result}");
     let seen = server.seen.lock().expect("lock");
     assert_eq!(seen.sessions.len(), 3, "one session per virtual client");
     assert_eq!(seen.initialized, 3);
@@ -251,6 +267,8 @@ async fn modern_clients_send_the_2026_headers_and_no_session() {
     assert!(output.status.success(), "{result}");
     assert_eq!(result["ok"], 100, "{result}");
     assert_eq!(result["era"], "modern", "{result}");
+    assert_eq!(result["connections"], 2, "{result}");
+    assert_eq!(result["sessions"], 0, "{result}");
     let seen = server.seen.lock().expect("lock");
     assert!(seen.sessions.is_empty());
     assert_eq!(seen.calls, 100);
@@ -309,4 +327,27 @@ async fn a_rejected_request_fails_the_run_with_its_status() {
             .contains("HTTP status 400"),
         "{result}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_connections_costs_reconnects_not_errors() {
+    let server = Fake {
+        close: true,
+        ..fake(None)
+    };
+    let addr = serve(server.clone()).await;
+    let url = format!("http://{addr}/mcp");
+    let output = loadgen(&["http", &url, "-c", "2", "-n", "50", "-w", "0", "--json"]).await;
+    let result = result_of(&output);
+    assert!(output.status.success(), "{result}");
+    assert_eq!(result["ok"], 50, "{result}");
+    assert_eq!(
+        result["sessions"], 2,
+        "sessions outlive connections: {result}"
+    );
+    assert!(
+        result["connections"].as_u64().is_some_and(|n| n > 50),
+        "{result}"
+    );
+    assert_eq!(server.seen.lock().expect("lock").deleted, 2);
 }
