@@ -61,17 +61,25 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let app = build_app(config, addr);
+    let app = build_app(config, addr)?;
     run(app, listener, stop).await
 }
 
-fn build_app(config: Config, addr: SocketAddr) -> Arc<App> {
+fn build_app(config: Config, addr: SocketAddr) -> std::io::Result<Arc<App>> {
+    // The config was checked against `listen`; the listener actually given
+    // may differ (tests, embedding).
+    if config.auth.disabled && !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("auth.disabled: auth may only be disabled on a loopback listener, not {addr}"),
+        ));
+    }
     let guard = HostGuard::new(
         &config.allowed_origins,
         &config.allowed_hosts,
         addr.ip().is_loopback(),
     );
-    Arc::new(App {
+    Ok(Arc::new(App {
         targets: Registry::new(&config.targets, &config.limits),
         metrics: Default::default(),
         guard,
@@ -79,7 +87,7 @@ fn build_app(config: Config, addr: SocketAddr) -> Arc<App> {
         stdio: Default::default(),
         started: Instant::now(),
         config,
-    })
+    }))
 }
 
 async fn run(
@@ -180,7 +188,7 @@ impl Server {
 pub fn spawn(config: Config, listener: TcpListener) -> std::io::Result<Server> {
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
-    let app = build_app(config, addr);
+    let app = build_app(config, addr)?;
     let task = tokio::spawn(run(app, listener, stop.clone().cancelled_owned()));
     Ok(Server { addr, stop, task })
 }
