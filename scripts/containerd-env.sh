@@ -30,7 +30,7 @@ ctd_usage() {
 }
 
 ctd_check_prereqs() {
-    [ "$(id -u)" = 0 ] || ctd_die "must run as root (containerd and runc need it); current uid $(id -u)"
+    [ "${EUID:-$(id -u)}" = 0 ] || ctd_die "must run as root (containerd and runc need it); current uid ${EUID:-unknown}"
     local bin
     for bin in containerd ctr runc containerd-shim-runc-v2; do
         command -v "$bin" >/dev/null 2>&1 ||

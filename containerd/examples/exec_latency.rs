@@ -112,11 +112,17 @@ async fn main() -> Result<(), BoxError> {
     println!("iterations: {iterations}");
     println!("| step | p50 | p90 | max |");
     println!("| --- | --- | --- | --- |");
-    row("create + start container and task (once)", &mut vec![create_start]);
+    row(
+        "create + start container and task (once)",
+        &mut [create_start],
+    );
     row("exec cat → first byte echoed", &mut first_byte_cat);
     row("exec echo → first byte of output", &mut first_byte_echo);
     row("line round trip through running cat", &mut round_trip);
-    row("shutdown (CloseIO, Wait, DeleteProcess, rm FIFOs)", &mut shutdown);
+    row(
+        "shutdown (CloseIO, Wait, DeleteProcess, rm FIFOs)",
+        &mut shutdown,
+    );
     row("`ctr task exec /bin/echo x` (whole CLI run)", &mut ctr);
     check_clean(tmp.path())?;
     Ok(())

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime;
@@ -187,12 +188,19 @@ impl BotSpec {
 pub struct Bots {
     client: Client,
     config: BotConfig,
+    /// Serialises task starts of this `Bots` (and its clones), so that
+    /// concurrent first calls do not tear down each other's half-started task.
+    start_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Bots {
     /// Bot containers reached through `client`.
     pub fn new(client: Client, config: BotConfig) -> Self {
-        Bots { client, config }
+        Bots {
+            client,
+            config,
+            start_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// The client.
@@ -248,10 +256,35 @@ impl Bots {
     /// Makes sure the container's task runs: starts it when it has none or
     /// it stopped (a stopped task is deleted first) if `start_if_stopped`,
     /// else [`Error::TaskNotRunning`]. A paused task is not resumed.
+    ///
+    /// Starts are serialised within this `Bots` and its clones; a task seen
+    /// in the `created` state is given a moment to finish starting before it
+    /// is taken for a leftover and replaced.
     pub async fn ensure_running(&self, container: &BotContainer) -> Result<TaskInfo> {
+        self.ensure_running_with(container, self.config.start_if_stopped)
+            .await
+    }
+
+    async fn ensure_running_with(&self, container: &BotContainer, start: bool) -> Result<TaskInfo> {
         let id = &container.container_id;
+        if let Some(t) = self.client.task(id).await?
+            && t.status == TaskStatus::Running
+        {
+            return Ok(t);
+        }
+        let _guard = self.start_lock.lock().await;
         for _ in 0..3 {
-            let task = self.client.task(id).await?;
+            let mut task = self.client.task(id).await?;
+            if task.as_ref().map(|t| t.status) == Some(TaskStatus::Created) {
+                // Possibly being started by someone else (another process).
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                while task.as_ref().map(|t| t.status) == Some(TaskStatus::Created)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    task = self.client.task(id).await?;
+                }
+            }
             let state = match &task {
                 Some(t) if t.status == TaskStatus::Running => return Ok(t.clone()),
                 Some(t) => t.status.to_string(),
@@ -261,7 +294,7 @@ impl Bots {
                 task.as_ref().map(|t| t.status),
                 None | Some(TaskStatus::Stopped) | Some(TaskStatus::Created)
             );
-            if !self.config.start_if_stopped || !startable {
+            if !start || !startable {
                 return Err(Error::TaskNotRunning {
                     container_id: id.clone(),
                     state,
@@ -277,13 +310,7 @@ impl Bots {
                 Err(e) => return Err(e),
             }
         }
-        match self.client.task(id).await? {
-            Some(t) if t.status == TaskStatus::Running => Ok(t),
-            t => Err(Error::TaskNotRunning {
-                container_id: id.clone(),
-                state: t.map_or("no task".into(), |t| t.status.to_string()),
-            }),
-        }
+        self.running_task(id).await
     }
 
     /// Finds the bot's container, makes sure its task runs, and execs `opts` in it.
@@ -392,14 +419,7 @@ impl Bots {
     /// which this calls whatever `start_if_stopped` says).
     pub async fn start(&self, bot_id: &str) -> Result<TaskInfo> {
         let container = self.find(bot_id).await?;
-        let forced = Bots {
-            client: self.client.clone(),
-            config: BotConfig {
-                start_if_stopped: true,
-                ..self.config.clone()
-            },
-        };
-        forced.ensure_running(&container).await
+        self.ensure_running_with(&container, true).await
     }
 
     /// Stops and deletes the bot's task (SIGTERM, `stop_grace`, SIGKILL).

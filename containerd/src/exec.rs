@@ -120,6 +120,9 @@ struct Teardown {
 /// `mcpod_containerd::stderr`) line by line. End it with
 /// [`shutdown`](Self::shutdown); a process dropped without it is shut down
 /// in a background task (needs a tokio runtime that keeps running).
+///
+/// Always read stdout: a process whose stdout nobody drains blocks once the
+/// pipe (64 KiB) is full.
 pub struct ExecProcess {
     /// The process's stdin. Writes after the process has exited do not fail
     /// but fill the pipe and then block: watch [`wait`](Self::wait), not write errors.

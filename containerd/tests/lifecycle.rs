@@ -177,3 +177,47 @@ async fn find_checks_ids_and_labels() {
     assert_eq!(task.status, TaskStatus::Running);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_execs_share_one_start() {
+    let env = TestEnv::new("concurrent").await;
+    env.bots
+        .create("conc", &env.spec("conc"))
+        .await
+        .expect("create");
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let bots = env.bots.clone();
+        handles.push(tokio::spawn(async move {
+            let mut p = bots
+                .exec(
+                    "conc",
+                    &mcpod_containerd::ExecOptions::new(["/bin/echo", "hi"]),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("exec {i}: {e}"));
+            let mut out = String::new();
+            tokio::io::AsyncReadExt::read_to_string(
+                &mut p.stdout.take().expect("stdout"),
+                &mut out,
+            )
+            .await
+            .expect("read");
+            p.shutdown(Duration::from_secs(1)).await.expect("shutdown");
+            out
+        }));
+    }
+    let mut pids = std::collections::BTreeSet::new();
+    for h in handles {
+        assert_eq!(h.await.expect("join"), "hi\n");
+        pids.insert(
+            env.client
+                .task("mcp-conc")
+                .await
+                .expect("task")
+                .map(|t| t.pid),
+        );
+    }
+    assert_eq!(pids.len(), 1, "one task served all four: {pids:?}");
+    env.cleanup().await;
+}

@@ -46,7 +46,7 @@ async fn exec_survives_containerd_restart() {
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("mcpod_containerd=debug"))
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     let dir = daemon_dir();
