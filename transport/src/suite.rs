@@ -143,6 +143,14 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("env_cwd_and_cleared_env", env_cwd_and_cleared_env),
     ("spawn_failure_is_reported", spawn_failure_is_reported),
     ("socket_backend", socket_backend),
+    (
+        "handshake_failure_is_reported",
+        handshake_failure_is_reported,
+    ),
+    (
+        "dropping_every_handle_shuts_down",
+        dropping_every_handle_shuts_down,
+    ),
 ];
 
 /// How long one scenario may take before it fails.
@@ -938,5 +946,67 @@ fn socket_backend(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
         assert_eq!(status.pid, None);
         up.close().await;
         assert!(!up.status().alive);
+    })
+}
+
+/// Refuses `initialize`, then reads stdin until it closes.
+const REFUSING_BACKEND: &str = r#"read line; printf '%s\n' '{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"not today"}}'; while read line; do :; done"#;
+
+fn handshake_failure_is_reported(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let spec = ProcessSpec::new("/bin/sh").args(["-c", REFUSING_BACKEND]);
+        let up = upstream(&h, spec, legacy_config());
+        match up.ready().await {
+            Err(UpstreamError::HandshakeFailed(why)) => assert!(why.contains("not today"), "{why}"),
+            other => panic!("expected HandshakeFailed, got {other:?}"),
+        }
+        eventually(&h, Duration::from_secs(5), "failed backend stopped", || {
+            up.status().last_exit.is_some_and(|e| e.success())
+        })
+        .await;
+        // The next operation tries a new process.
+        assert!(matches!(
+            up.ready().await,
+            Err(UpstreamError::HandshakeFailed(_))
+        ));
+        assert_eq!(up.status().generation, 2);
+        up.close().await;
+    })
+}
+
+fn dropping_every_handle_shuts_down(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let up = upstream(&h, demo(&[]), config());
+        up.ready().await.expect("ready");
+        let pid = up.status().pid.expect("pid");
+        let stream = up
+            .call(
+                tool("1", "sleep", serde_json::json!({"ms": 60_000})),
+                RequestOptions::default(),
+            )
+            .await
+            .expect("call");
+        let other = up.clone();
+        drop(up);
+        assert!(!pid_gone(pid), "one handle is left");
+        drop(other);
+        match within(
+            &h,
+            Duration::from_secs(10),
+            "open call to end",
+            stream.finish(),
+        )
+        .await
+        {
+            Some(CallItem::Ended {
+                reason: EndReason::BackendClosed(_),
+                ..
+            }) => {}
+            other => panic!("expected the call to end with the backend, got {other:?}"),
+        }
+        eventually(&h, Duration::from_secs(10), "process reaped", || {
+            pid_gone(pid)
+        })
+        .await;
     })
 }
