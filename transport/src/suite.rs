@@ -766,6 +766,32 @@ fn backend_not_reading_fails_fast(h: Arc<dyn Harness>) -> BoxFuture<'static, ()>
                 ..
             })
         ));
+
+        // A backend that never even answers the handshake: calls wait in a
+        // bounded queue, then are refused.
+        let mut config = legacy_config();
+        config.core.max_queued_before_ready = 4;
+        config.shutdown_grace = Duration::from_millis(200);
+        let silent = upstream(&h, ProcessSpec::new("sleep").arg("1000"), config);
+        let mut waiting = Vec::new();
+        let refused = loop {
+            let req = tool(&waiting.len().to_string(), "echo", serde_json::json!({}));
+            match silent.call(req, RequestOptions::default()).await {
+                Ok(stream) => waiting.push(stream),
+                Err(e) => break e,
+            }
+            assert!(waiting.len() <= 4, "queue before ready is not bounded");
+        };
+        assert!(
+            matches!(
+                refused,
+                UpstreamError::Send(SendError::NotReadyQueueFull(4))
+            ),
+            "{refused}"
+        );
+        let pid = silent.status().pid.expect("pid");
+        silent.close().await;
+        assert!(pid_gone(pid));
     })
 }
 
