@@ -17,7 +17,7 @@ use crate::check::{
     self, BodyKind, CallError, Envelope, INITIALIZED, LEGACY_VERSION, MODERN_VERSION,
 };
 use crate::cli::{Era, HttpArgs};
-use crate::rss::RssSampler;
+use crate::rss::{ProcessProbe, SelfCpu};
 use crate::run::{ClientStats, Clock, Next, RunInfo, RunResult, Tally, stop_rule};
 use crate::stdio::protocol_version;
 
@@ -140,11 +140,14 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
         .await
         .map_err(|e| format!("{}: {e}", endpoint.url))?;
 
-    let sampler = match load.pid {
-        Some(pid) => Some(RssSampler::start(pid).map_err(|e| e.to_string())?),
+    let clock = Arc::new(Clock::start(load.warmup, stop_rule(load)));
+    let probe = match load.pid {
+        Some(pid) => {
+            Some(ProcessProbe::start(pid, clock.measure_from()).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
-    let clock = Arc::new(Clock::start(load.warmup, stop_rule(load)));
+    let own_cpu = SelfCpu::start_at(clock.measure_from());
     let mut first = Some(first);
     let clients: Vec<_> = (0..load.concurrency)
         .map(|n| {
@@ -162,7 +165,8 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
                 .map_err(|e| format!("a client task failed: {e}"))?,
         );
     }
-    let rss = sampler.map(RssSampler::finish);
+    let probe = probe.map(ProcessProbe::finish);
+    let own_cpu = own_cpu.finish();
     let info = RunInfo {
         label,
         mode: "http",
@@ -173,7 +177,14 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
         target: endpoint.url.clone(),
         concurrency: load.concurrency,
     };
-    Ok(RunResult::new(info, &clock, Tally::merge(stats), 0, rss))
+    Ok(RunResult::new(
+        info,
+        &clock,
+        Tally::merge(stats),
+        0,
+        probe,
+        own_cpu,
+    ))
 }
 
 impl Client {

@@ -58,6 +58,9 @@ fn find(results: &[RunResult], label: &str, concurrency: u32) -> Option<Summary>
         p50_us: median.p50_us,
         p99_us: median.p99_us,
         rss_peak_kib: runs.iter().filter_map(|r| r.rss_peak_kib).max(),
+        cpu_us: per_request(median.cpu_s, median.ok),
+        children_cpu_us: per_request(median.children_cpu_s, median.ok),
+        loadgen_cpu_us: per_request(median.loadgen_cpu_s, median.ok),
         errors: runs.iter().map(|r| r.errors).sum(),
         runs: runs.len(),
     })
@@ -70,8 +73,27 @@ struct Summary {
     p50_us: f64,
     p99_us: f64,
     rss_peak_kib: Option<u64>,
+    /// CPU µs per checked request: the probed process, its children, the load generator.
+    cpu_us: Option<f64>,
+    children_cpu_us: Option<f64>,
+    loadgen_cpu_us: Option<f64>,
     errors: u64,
     runs: usize,
+}
+
+fn per_request(seconds: Option<f64>, ok: u64) -> Option<f64> {
+    seconds.filter(|_| ok > 0).map(|s| s * 1e6 / ok as f64)
+}
+
+/// `38 + 9 / 15`: CPU µs per request of the server, its backends and the load generator.
+fn cpu_cell(s: &Summary) -> String {
+    let us = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.0}"));
+    format!(
+        "{} + {} / {}",
+        us(s.cpu_us),
+        us(s.children_cpu_us),
+        us(s.loadgen_cpu_us)
+    )
 }
 
 /// Renders the tables.
@@ -109,8 +131,8 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
             "Each row is the run with the median req/s; errors are summed over all runs.\n\n",
         );
     }
-    out.push_str("| run | c | req/s | p50 | p99 | peak RSS | errors | runs |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str("| run | c | req/s | p50 | p99 | peak RSS | CPU µs/req: server + backends / loadgen | errors | runs |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for &c in &levels {
         for label in &labels {
             let Some(r) = find(results, label, c) else {
@@ -121,7 +143,8 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
             });
             let _ = writeln!(
                 out,
-                "| {label} | {c} | {rps:.0} | {p50} | {p99} | {rss} | {errors} | {runs} |",
+                "| {label} | {c} | {rps:.0} | {p50} | {p99} | {rss} | {cpu} | {errors} | {runs} |",
+                cpu = cpu_cell(&r),
                 rps = r.rps,
                 p50 = format_us(r.p50_us),
                 p99 = format_us(r.p99_us),
@@ -242,8 +265,8 @@ mod tests {
             era: "legacy".into(),
             target: "t".into(),
             concurrency: c,
-            requests: 10,
-            ok: 10,
+            requests: 10_000,
+            ok: 10_000,
             errors: 0,
             warmup_requests: 0,
             elapsed_s: 1.0,
@@ -255,6 +278,9 @@ mod tests {
             mean_us: p50_us,
             rss_pid: Some(1),
             rss_peak_kib: Some(2048),
+            cpu_s: Some(0.5),
+            children_cpu_s: Some(0.25),
+            loadgen_cpu_s: Some(0.1),
             connections: u64::from(c),
             sessions: u64::from(c),
             error_messages: vec![],
@@ -285,7 +311,9 @@ mod tests {
         assert_eq!(ratios.added_p50_us, Some(100.0));
         let text = render(&results, &args());
         assert!(
-            text.contains("| mcpod-legacy | 16 | 40000 | 200µs | 400µs | 2.0 MiB | 0 | 1 |"),
+            text.contains(
+                "| mcpod-legacy | 16 | 40000 | 200µs | 400µs | 2.0 MiB | 50 + 25 / 10 | 0 | 1 |"
+            ),
             "{text}"
         );
         assert!(text.contains("- mcpod-legacy: 13.3× vs supergateway (met), 40% of direct-stdio (met), +100µs p50 (met)"), "{text}");

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::CallError;
 use crate::cli::LoadArgs;
+use crate::rss::ProbeReport;
 
 /// How many error messages each client keeps for the final report.
 const KEPT_ERRORS: usize = 3;
@@ -272,6 +273,12 @@ pub(crate) struct RunResult {
     pub(crate) rss_pid: Option<u32>,
     /// Peak VmRSS of that process, KiB.
     pub(crate) rss_peak_kib: Option<u64>,
+    /// CPU seconds that process spent in the measured phase.
+    pub(crate) cpu_s: Option<f64>,
+    /// CPU seconds its live children (a gateway's backends) spent in the measured phase.
+    pub(crate) children_cpu_s: Option<f64>,
+    /// CPU seconds the load generator spent in the measured phase.
+    pub(crate) loadgen_cpu_s: Option<f64>,
     /// Connections opened (HTTP), or 1 for the stdio server.
     pub(crate) connections: u64,
     /// `initialize` handshakes completed (0 for modern clients).
@@ -302,7 +309,8 @@ impl RunResult {
         clock: &Clock,
         tally: Tally,
         extra_errors: u64,
-        rss: Option<(u32, Option<u64>)>,
+        probe: Option<ProbeReport>,
+        loadgen_cpu_s: Option<f64>,
     ) -> Self {
         let elapsed = tally.last_done.map_or(Duration::ZERO, |done| {
             done.saturating_duration_since(clock.measure_from())
@@ -339,8 +347,11 @@ impl RunResult {
             p99_us: quantile(0.99),
             max_us: if empty { 0.0 } else { us(hist.max()) },
             mean_us: if empty { 0.0 } else { hist.mean() / 1e3 },
-            rss_pid: rss.map(|(pid, _)| pid),
-            rss_peak_kib: rss.and_then(|(_, peak)| peak),
+            rss_pid: probe.map(|p| p.pid),
+            rss_peak_kib: probe.map(|p| p.rss_peak_kib),
+            cpu_s: probe.and_then(|p| p.cpu).map(|c| c.own_s),
+            children_cpu_s: probe.and_then(|p| p.cpu).map(|c| c.children_s),
+            loadgen_cpu_s,
             connections: tally.connections,
             sessions: tally.sessions,
             error_messages: tally.messages,
@@ -358,8 +369,15 @@ impl RunResult {
             Some(kib) => format!("{:.1}MiB", kib as f64 / 1024.0),
             None => "-".to_owned(),
         };
+        let per_request = |seconds: Option<f64>| match seconds {
+            Some(s) if self.ok > 0 => format!("{:.1}µs", s * 1e6 / self.ok as f64),
+            _ => "-".to_owned(),
+        };
         format!(
-            "{label:<14} mode={mode} era={era} c={c} requests={requests} errors={errors} rps={rps:.0} p50={p50} p99={p99} rss_peak={rss}",
+            "{label:<14} mode={mode} era={era} c={c} requests={requests} errors={errors} rps={rps:.0} p50={p50} p99={p99} rss_peak={rss} cpu/req={cpu}+{children} loadgen_cpu/req={loadgen}",
+            cpu = per_request(self.cpu_s),
+            children = per_request(self.children_cpu_s),
+            loadgen = per_request(self.loadgen_cpu_s),
             label = self.label,
             mode = self.mode,
             era = self.era,
@@ -438,7 +456,7 @@ mod tests {
             target: "x".into(),
             concurrency: 2,
         };
-        let result = RunResult::new(info, &clock, tally, 1, None);
+        let result = RunResult::new(info, &clock, tally, 1, None, None);
         assert_eq!(result.ok, 2);
         assert_eq!(result.requests, 3);
         assert_eq!(result.errors, 3);

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::check::{self, CallError, Envelope, LEGACY_VERSION};
 use crate::cli::StdioArgs;
-use crate::rss::RssSampler;
+use crate::rss::{ProcessProbe, SelfCpu};
 use crate::run::{ClientStats, Clock, Next, RunInfo, RunResult, Tally, stop_rule};
 
 /// The id of the `initialize` request; load requests start at 1.
@@ -67,13 +67,15 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
         .await
         .map_err(|e| format!("initialize handshake with `{program}` failed: {e}"))?;
 
-    let sampler = match load.pid.or(child_pid) {
-        Some(pid) => Some(RssSampler::start(pid).map_err(|e| e.to_string())?),
-        None => None,
-    };
-
     let table: SharedTable = Arc::default();
     let clock = Arc::new(Clock::start(load.warmup, stop_rule(load)));
+    let probe = match load.pid.or(child_pid) {
+        Some(pid) => {
+            Some(ProcessProbe::start(pid, clock.measure_from()).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let own_cpu = SelfCpu::start_at(clock.measure_from());
     let (lines, queued) = mpsc::channel::<String>(load.concurrency as usize);
     let writer = tokio::spawn(write_lines(
         stdin,
@@ -105,7 +107,8 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
                 .map_err(|e| format!("a client task failed: {e}"))?,
         );
     }
-    let rss = sampler.map(RssSampler::finish);
+    let probe = probe.map(ProcessProbe::finish);
+    let own_cpu = own_cpu.finish();
     // `lines` kept the server's stdin open until now, so an abort means the
     // server went away during the run.
     let died_early = clock.is_aborted();
@@ -143,7 +146,14 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
         target: args.command.join(" "),
         concurrency: load.concurrency,
     };
-    Ok(RunResult::new(info, &clock, Tally::merge(stats), 0, rss))
+    Ok(RunResult::new(
+        info,
+        &clock,
+        Tally::merge(stats),
+        0,
+        probe,
+        own_cpu,
+    ))
 }
 
 /// `initialize` then `notifications/initialized`; returns the negotiated version.

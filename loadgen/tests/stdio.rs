@@ -58,6 +58,7 @@ fn the_demo_server_answers_every_request_over_stdio() {
         result["p99_us"].as_f64() >= result["p50_us"].as_f64(),
         "{result}"
     );
+    assert!(result["loadgen_cpu_s"].as_f64().is_some(), "{result}");
     // The child's RSS is sampled when no --pid is given.
     assert!(
         result["rss_peak_kib"].as_u64().is_some_and(|kib| kib > 0),
