@@ -333,6 +333,34 @@ async fn per_session_targets_get_their_own_backend() {
         .await);
     assert_ne!(pa, pb);
     assert_eq!(pa, pa2);
+    // Ending the session stops its backend process (and reaps it).
+    let del = gw
+        .http
+        .delete(gw.url("/mcp/own"))
+        .header("mcp-session-id", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    let proc_dir = format!("/proc/{}", pa.as_u64().unwrap());
+    let mut gone = false;
+    for _ in 0..100 {
+        if !std::path::Path::new(&proc_dir).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "backend {proc_dir} still running after DELETE");
+    // The other session's backend is untouched.
+    let r = gw
+        .legacy(
+            "own",
+            &b,
+            call(json!(3), "echo", json!({"text":"still here"})),
+        )
+        .await;
+    assert_eq!(r.text(), "still here");
     gw.shutdown().await;
 }
 
