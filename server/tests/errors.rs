@@ -383,3 +383,25 @@ async fn limits_answer_429_and_503_with_json_rpc_errors() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn calls_past_their_deadline_end_with_a_timeout_error() {
+    let gw = Gateway::start(&demo_target("demo", "call_timeout = \"300ms\"")).await;
+    let sid = gw.initialize("demo").await;
+    let r = gw
+        .legacy(
+            "demo",
+            &sid,
+            call(json!("slow"), "sleep", json!({"ms": 5000})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["id"], "slow");
+    assert_eq!(r.code(), Some(-32001), "{}", r.body);
+    // The backend was told to stop, and the next call is served.
+    let r = gw
+        .legacy("demo", &sid, call(json!(2), "echo", json!({"text":"next"})))
+        .await;
+    assert_eq!(r.text(), "next");
+    gw.shutdown().await;
+}

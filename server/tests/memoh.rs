@@ -162,3 +162,34 @@ async fn mcp_stdio_contract() {
     assert_eq!(r.status, 404);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn bot_tokens_guard_the_memoh_routes() {
+    let gw = Gateway::start(&format!(
+        "[auth]\ntokens = [\"{}\"]\n{}[bots.bot1]\ntarget = \"demo\"\ntokens = [\"bot1-only-token-0123456789\"]\n",
+        common::TOKEN,
+        demo_target("demo", "")
+    ))
+    .await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let with = |token: &'static str| {
+        gw.http
+            .post(gw.url(FS))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+    };
+    let r = gw
+        .post_raw(FS, &[("content-type", "application/json")], body)
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    // The global token is not enough for a bot with its own tokens.
+    assert_eq!(with(common::TOKEN).await.unwrap().status(), 401);
+    assert_eq!(
+        with("bot1-only-token-0123456789").await.unwrap().status(),
+        200
+    );
+    gw.shutdown().await;
+}

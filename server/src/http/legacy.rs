@@ -288,3 +288,41 @@ async fn initialize(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> BackendInfo {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        BackendInfo {
+            era: mcpod_core::Era::Modern,
+            protocol_version: "2026-07-28".into(),
+            supported_versions: vec!["2026-07-28".into()],
+            capabilities: raw(r#"{"tools":{"listChanged":true}}"#),
+            server_info: Some(raw(r#"{"name":"s","version":"1"}"#)),
+            instructions: Some("use it".into()),
+            result: raw("{}"),
+        }
+    }
+
+    #[test]
+    fn negotiates_known_versions_only() {
+        assert_eq!(negotiate(Some("2025-03-26")), "2025-03-26");
+        assert_eq!(negotiate(Some("2024-11-05")), "2024-11-05");
+        assert_eq!(negotiate(Some("2026-07-28")), LATEST_LEGACY_VERSION);
+        assert_eq!(negotiate(Some("nonsense")), LATEST_LEGACY_VERSION);
+        assert_eq!(negotiate(None), LATEST_LEGACY_VERSION);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn initialize_result_comes_from_the_backend() {
+        let v: serde_json::Value =
+            serde_json::from_str(initialize_result(&info(), "2025-06-18").get()).unwrap();
+        assert_eq!(v["protocolVersion"], "2025-06-18");
+        assert_eq!(v["capabilities"]["tools"]["listChanged"], true);
+        assert_eq!(v["serverInfo"]["name"], "s");
+        assert_eq!(v["instructions"], "use it");
+    }
+}

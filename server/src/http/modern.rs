@@ -429,3 +429,51 @@ fn listen_locally(
         Some(app.shutdown.clone()),
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn legacy_info() -> BackendInfo {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        BackendInfo {
+            era: Era::Legacy,
+            protocol_version: "2025-06-18".into(),
+            supported_versions: vec!["2025-06-18".into()],
+            capabilities: raw(r#"{"tools":{"listChanged":true},"prompts":{}}"#),
+            server_info: Some(raw(r#"{"name":"old","version":"1"}"#)),
+            instructions: None,
+            result: raw(r#"{"protocolVersion":"2025-06-18"}"#),
+        }
+    }
+
+    #[test]
+    fn discover_adapts_a_legacy_handshake() {
+        let v: serde_json::Value =
+            serde_json::from_str(discover_result(&legacy_info()).get()).unwrap();
+        assert_eq!(v["supportedVersions"], json!(MODERN_VERSIONS));
+        assert_eq!(v["resultType"], "complete");
+        assert_eq!(
+            v["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            "old"
+        );
+        assert!(v.get("instructions").is_none());
+        let mut modern = legacy_info();
+        modern.era = Era::Modern;
+        assert_eq!(discover_result(&modern).get(), modern.result.get());
+    }
+
+    #[test]
+    fn listen_honours_only_what_the_backend_has() {
+        let asked = ListenFilter {
+            tools_list_changed: true,
+            prompts_list_changed: true,
+            resources_list_changed: true,
+        };
+        let got = honoured(&legacy_info(), asked);
+        assert!(got.tools_list_changed);
+        assert!(!got.prompts_list_changed, "prompts has no listChanged");
+        assert!(!got.resources_list_changed);
+    }
+}
