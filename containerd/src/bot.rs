@@ -12,6 +12,7 @@ use containerd_client::services::v1::{Container, CreateContainerRequest, DeleteC
 use crate::client::{Client, Retry, TaskInfo, TaskStatus, is_valid_identifier};
 use crate::error::{Error, Result};
 use crate::exec::{ExecOptions, ExecProcess};
+use crate::image::ImportedImage;
 use crate::spec::{self, SpecOptions};
 
 /// The label naming a container's bot.
@@ -131,7 +132,8 @@ pub struct BotSummary {
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct BotSpec {
-    /// Absolute host directory used as the root file system (bind-mounted by runc).
+    /// Absolute host directory used as the root file system (bind-mounted by
+    /// runc). Ignored by [`Bots::create_from_image`].
     pub rootfs: PathBuf,
     /// Absolute host directory bind-mounted read-write at `/data`; created (0700) if missing.
     pub data_dir: Option<PathBuf>,
@@ -148,6 +150,13 @@ pub struct BotSpec {
     pub network_namespace: bool,
     /// Extra labels (the bot label is always set).
     pub labels: HashMap<String, String>,
+}
+
+impl Default for BotSpec {
+    /// Defaults with no rootfs (for [`Bots::create_from_image`]).
+    fn default() -> Self {
+        BotSpec::new(PathBuf::new())
+    }
 }
 
 impl BotSpec {
@@ -320,16 +329,75 @@ impl Bots {
         self.client.exec(&container.container_id, opts).await
     }
 
-    /// Creates the bot's container record (no task: see [`start`](Self::start)).
+    /// Creates the bot's container record from a rootfs directory (no task:
+    /// see [`start`](Self::start)).
     pub async fn create(&self, bot_id: &str, bot_spec: &BotSpec) -> Result<BotContainer> {
         let bot = BotId::parse(bot_id)?;
-        let container_id = self.container_id(&bot);
         if !bot_spec.rootfs.is_absolute() || !bot_spec.rootfs.is_dir() {
             return Err(Error::Config(format!(
                 "rootfs {} must be an existing absolute directory",
                 bot_spec.rootfs.display()
             )));
         }
+        let root = bot_spec.rootfs.to_str().ok_or_else(|| {
+            Error::Config(format!("rootfs {} is not UTF-8", bot_spec.rootfs.display()))
+        })?;
+        self.create_record(bot, bot_spec, root, &[], None).await
+    }
+
+    /// Creates the bot's container record on a fresh snapshot of an imported
+    /// image (see [`Client::import_image`]). The init process is
+    /// `bot_spec.args`; the environment is the image's `Env` with
+    /// `bot_spec.env` on top; `bot_spec.rootfs` is ignored. The snapshot is
+    /// removed with the container by [`delete`](Self::delete).
+    pub async fn create_from_image(
+        &self,
+        bot_id: &str,
+        image: &ImportedImage,
+        bot_spec: &BotSpec,
+    ) -> Result<BotContainer> {
+        let bot = BotId::parse(bot_id)?;
+        let container_id = self.container_id(&bot);
+        self.client
+            .prepare_snapshot(
+                Some(&image.lease),
+                &image.snapshotter,
+                &container_id,
+                &image.chain_id,
+            )
+            .await
+            .map_err(|e| {
+                if e.rpc_code() == Some(tonic::Code::AlreadyExists) {
+                    Error::AlreadyExists {
+                        container_id: container_id.clone(),
+                    }
+                } else {
+                    e
+                }
+            })?;
+        let r = self
+            .create_record(bot, bot_spec, "rootfs", &image.env, Some(image))
+            .await;
+        if r.is_err()
+            && let Err(e) = self
+                .client
+                .remove_snapshot(&image.snapshotter, &container_id)
+                .await
+        {
+            tracing::warn!(container_id, error = %e, "removing snapshot after failed create");
+        }
+        r
+    }
+
+    async fn create_record(
+        &self,
+        bot: BotId,
+        bot_spec: &BotSpec,
+        root_path: &str,
+        base_env: &[String],
+        image: Option<&ImportedImage>,
+    ) -> Result<BotContainer> {
+        let container_id = self.container_id(&bot);
         if let Some(data) = &bot_spec.data_dir {
             if !data.is_absolute() {
                 return Err(Error::Config(format!(
@@ -347,6 +415,8 @@ impl Bots {
             container_id: &container_id,
             namespace: self.client.namespace(),
             bot_spec,
+            root_path,
+            base_env,
         })
         .map_err(|message| Error::Spec {
             container_id: container_id.clone(),
@@ -365,6 +435,13 @@ impl Bots {
                 type_url: spec::SPEC_TYPE.into(),
                 value: spec_json,
             }),
+            image: image.map(|i| i.name.clone()).unwrap_or_default(),
+            snapshotter: image.map(|i| i.snapshotter.clone()).unwrap_or_default(),
+            snapshot_key: if image.is_some() {
+                container_id.clone()
+            } else {
+                String::new()
+            },
             ..Default::default()
         };
         let client = &self.client;
@@ -403,6 +480,23 @@ impl Bots {
     /// cannot be made, the container record is deleted again.
     pub async fn create_and_start(&self, bot_id: &str, bot_spec: &BotSpec) -> Result<TaskInfo> {
         let container = self.create(bot_id, bot_spec).await?;
+        self.start_or_roll_back(&container).await
+    }
+
+    /// [`create_from_image`](Self::create_from_image) then
+    /// [`start`](Self::start); when the task cannot be made, the container
+    /// record and its snapshot are deleted again.
+    pub async fn create_and_start_from_image(
+        &self,
+        bot_id: &str,
+        image: &ImportedImage,
+        bot_spec: &BotSpec,
+    ) -> Result<TaskInfo> {
+        let container = self.create_from_image(bot_id, image, bot_spec).await?;
+        self.start_or_roll_back(&container).await
+    }
+
+    async fn start_or_roll_back(&self, container: &BotContainer) -> Result<TaskInfo> {
         match self.client.start_task(&container.container_id).await {
             Ok(_) => self.running_task(&container.container_id).await,
             Err(e) => {
@@ -442,6 +536,12 @@ impl Bots {
 
     async fn delete_record(&self, container_id: &str) -> Result<()> {
         let client = &self.client;
+        let snapshot = match client.get_container(container_id).await {
+            Ok(c) if !c.snapshot_key.is_empty() => Some((c.snapshotter, c.snapshot_key)),
+            Ok(_) => None,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let r = client
             .call(
                 "Containers.Delete",
@@ -457,10 +557,14 @@ impl Bots {
             )
             .await;
         match r {
-            Ok(_) => Ok(()),
-            Err(e) if e.rpc_code() == Some(tonic::Code::NotFound) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            Err(e) if e.rpc_code() == Some(tonic::Code::NotFound) => {}
+            Err(e) => return Err(e),
         }
+        if let Some((snapshotter, key)) = snapshot {
+            client.remove_snapshot(&snapshotter, &key).await?;
+        }
+        Ok(())
     }
 
     async fn running_task(&self, container_id: &str) -> Result<TaskInfo> {

@@ -319,6 +319,10 @@ impl Client {
         &self.inner.config.fifo_root
     }
 
+    pub(crate) fn channel(&self) -> Channel {
+        self.inner.channel.clone()
+    }
+
     pub(crate) fn tasks(&self) -> TasksClient<Channel> {
         TasksClient::new(self.inner.channel.clone())
     }

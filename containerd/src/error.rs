@@ -100,6 +100,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An image tarball is malformed or does not fit this machine.
+    #[error("image: {0}")]
+    Image(String),
     /// A configuration value or argument is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -339,6 +339,40 @@ impl ExecProcess {
             .await
     }
 
+    /// Closes the process's stdin for good: drops [`stdin`](Self::stdin) if it
+    /// is still here and tells the shim with `Tasks.CloseIO`. The shim holds
+    /// its own handle on the FIFO, so without this the process never reads
+    /// EOF even after every writer of ours is dropped. A process that has
+    /// already exited (or whose record is gone) is not an error.
+    pub async fn close_stdin(&mut self) -> Result<()> {
+        self.stdin = None;
+        let Some(t) = &self.teardown else {
+            return Ok(());
+        };
+        if t.exit.borrow().is_some() {
+            return Ok(());
+        }
+        let client = &t.client;
+        let r = client
+            .call(
+                "Tasks.CloseIO",
+                Retry::Idempotent,
+                Some(client.rpc_timeout()),
+                || {
+                    let mut c = client.tasks();
+                    let req = client.request(CloseIoRequest {
+                        container_id: t.container_id.clone(),
+                        exec_id: t.exec_id.clone(),
+                        stdin: true,
+                    });
+                    async move { c.close_io(req).await }
+                },
+            )
+            .await
+            .map(|_| ());
+        ignore_gone(r)
+    }
+
     /// Ends the process and removes every trace of it: closes stdin (and tells
     /// the shim with `CloseIO`), waits up to `grace` for an exit, then SIGTERM
     /// and up to `grace` again, then SIGKILL; then deletes the exec record and

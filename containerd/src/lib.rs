@@ -47,6 +47,7 @@ mod bot;
 mod client;
 mod error;
 mod exec;
+mod image;
 mod spec;
 
 pub use bot::{
@@ -62,3 +63,4 @@ pub use exec::{
     DEFAULT_COMMAND, DEFAULT_STDERR_LINE_LIMIT, Escalation, ExecOptions, ExecProcess,
     ShutdownReport, new_exec_id,
 };
+pub use image::{DEFAULT_SNAPSHOTTER, ImportedImage};

@@ -44,6 +44,11 @@ pub(crate) struct SpecOptions<'a> {
     pub(crate) container_id: &'a str,
     pub(crate) namespace: &'a str,
     pub(crate) bot_spec: &'a BotSpec,
+    /// `root.path`: the rootfs directory, or `rootfs` (in the bundle) for
+    /// containers on a snapshot.
+    pub(crate) root_path: &'a str,
+    /// Environment before `bot_spec.env`: an image's `Env`; empty: the minimal one.
+    pub(crate) base_env: &'a [String],
 }
 
 /// Builds the spec as JSON bytes.
@@ -52,15 +57,17 @@ pub(crate) fn runtime_spec(o: &SpecOptions<'_>) -> Result<Vec<u8>, String> {
     if s.args.is_empty() {
         return Err("the init process needs at least one argument".into());
     }
-    let rootfs = s
-        .rootfs
-        .to_str()
-        .ok_or_else(|| format!("rootfs path {} is not UTF-8", s.rootfs.display()))?;
-    let mut env = vec![PATH.to_owned(), "HOME=/root".to_owned()];
+    let rootfs = o.root_path;
+    let mut env: Vec<String> = if o.base_env.is_empty() {
+        vec![PATH.to_owned(), "HOME=/root".to_owned()]
+    } else {
+        o.base_env.to_vec()
+    };
     for e in &s.env {
-        if !e.contains('=') {
+        let Some((key, _)) = e.split_once('=') else {
             return Err(format!("env entry {e:?} is not KEY=VALUE"));
-        }
+        };
+        env.retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
         env.push(e.clone());
     }
     let mut mounts = vec![
@@ -150,6 +157,8 @@ mod tests {
             container_id: "mcp-bot1",
             namespace: "default",
             bot_spec: &bot_spec,
+            root_path: "/srv/rootfs",
+            base_env: &[],
         })
         .unwrap_or_default();
         let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -184,6 +193,8 @@ mod tests {
             container_id: "c",
             namespace: "n",
             bot_spec: &bot_spec,
+            root_path: "/srv/rootfs",
+            base_env: &[],
         });
         assert!(r.is_err());
     }
