@@ -334,3 +334,51 @@ async fn subscriptions_listen_carries_tagged_change_notifications() {
         gw.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn quiet_streams_get_keep_alive_comments() {
+    let gw = Gateway::start(&format!(
+        "[limits]\nsse_keep_alive = \"100ms\"\n{}",
+        demo_target("demo", "")
+    ))
+    .await;
+    let sid = gw.initialize("demo").await;
+    let mut get = gw
+        .http
+        .get(gw.url("/mcp/demo"))
+        .header("mcp-session-id", &sid)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.headers()["x-accel-buffering"], "no");
+    let mut seen = String::new();
+    while !seen.contains(": keep-alive\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), get.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    // Deleting the session ends its stream.
+    let del = gw
+        .http
+        .delete(gw.url("/mcp/demo"))
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match get.chunk().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the GET stream did not end after DELETE");
+    gw.shutdown().await;
+}
