@@ -41,6 +41,12 @@ async fn cat_round_trip() {
             .expect("read");
         assert_eq!(back, msg);
     }
+    // Its FIFOs live in a private directory of its own.
+    let dir = env.fifo_root.join(p.exec_id());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&dir).expect("FIFO dir").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
     // The exec'd process shows in ListPids with its exec id.
     let pids = env.client.list_pids("mcp-cat").await.expect("pids");
     assert!(

@@ -221,3 +221,24 @@ async fn concurrent_first_execs_share_one_start() {
     assert_eq!(pids.len(), 1, "one task served all four: {pids:?}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn stop_kills_an_init_that_ignores_sigterm() {
+    let mut config = BotConfig::default();
+    config.stop_grace = Duration::from_millis(300);
+    let env = TestEnv::with_config("stopkill", config).await;
+    // A bare sleep as PID 1 has no SIGTERM handler: the kernel ignores the signal.
+    let spec = env.spec("sk").with_args(["/bin/sleep", "100000"]);
+    env.bots.create_and_start("sk", &spec).await.expect("start");
+    let t0 = std::time::Instant::now();
+    let status = env
+        .bots
+        .stop("sk")
+        .await
+        .expect("stop")
+        .expect("had a task");
+    assert_eq!(status.code, 128 + 9, "needed SIGKILL");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(env.client.task("mcp-sk").await.expect("task").is_none());
+    env.cleanup().await;
+}

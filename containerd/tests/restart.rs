@@ -31,7 +31,6 @@ struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().expect("lock").extend_from_slice(buf);
-        std::io::stderr().write_all(buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -25,10 +25,18 @@ pub fn socket() -> PathBuf {
     }
 }
 
-/// The private containerd's directory (for restarting it). Panics when unset.
+/// The private containerd's directory (for restarting it): `MCPOD_TEST_CONTAINERD_DIR`,
+/// else the socket's directory when it is one made by `containerd-env.sh`.
+/// Panics when neither is there.
 pub fn daemon_dir() -> PathBuf {
     match std::env::var_os(DIR_VAR) {
         Some(s) if !s.is_empty() => PathBuf::from(s),
+        _ if socket()
+            .parent()
+            .is_some_and(|d| d.join("containerd.pid").is_file()) =>
+        {
+            socket().parent().map(Path::to_path_buf).unwrap_or_default()
+        }
         _ => panic!(
             "\n\n*** {DIR_VAR} is not set: the restart test needs the directory given to \
              `scripts/containerd-env.sh start DIR` (it prints the export line). ***\n\n"
