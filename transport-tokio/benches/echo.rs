@@ -304,9 +304,10 @@ fn main() {
     // Latency percentiles and the throughput ratio, same run: raw and
     // adapter rounds interleaved, so both see the same machine load; the
     // median round's throughput, percentiles over every call.
-    let (calls, rounds) = if bench_mode { (20_000, 7) } else { (200, 1) };
+    let (calls, rounds) = if bench_mode { (10_000, 15) } else { (200, 1) };
     println!(
-        "\ntools/call echo: {rounds} interleaved rounds of {calls} calls per row; median round's calls/s, p50/p99 over all calls"
+        "\ntools/call echo: {rounds} interleaved rounds of {calls} calls per row; median round's calls/s, \
+         p50/p99 over all calls; ratio: median of the rounds' adapter/raw ratios"
     );
     println!(
         "{:<12} {:>5} {:>12} {:>10} {:>10}",
