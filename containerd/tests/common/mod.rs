@@ -94,20 +94,11 @@ impl TestEnv {
         mcpod_containerd::BotSpec::new(&self.rootfs).with_data_dir(self.data_root.join(bot))
     }
 
-    /// Deletes every container (and task) left in the namespace.
+    /// Deletes every container (and task) left in the namespace; fails the
+    /// test when that does not work. (Drop does the same, quietly, for tests
+    /// that panicked before getting here.)
     pub async fn cleanup(&self) {
-        let containers = self
-            .client
-            .list_containers(&[])
-            .await
-            .expect("list containers");
-        for c in containers {
-            self.client
-                .stop_task(&c.id, Duration::from_millis(200))
-                .await
-                .expect("stop task");
-            raw_delete_container(&self.client, &c.id).await;
-        }
+        purge_namespace(&self.client).await.expect("cleanup");
     }
 
     /// Entries left under the FIFO root.
@@ -116,6 +107,73 @@ impl TestEnv {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(_) => Vec::new(),
         }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Runs on its own thread and runtime: Drop may run inside (or while
+        // unwinding out of) the test's runtime, where blocking is not allowed.
+        let config = self.client.config().clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+                purge_namespace(&client).await
+            })
+        })
+        .join();
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("test cleanup failed: {e}"),
+            Err(_) => eprintln!("test cleanup panicked"),
+        }
+    }
+}
+
+async fn purge_namespace(client: &Client) -> Result<(), String> {
+    let containers = client
+        .list_containers(&[])
+        .await
+        .map_err(|e| e.to_string())?;
+    for c in containers {
+        client
+            .stop_task(&c.id, Duration::from_millis(200))
+            .await
+            .map_err(|e| format!("stopping {}: {e}", c.id))?;
+        raw_delete_container(client, &c.id).await?;
+        if !c.snapshot_key.is_empty() {
+            raw_remove_snapshot(client, &c.snapshotter, &c.snapshot_key).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn raw_remove_snapshot(client: &Client, snapshotter: &str, key: &str) -> Result<(), String> {
+    use containerd_client::services::v1::snapshots::RemoveSnapshotRequest;
+    use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+    let channel = containerd_client::connect(client.config().socket.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut c = SnapshotsClient::new(channel);
+    let mut req = tonic::Request::new(RemoveSnapshotRequest {
+        snapshotter: snapshotter.to_owned(),
+        key: key.to_owned(),
+    });
+    req.metadata_mut().insert(
+        "containerd-namespace",
+        client
+            .namespace()
+            .parse()
+            .map_err(|_| "namespace metadata")?,
+    );
+    match c.remove(req).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+        Err(s) => Err(format!("removing snapshot {key}: {s}")),
     }
 }
 
@@ -137,22 +195,25 @@ pub fn build_rootfs(rootfs: &Path) {
     }
 }
 
-async fn raw_delete_container(client: &Client, id: &str) {
+async fn raw_delete_container(client: &Client, id: &str) -> Result<(), String> {
     use containerd_client::services::v1::DeleteContainerRequest;
     use containerd_client::services::v1::containers_client::ContainersClient;
     let channel = containerd_client::connect(client.config().socket.clone())
         .await
-        .expect("raw connect");
+        .map_err(|e| e.to_string())?;
     let mut c = ContainersClient::new(channel);
     let mut req = tonic::Request::new(DeleteContainerRequest { id: id.to_owned() });
     req.metadata_mut().insert(
         "containerd-namespace",
-        client.namespace().parse().expect("namespace metadata"),
+        client
+            .namespace()
+            .parse()
+            .map_err(|_| "namespace metadata")?,
     );
     match c.delete(req).await {
-        Ok(_) => {}
-        Err(s) if s.code() == tonic::Code::NotFound => {}
-        Err(s) => panic!("deleting container {id}: {s}"),
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+        Err(s) => Err(format!("deleting container {id}: {s}")),
     }
 }
 
