@@ -2,6 +2,7 @@
 # A private containerd for mcpod's tests.
 #
 #   scripts/containerd-env.sh start   DIR   start containerd with all state under DIR
+#                                           (reuses one already serving DIR)
 #   scripts/containerd-env.sh restart DIR   stop the daemon only (tasks and their shims
 #                                           live on) and start it again on the same DIR
 #   scripts/containerd-env.sh stop    DIR   kill and delete every task and container it
@@ -169,7 +170,11 @@ ctd_main() {
     [ ${#CTD_SOCK} -le 100 ] || ctd_die "DIR is too long for a unix socket path: $CTD_SOCK"
     case "$cmd" in
     start)
-        ctd_start_daemon
+        if pid=$(ctd_pid) && ctd_ctr version >/dev/null 2>&1; then
+            echo "containerd-env: reusing containerd already running for $CTD_DIR (pid $pid)" >&2
+        else
+            ctd_start_daemon
+        fi
         ctd_print_env
         ;;
     restart)

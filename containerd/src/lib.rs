@@ -6,8 +6,10 @@
 //! with FIFO stdio and hands back plain byte streams ([`ExecProcess::stdin`],
 //! [`ExecProcess::stdout`]), its exit status and a shutdown that leaves
 //! nothing behind. It also creates, starts, stops, deletes and lists bot
-//! containers made from a root file system directory. It knows nothing of
-//! MCP: the transport crates speak the protocol over these streams.
+//! containers made from a root file system directory or from an OCI image
+//! tarball imported with [`Client::import_image`] (no registry needed). It
+//! knows nothing of MCP: the transport crates speak the protocol over these
+//! streams.
 //!
 //! **Why.** The system mcpod replaces leaked exec'd processes, exec records
 //! and FIFOs on error paths, accepted unlabelled containers for any bot,
@@ -42,6 +44,10 @@
 //!
 //! Every call is made in the [`ClientConfig::namespace`]; FIFOs live in a fresh
 //! 0700 directory per process under [`ClientConfig::fifo_root`].
+//!
+//! The lifecycle API behind `mcpod bot create|start|stop|delete|ls` is
+//! [`Bots::create`] (or [`Bots::create_from_image`]), [`Bots::start`],
+//! [`Bots::stop`], [`Bots::delete`] and [`Bots::list`].
 
 mod bot;
 mod client;

@@ -65,13 +65,30 @@ async fn exec_survives_containerd_restart() {
     round_trip(&mut stdin, &mut stdout, "before restart\n").await;
 
     let t0 = Instant::now();
-    let out = tokio::process::Command::new("bash")
+    let restart = tokio::process::Command::new("bash")
         .arg(script())
         .arg("restart")
         .arg(&dir)
-        .output()
-        .await
-        .expect("run containerd-env.sh restart");
+        .output();
+    // RPCs made while the daemon is down are retried until it is back.
+    let poll = async {
+        let mut calls = 0u32;
+        loop {
+            env.client
+                .list_pids("mcp-rs")
+                .await
+                .expect("ListPids across the restart");
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if t0.elapsed() > Duration::from_secs(30) {
+                return calls;
+            }
+        }
+    };
+    let out = tokio::select! {
+        out = restart => out.expect("run containerd-env.sh restart"),
+        calls = poll => panic!("restart did not finish in 30 s ({calls} calls)"),
+    };
     assert!(
         out.status.success(),
         "restart failed: {}",
