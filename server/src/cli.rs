@@ -31,6 +31,9 @@ pub enum Command {
         /// TOML config file.
         file: PathBuf,
     },
+    /// Manage bot containers in containerd (create from a rootfs directory,
+    /// start, stop, delete, list).
+    Bot(crate::containerd::cli::BotArgs),
     /// Run the built-in demo MCP server on stdin/stdout.
     #[command(hide = true)]
     DemoServer {

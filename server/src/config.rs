@@ -124,6 +124,9 @@ pub struct RawConfig {
     /// `[bots.<bot_id>]`: Memoh-compatible routes.
     #[serde(default)]
     pub bots: BTreeMap<String, RawBot>,
+    /// `[containerd]`: defaults of containerd targets, and whether every bot
+    /// with a container is served on the Memoh routes.
+    pub containerd: Option<crate::containerd::RawContainerd>,
 }
 
 /// `[log]`.
@@ -202,6 +205,22 @@ pub struct RawTarget {
     pub max_calls_in_flight: Option<usize>,
     /// Grace period for the backend to exit after its stdin closes.
     pub shutdown_grace: Option<RawDuration>,
+    /// The bot whose container runs the server (containerd targets).
+    pub bot: Option<String>,
+    /// containerd socket (containerd targets; default from `[containerd]`).
+    pub socket: Option<PathBuf>,
+    /// containerd namespace (containerd targets).
+    pub namespace: Option<String>,
+    /// Container id prefix (containerd targets).
+    pub container_prefix: Option<String>,
+    /// FIFO root directory (containerd targets).
+    pub fifo_root: Option<PathBuf>,
+    /// Accept a container without the bot label (containerd targets).
+    pub allow_unlabelled: Option<bool>,
+    /// Start the bot's task when it is not running (containerd targets).
+    pub start_stopped_tasks: Option<bool>,
+    /// Stop the exec'd server after this long without traffic (containerd targets).
+    pub idle_timeout: Option<RawDuration>,
 }
 
 /// One configured root.
@@ -324,6 +343,8 @@ pub struct ProcessBackend {
 pub enum BackendSpec {
     /// `kind = "process"`.
     Process(ProcessBackend),
+    /// `kind = "containerd"`: a process exec'd in a bot's container.
+    Containerd(crate::containerd::ContainerdBackend),
 }
 
 impl BackendSpec {
@@ -331,6 +352,7 @@ impl BackendSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendSpec::Process(_) => "process",
+            BackendSpec::Containerd(_) => "containerd",
         }
     }
 }
@@ -391,6 +413,8 @@ pub struct Config {
     pub targets: BTreeMap<String, TargetConfig>,
     /// Bots by id.
     pub bots: BTreeMap<String, BotConfig>,
+    /// `[containerd]`, if given.
+    pub containerd: Option<crate::containerd::ContainerdSettings>,
 }
 
 /// Overrides from the command line (highest precedence).
@@ -617,12 +641,23 @@ impl RawConfig {
             return Err(invalid("limits.sse_keep_alive", "must be above zero"));
         }
 
-        if self.targets.is_empty() {
-            return Err(invalid("targets", "at least one target is needed"));
+        let containerd = self
+            .containerd
+            .as_ref()
+            .map(crate::containerd::ContainerdSettings::from_raw)
+            .transpose()?;
+        if let Some(c) = &containerd {
+            crate::containerd::validate(c, disabled, &tokens)?;
+        }
+        if self.targets.is_empty() && !containerd.as_ref().is_some_and(|c| c.serve_bots) {
+            return Err(invalid(
+                "targets",
+                "at least one target is needed (or [containerd] serve_bots = true)",
+            ));
         }
         let mut targets = BTreeMap::new();
         for (name, raw) in self.targets {
-            let target = validate_target(&name, raw, &limits)?;
+            let target = validate_target(&name, raw, &limits, containerd.as_ref())?;
             targets.insert(name, target);
         }
 
@@ -703,6 +738,7 @@ impl RawConfig {
             limits,
             targets,
             bots,
+            containerd,
         })
     }
 }
@@ -779,6 +815,7 @@ fn validate_target(
     name: &str,
     raw: RawTarget,
     limits: &Limits,
+    containerd: Option<&crate::containerd::ContainerdSettings>,
 ) -> Result<TargetConfig, ConfigError> {
     let key = format!("targets.{name}");
     if !valid_name(name) {
@@ -789,6 +826,7 @@ fn validate_target(
     }
     let backend = match raw.kind.as_deref().unwrap_or("process") {
         "process" => {
+            crate::containerd::reject_containerd_fields(&key, &raw)?;
             let command = raw
                 .command
                 .filter(|c| !c.trim().is_empty())
@@ -801,10 +839,13 @@ fn validate_target(
                 cwd: raw.cwd,
             })
         }
+        "containerd" => BackendSpec::Containerd(crate::containerd::ContainerdBackend::from_target(
+            &key, &raw, containerd,
+        )?),
         other => {
             return Err(invalid(
                 format!("{key}.kind"),
-                format!("unknown kind `{other}` (supported: \"process\")"),
+                format!("unknown kind `{other}` (supported: \"process\", \"containerd\")"),
             ));
         }
     };

@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod containerd;
 pub mod http;
 pub mod logging;
 pub mod memoh;
@@ -85,6 +86,11 @@ fn build_app(config: Config, addr: SocketAddr) -> std::io::Result<Arc<App>> {
         guard,
         shutdown: CancellationToken::new(),
         stdio: Default::default(),
+        bot_containers: config
+            .containerd
+            .as_ref()
+            .filter(|c| c.serve_bots)
+            .map(|c| crate::containerd::BotContainers::new(c.clone(), config.limits.clone())),
         started: Instant::now(),
         config,
     }))
@@ -139,6 +145,9 @@ async fn run(
         target.close().await;
     }
     app.stdio.close_all().await;
+    if let Some(bots) = &app.bot_containers {
+        bots.close_all().await;
+    }
     info!("mcpod stopped");
     outcome
 }

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::DemoServer { args } => demo_server(&args),
+        Command::Bot(args) => mcpod_server::containerd::cli::run(args),
         Command::CheckConfig { file } => match load(Some(&file), &Overrides::default()) {
             Ok(config) => {
                 println!(

@@ -167,6 +167,62 @@ fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotCon
     }
 }
 
+/// The bot and its target: a configured bot (its container checked when
+/// its target is a containerd one), or — with `[containerd] serve_bots` —
+/// any bot whose container checks out (400 / 403 / 404 otherwise).
+async fn resolve(
+    app: &App,
+    bot_id: &str,
+    headers: &HeaderMap,
+) -> Result<(BotConfig, Arc<Target>), Response> {
+    match bot(app, bot_id, headers) {
+        Ok(bot) => {
+            let Some(target) = app.targets.get(&bot.target).cloned() else {
+                return Err(message(
+                    StatusCode::NOT_FOUND,
+                    "container not found for bot",
+                ));
+            };
+            crate::containerd::check_target(&target)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            Ok((bot.clone(), target))
+        }
+        Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => {
+            let Some(bots) = app.bot_containers.as_ref() else {
+                return Err(message(
+                    StatusCode::NOT_FOUND,
+                    "container not found for bot",
+                ));
+            };
+            let target = bots
+                .target(bot_id)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            Ok((
+                BotConfig {
+                    id: bot_id.to_owned(),
+                    target: target.name().to_owned(),
+                    tokens: None,
+                    allow_local_stdio: false,
+                },
+                target,
+            ))
+        }
+        Err(r) => Err(r.into_response()),
+    }
+}
+
+/// Auth and bot-id checks of the `mcp-stdio/{connection_id}` routes (the
+/// connection itself says whose it is).
+fn stdio_bot(app: &App, bot_id: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+    match bot(app, bot_id, headers) {
+        Ok(_) => Ok(()),
+        Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => Ok(()),
+        Err(r) => Err(r),
+    }
+}
+
 /// `POST /bots/{bot_id}/container/fs-mcp`.
 pub async fn fs_mcp(
     State(app): State<Arc<App>>,
@@ -176,12 +232,9 @@ pub async fn fs_mcp(
 ) -> Response {
     let span = tracing::info_span!("memoh", bot = %bot_id, method = tracing::field::Empty, session = tracing::field::Empty);
     async move {
-        let bot = match bot(&app, &bot_id, &headers) {
-            Ok(b) => b,
-            Err(r) => return r.into_response(),
-        };
-        let Some(target) = app.targets.get(&bot.target).cloned() else {
-            return message(StatusCode::NOT_FOUND, "container not found for bot");
+        let target = match resolve(&app, &bot_id, &headers).await {
+            Ok((_, target)) => target,
+            Err(r) => return r,
         };
         let upstream = target.shared_upstream();
         rpc(&app, target, upstream, body).await
@@ -369,12 +422,9 @@ pub async fn create_stdio(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bot = match bot(&app, &bot_id, &headers) {
-        Ok(b) => b.clone(),
-        Err(r) => return r.into_response(),
-    };
-    let Some(target) = app.targets.get(&bot.target).cloned() else {
-        return message(StatusCode::NOT_FOUND, "container not found for bot");
+    let (bot, target) = match resolve(&app, &bot_id, &headers).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let mut record = Record::new(&app, target.name());
     record.method("mcp-stdio/create");
@@ -396,7 +446,8 @@ pub async fn create_stdio(
         record.outcome = "rejected";
         return message(StatusCode::BAD_REQUEST, "command is required");
     }
-    if !bot.allow_local_stdio {
+    let in_container = matches!(target.config.backend, BackendSpec::Containerd(_));
+    if !bot.allow_local_stdio && !in_container {
         record.outcome = "forbidden";
         return message(
             StatusCode::FORBIDDEN,
@@ -411,13 +462,24 @@ pub async fn create_stdio(
             format!("bot already has {max} stdio connections, its limit"),
         );
     }
-    let backend = BackendSpec::Process(ProcessBackend {
-        command: req.command.trim().into(),
-        args: req.args,
-        env: req.env,
-        env_clear: false,
-        cwd: (!req.cwd.trim().is_empty()).then(|| req.cwd.trim().into()),
-    });
+    let backend = match &target.config.backend {
+        // A bot with a container runs the command inside it.
+        BackendSpec::Containerd(c) => {
+            BackendSpec::Containerd(c.with_command(crate::containerd::ExecCommand {
+                command: req.command.trim().into(),
+                args: req.args,
+                env: req.env,
+                cwd: (!req.cwd.trim().is_empty()).then(|| req.cwd.trim().into()),
+            }))
+        }
+        _ => BackendSpec::Process(ProcessBackend {
+            command: req.command.trim().into(),
+            args: req.args,
+            env: req.env,
+            env_clear: false,
+            cwd: (!req.cwd.trim().is_empty()).then(|| req.cwd.trim().into()),
+        }),
+    };
     let connection_id = new_connection_id();
     let name = req.name.trim().to_owned();
     let upstream = launch(
@@ -548,7 +610,7 @@ pub async fn call_stdio(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = bot(&app, &bot_id, &headers) {
+    if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
         return r.into_response();
     }
     let conn = match connection(&app, &bot_id, &connection_id) {
@@ -565,7 +627,7 @@ pub async fn delete_stdio(
     Path((bot_id, connection_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = bot(&app, &bot_id, &headers) {
+    if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
         return r.into_response();
     }
     let conn = match connection(&app, &bot_id, &connection_id) {

@@ -40,6 +40,7 @@ pub fn launch(backend: &BackendSpec, config: UpstreamConfig) -> Upstream {
             }
             mcpod_tokio::spawn_process(spec, config)
         }
+        BackendSpec::Containerd(c) => crate::containerd::launch(c, config),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Memoh `mcp-stdio` connections.
     pub stdio: memoh::StdioConnections,
+    /// Bots served from their containers without configuration
+    /// (`[containerd] serve_bots = true`).
+    pub bot_containers: Option<crate::containerd::BotContainers>,
     /// When the gateway started.
     pub started: Instant,
 }

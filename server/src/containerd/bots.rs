@@ -1,0 +1,237 @@
+//! Bot containers served without configuration, and the container checks
+//! that give the Memoh routes their status codes.
+//!
+//! [`BotContainers`] keeps one [`Target`] per bot: one shared session (one
+//! exec'd server) per bot container. The first call for a bot checks the
+//! container and makes the target once, however many calls race for it
+//! (a single-flight cell per bot); errors are not cached. Whenever a bot's
+//! backend is not running — never started, died, stopped for idleness —
+//! the next call checks the container again before a new process is
+//! exec'd, so a deleted or relabelled container answers 404 / 403 instead
+//! of being served from a stale cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use mcpod_containerd::{BotId, Error as CtdError};
+use tokio::sync::OnceCell;
+use tracing::info;
+
+use super::{ContainerdBackend, ContainerdSettings};
+use crate::config::{BackendSpec, Limits, Sharing, TargetConfig};
+use crate::targets::Target;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a bot's container cannot serve a request, with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotRefusal {
+    /// The status.
+    pub status: StatusCode,
+    /// The `message` of the echo-style body.
+    pub message: String,
+}
+
+impl BotRefusal {
+    /// The status and message for a containerd error: an invalid bot id →
+    /// 400; no container → 404 "container not found"; another bot's label →
+    /// 403 "bot mismatch"; no label (refused) → 403; task not running or
+    /// containerd unreachable → 503; anything else → 502.
+    pub fn from_error(e: &CtdError) -> BotRefusal {
+        let (status, message) = match e {
+            CtdError::InvalidBotId { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
+            CtdError::NotFound { .. } => (StatusCode::NOT_FOUND, "container not found".to_owned()),
+            CtdError::BotMismatch { .. } => (StatusCode::FORBIDDEN, "bot mismatch".to_owned()),
+            CtdError::Unlabelled { .. } => (
+                StatusCode::FORBIDDEN,
+                "container has no bot label (unlabelled containers are refused)".to_owned(),
+            ),
+            CtdError::TaskNotRunning { .. }
+            | CtdError::Connect { .. }
+            | CtdError::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            _ if e.rpc_code() == Some(tonic::Code::Unavailable) => {
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            _ => (StatusCode::BAD_GATEWAY, e.to_string()),
+        };
+        BotRefusal { status, message }
+    }
+
+    /// Whether the container is gone or no longer this bot's (so a cached
+    /// session for it must go).
+    fn container_gone(&self) -> bool {
+        matches!(self.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
+    }
+}
+
+impl IntoResponse for BotRefusal {
+    fn into_response(self) -> Response {
+        #[derive(serde::Serialize)]
+        struct Message {
+            message: String,
+        }
+        (
+            self.status,
+            Json(Message {
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// For a containerd target: when no backend process runs for it, checks
+/// that the bot's container exists, belongs to the bot and may be used.
+/// Other targets pass.
+pub async fn check_target(target: &Target) -> Result<(), BotRefusal> {
+    let BackendSpec::Containerd(backend) = &target.config.backend else {
+        return Ok(());
+    };
+    if target.shared_upstream().status().alive {
+        return Ok(());
+    }
+    check_container(backend).await
+}
+
+async fn check_container(backend: &ContainerdBackend) -> Result<(), BotRefusal> {
+    let bots = backend
+        .settings
+        .bots()
+        .await
+        .map_err(|e| BotRefusal::from_error(&e))?;
+    bots.find(&backend.bot)
+        .await
+        .map(|_| ())
+        .map_err(|e| BotRefusal::from_error(&e))
+}
+
+/// Every bot with a container, served on the Memoh routes (`[containerd]
+/// serve_bots = true`).
+#[derive(Debug)]
+pub struct BotContainers {
+    settings: ContainerdSettings,
+    limits: Limits,
+    sessions: Mutex<HashMap<String, Arc<OnceCell<Arc<Target>>>>>,
+}
+
+impl BotContainers {
+    /// The registry for `settings`.
+    pub fn new(settings: ContainerdSettings, limits: Limits) -> Self {
+        BotContainers {
+            settings,
+            limits,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ContainerdSettings {
+        &self.settings
+    }
+
+    /// The backend of a bot.
+    pub fn backend(&self, bot_id: &str) -> ContainerdBackend {
+        ContainerdBackend {
+            bot: bot_id.to_owned(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// The name a bot's target goes by in logs and metrics.
+    pub fn target_name(bot_id: &str) -> String {
+        format!("bot:{bot_id}")
+    }
+
+    fn target_config(&self, bot_id: &str) -> TargetConfig {
+        TargetConfig {
+            name: Self::target_name(bot_id),
+            backend: BackendSpec::Containerd(self.backend(bot_id)),
+            era: mcpod_core::EraMode::Auto,
+            call_timeout: Duration::from_secs(60),
+            sharing: Sharing::Shared,
+            tokens: None,
+            roots: None,
+            max_calls_in_flight: self.limits.max_calls_per_target,
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+
+    /// The bot's target (its one shared session), made on first use after
+    /// its container checked out; checked again whenever its backend is not
+    /// running.
+    pub async fn target(&self, bot_id: &str) -> Result<Arc<Target>, BotRefusal> {
+        BotId::parse(bot_id).map_err(|e| BotRefusal::from_error(&e))?;
+        let cell = lock(&self.sessions)
+            .entry(bot_id.to_owned())
+            .or_default()
+            .clone();
+        let mut fresh = false;
+        let made = cell
+            .get_or_try_init(|| async {
+                check_container(&self.backend(bot_id)).await?;
+                fresh = true;
+                let target = Target::new(self.target_config(bot_id), self.limits.clone());
+                info!(bot = bot_id, "bot container session created");
+                Ok::<_, BotRefusal>(target)
+            })
+            .await;
+        let target = match made {
+            Ok(t) => t.clone(),
+            Err(refusal) => {
+                self.forget(bot_id, &cell);
+                return Err(refusal);
+            }
+        };
+        if !fresh && !target.shared_upstream().status().alive {
+            if let Err(refusal) = check_container(&self.backend(bot_id)).await {
+                if refusal.container_gone() && self.forget(bot_id, &cell) {
+                    info!(bot = bot_id, status = %refusal.status, "bot container gone; session dropped");
+                    let stale = target.clone();
+                    tokio::spawn(async move { stale.close().await });
+                }
+                return Err(refusal);
+            }
+        }
+        Ok(target)
+    }
+
+    /// Removes the bot's entry if it is still `cell`; returns whether it did.
+    fn forget(&self, bot_id: &str, cell: &Arc<OnceCell<Arc<Target>>>) -> bool {
+        let mut sessions = lock(&self.sessions);
+        match sessions.get(bot_id) {
+            Some(c) if Arc::ptr_eq(c, cell) => {
+                sessions.remove(bot_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The bots with a session now.
+    pub fn bots(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.sessions)
+            .iter()
+            .filter(|(_, c)| c.initialized())
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Closes every bot's session (at shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<Arc<OnceCell<Arc<Target>>>> =
+            lock(&self.sessions).drain().map(|(_, c)| c).collect();
+        for cell in all {
+            if let Some(target) = cell.get() {
+                target.close().await;
+            }
+        }
+    }
+}

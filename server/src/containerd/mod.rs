@@ -1,0 +1,472 @@
+//! The containerd backend: stdio MCP servers exec'd inside bot containers.
+//!
+//! A target of `kind = "containerd"` names a bot; its backend is
+//! `/app/mcp` (or the configured command) exec'd in the bot's container
+//! (`mcp-{bot_id}`, labelled `mcp.bot_id={bot_id}`) through
+//! [`mcpod_containerd`], with FIFO stdio, supervised like any process
+//! backend ([`connector::ExecConnector`]). With `[containerd] serve_bots =
+//! true`, every bot that has a container is also served on the
+//! Memoh-compatible routes without being configured
+//! ([`bots::BotContainers`]): one shared session per bot, created once, its
+//! container checked (404 / 403 / 400) whenever no backend process is
+//! running for it.
+//!
+//! ```toml
+//! [containerd]
+//! socket = "/run/containerd/containerd.sock"
+//! namespace = "mcpod"
+//! serve_bots = true          # /bots/{bot_id}/container/fs-mcp for any bot with a container
+//! idle_timeout = "10m"       # stop an exec'd server nobody has used for this long
+//!
+//! [targets.alice]            # /mcp/alice
+//! kind = "containerd"
+//! bot = "alice"
+//! ```
+
+pub mod bots;
+pub mod cli;
+pub mod connector;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpod_containerd::{
+    BotConfig as CtdBotConfig, BotId, Bots, Client, ClientConfig, DEFAULT_COMMAND,
+    DEFAULT_FIFO_ROOT, DEFAULT_NAMESPACE, DEFAULT_PREFIX, DEFAULT_SOCKET, ExecOptions,
+};
+use mcpod_tokio::{TokioRuntime, Upstream, UpstreamConfig};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, RawDuration, RawTarget, parse_duration};
+
+pub use bots::{BotContainers, BotRefusal, check_target};
+pub use connector::ExecConnector;
+
+/// Default idle time after which an exec'd server is stopped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// `[containerd]` as written: the defaults of every containerd target, and
+/// whether unconfigured bots are served on the Memoh routes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainerd {
+    /// containerd's socket (default `/run/containerd/containerd.sock`).
+    pub socket: Option<PathBuf>,
+    /// containerd namespace (default `default`).
+    pub namespace: Option<String>,
+    /// Container id prefix: a bot's container is `{prefix}{bot_id}` (default `mcp-`).
+    pub container_prefix: Option<String>,
+    /// Absolute directory for the per-process FIFO directories.
+    pub fifo_root: Option<PathBuf>,
+    /// Accept containers without the `mcp.bot_id` label (default false).
+    pub allow_unlabelled: Option<bool>,
+    /// Start a bot's task when it is not running (default true).
+    pub start_stopped_tasks: Option<bool>,
+    /// The program exec'd in the container (default `/app/mcp`).
+    pub command: Option<String>,
+    /// Its arguments.
+    pub args: Option<Vec<String>>,
+    /// Environment set on top of the container's.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Working directory inside the container (default: the container's).
+    pub cwd: Option<String>,
+    /// Stop an exec'd server after this long without traffic (`0`: never).
+    pub idle_timeout: Option<RawDuration>,
+    /// Serve every bot that has a container on `/bots/{bot_id}/…` (default false).
+    pub serve_bots: Option<bool>,
+}
+
+/// What is exec'd in a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// The program (a path inside the container).
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment on top of the container's own.
+    pub env: BTreeMap<String, String>,
+    /// Working directory; `None`: the container's.
+    pub cwd: Option<String>,
+}
+
+impl Default for ExecCommand {
+    fn default() -> Self {
+        ExecCommand {
+            command: DEFAULT_COMMAND.to_owned(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+        }
+    }
+}
+
+impl ExecCommand {
+    /// The exec options for `mcpod-containerd`.
+    pub fn options(&self) -> ExecOptions {
+        let mut opts = ExecOptions::new(
+            std::iter::once(self.command.clone()).chain(self.args.iter().cloned()),
+        );
+        for (k, v) in &self.env {
+            opts = opts.env(k, v);
+        }
+        if let Some(cwd) = &self.cwd {
+            opts = opts.cwd(cwd.clone());
+        }
+        opts
+    }
+}
+
+/// A containerd connection made on first use and shared by every target
+/// configured with the same socket, namespace and FIFO root.
+#[derive(Clone, Default)]
+pub struct ClientSlot(Arc<tokio::sync::OnceCell<Client>>);
+
+impl std::fmt::Debug for ClientSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSlot")
+            .field("connected", &self.0.initialized())
+            .finish()
+    }
+}
+
+/// Slots are a cache: configs that differ only in their slot are equal.
+impl PartialEq for ClientSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for ClientSlot {}
+
+/// Validated containerd settings (of `[containerd]`, or of one target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerdSettings {
+    /// containerd's socket.
+    pub socket: PathBuf,
+    /// Namespace.
+    pub namespace: String,
+    /// Container id prefix.
+    pub container_prefix: String,
+    /// FIFO root.
+    pub fifo_root: PathBuf,
+    /// Accept unlabelled containers.
+    pub allow_unlabelled: bool,
+    /// Start stopped tasks.
+    pub start_stopped_tasks: bool,
+    /// What is exec'd.
+    pub exec: ExecCommand,
+    /// Idle time after which an exec'd server is stopped (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Serve unconfigured bots on the Memoh routes (meaningful in `[containerd]` only).
+    pub serve_bots: bool,
+    /// The shared connection.
+    pub client: ClientSlot,
+}
+
+impl Default for ContainerdSettings {
+    fn default() -> Self {
+        ContainerdSettings {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            container_prefix: DEFAULT_PREFIX.to_owned(),
+            fifo_root: PathBuf::from(DEFAULT_FIFO_ROOT),
+            allow_unlabelled: false,
+            start_stopped_tasks: true,
+            exec: ExecCommand::default(),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            serve_bots: false,
+            client: ClientSlot::default(),
+        }
+    }
+}
+
+impl ContainerdSettings {
+    /// Validates `[containerd]`.
+    pub fn from_raw(raw: &RawContainerd) -> Result<ContainerdSettings, ConfigError> {
+        let mut s = ContainerdSettings::default();
+        s.apply(
+            "containerd",
+            &Overlay {
+                socket: raw.socket.as_ref(),
+                namespace: raw.namespace.as_deref(),
+                container_prefix: raw.container_prefix.as_deref(),
+                fifo_root: raw.fifo_root.as_ref(),
+                allow_unlabelled: raw.allow_unlabelled,
+                start_stopped_tasks: raw.start_stopped_tasks,
+                command: raw.command.as_deref(),
+                args: raw.args.as_ref(),
+                env: raw.env.as_ref(),
+                cwd: raw.cwd.as_deref(),
+                idle_timeout: raw.idle_timeout.as_ref(),
+            },
+        )?;
+        s.serve_bots = raw.serve_bots.unwrap_or(false);
+        Ok(s)
+    }
+
+    fn apply(&mut self, key: &str, o: &Overlay<'_>) -> Result<(), ConfigError> {
+        if let Some(socket) = o.socket {
+            if socket.as_os_str().is_empty() {
+                return Err(invalid(format!("{key}.socket"), "must not be empty"));
+            }
+            self.socket = socket.clone();
+        }
+        if let Some(ns) = o.namespace {
+            if !mcpod_containerd::is_valid_identifier(ns) {
+                return Err(invalid(
+                    format!("{key}.namespace"),
+                    format!(
+                        "`{ns}` is not a valid containerd namespace (letters, digits, `.`, `_`, `-`)"
+                    ),
+                ));
+            }
+            self.namespace = ns.to_owned();
+        }
+        if let Some(prefix) = o.container_prefix {
+            // The prefix plus a valid bot id must make a valid container id.
+            let probe = format!("{prefix}x");
+            if !mcpod_containerd::is_valid_identifier(&probe) || probe.len() + 63 > 76 {
+                return Err(invalid(
+                    format!("{key}.container_prefix"),
+                    format!("`{prefix}` cannot start a containerd container id (or is too long)"),
+                ));
+            }
+            self.container_prefix = prefix.to_owned();
+        }
+        if let Some(root) = o.fifo_root {
+            if !root.is_absolute() {
+                return Err(invalid(
+                    format!("{key}.fifo_root"),
+                    "must be an absolute path",
+                ));
+            }
+            self.fifo_root = root.clone();
+        }
+        if let Some(v) = o.allow_unlabelled {
+            self.allow_unlabelled = v;
+        }
+        if let Some(v) = o.start_stopped_tasks {
+            self.start_stopped_tasks = v;
+        }
+        if let Some(command) = o.command {
+            if command.trim().is_empty() {
+                return Err(invalid(format!("{key}.command"), "must not be empty"));
+            }
+            self.exec.command = command.trim().to_owned();
+        }
+        if let Some(args) = o.args {
+            self.exec.args = args.clone();
+        }
+        if let Some(env) = o.env {
+            for k in env.keys() {
+                if k.is_empty() || k.contains('=') {
+                    return Err(invalid(
+                        format!("{key}.env"),
+                        format!("`{k}` is not an environment variable name"),
+                    ));
+                }
+            }
+            self.exec.env = env.clone();
+        }
+        if let Some(cwd) = o.cwd {
+            if !cwd.starts_with('/') {
+                return Err(invalid(
+                    format!("{key}.cwd"),
+                    "must be an absolute path inside the container",
+                ));
+            }
+            self.exec.cwd = Some(cwd.to_owned());
+        }
+        if let Some(idle) = o.idle_timeout {
+            let d = match idle {
+                RawDuration::Seconds(s) => Duration::from_secs(*s),
+                RawDuration::Text(t) => parse_duration(t).ok_or_else(|| {
+                    invalid(
+                        format!("{key}.idle_timeout"),
+                        format!("`{t}` is not a duration (use e.g. \"30s\", \"10m\"; 0: never)"),
+                    )
+                })?,
+            };
+            self.idle_timeout = (!d.is_zero()).then_some(d);
+        }
+        Ok(())
+    }
+
+    /// Whether `other` reaches the same containerd the same way (and so may
+    /// share its connection).
+    fn same_connection(&self, other: &ContainerdSettings) -> bool {
+        self.socket == other.socket
+            && self.namespace == other.namespace
+            && self.fifo_root == other.fifo_root
+    }
+
+    /// The client configuration.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(&self.socket)
+            .with_namespace(&self.namespace)
+            .with_fifo_root(&self.fifo_root)
+    }
+
+    /// The bot policy.
+    pub fn bot_config(&self) -> CtdBotConfig {
+        let mut c = CtdBotConfig::default();
+        c.prefix = self.container_prefix.clone();
+        c.allow_unlabelled = self.allow_unlabelled;
+        c.start_if_stopped = self.start_stopped_tasks;
+        c
+    }
+
+    /// The connection (made on first use, then shared).
+    pub async fn client(&self) -> Result<Client, mcpod_containerd::Error> {
+        self.client
+            .0
+            .get_or_try_init(|| Client::connect(self.client_config()))
+            .await
+            .cloned()
+    }
+
+    /// Bot containers with these settings.
+    pub async fn bots(&self) -> Result<Bots, mcpod_containerd::Error> {
+        Ok(Bots::new(self.client().await?, self.bot_config()))
+    }
+}
+
+/// Fields a target may set over `[containerd]`.
+struct Overlay<'a> {
+    socket: Option<&'a PathBuf>,
+    namespace: Option<&'a str>,
+    container_prefix: Option<&'a str>,
+    fifo_root: Option<&'a PathBuf>,
+    allow_unlabelled: Option<bool>,
+    start_stopped_tasks: Option<bool>,
+    command: Option<&'a str>,
+    args: Option<&'a Vec<String>>,
+    env: Option<&'a BTreeMap<String, String>>,
+    cwd: Option<&'a str>,
+    idle_timeout: Option<&'a RawDuration>,
+}
+
+/// A `kind = "containerd"` target: a bot, and how its container is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerdBackend {
+    /// The bot whose container runs the server.
+    pub bot: String,
+    /// Connection, policy and command.
+    pub settings: ContainerdSettings,
+}
+
+impl ContainerdBackend {
+    /// The same bot and connection, exec'ing another command (Memoh `mcp-stdio`).
+    pub fn with_command(&self, exec: ExecCommand) -> ContainerdBackend {
+        let mut b = self.clone();
+        b.settings.exec = exec;
+        b
+    }
+
+    /// Validates a `kind = "containerd"` target over the `[containerd]`
+    /// defaults (`global`, or built-in defaults without that section).
+    pub fn from_target(
+        key: &str,
+        raw: &RawTarget,
+        global: Option<&ContainerdSettings>,
+    ) -> Result<ContainerdBackend, ConfigError> {
+        let bot = raw.bot.as_deref().ok_or_else(|| {
+            invalid(
+                format!("{key}.bot"),
+                "missing (the bot whose container runs the server)",
+            )
+        })?;
+        BotId::parse(bot).map_err(|e| invalid(format!("{key}.bot"), e.to_string()))?;
+        if raw.env_clear.is_some() {
+            return Err(invalid(
+                format!("{key}.env_clear"),
+                "not supported for containerd targets (env is set on top of the container's)",
+            ));
+        }
+        let mut settings = global.cloned().unwrap_or_default();
+        let base = settings.clone();
+        let cwd = raw.cwd.as_ref().map(|p| p.to_string_lossy().into_owned());
+        settings.apply(
+            key,
+            &Overlay {
+                socket: raw.socket.as_ref(),
+                namespace: raw.namespace.as_deref(),
+                container_prefix: raw.container_prefix.as_deref(),
+                fifo_root: raw.fifo_root.as_ref(),
+                allow_unlabelled: raw.allow_unlabelled,
+                start_stopped_tasks: raw.start_stopped_tasks,
+                command: raw.command.as_deref(),
+                args: raw.args.as_ref(),
+                env: raw.env.as_ref(),
+                cwd: cwd.as_deref(),
+                idle_timeout: raw.idle_timeout.as_ref(),
+            },
+        )?;
+        settings.serve_bots = false;
+        if !settings.same_connection(&base) {
+            settings.client = ClientSlot::default();
+        }
+        Ok(ContainerdBackend {
+            bot: bot.to_owned(),
+            settings,
+        })
+    }
+}
+
+/// Starts the supervisor of a containerd backend (the `containerd` arm of
+/// [`crate::targets::launch`]).
+///
+/// # Panics
+/// Outside a tokio runtime.
+pub fn launch(backend: &ContainerdBackend, config: UpstreamConfig) -> Upstream {
+    let connector = ExecConnector::new(
+        backend.clone(),
+        config.shutdown_grace,
+        config.core.default_call_timeout,
+    );
+    Upstream::new(connector, config, TokioRuntime::current())
+}
+
+/// Checks the `[containerd]` section against the rest of the config.
+pub fn validate(
+    settings: &ContainerdSettings,
+    auth_disabled: bool,
+    global_tokens: &[String],
+) -> Result<(), ConfigError> {
+    if settings.serve_bots && !auth_disabled && global_tokens.is_empty() {
+        return Err(invalid(
+            "containerd.serve_bots",
+            "unconfigured bots use the global tokens, and none are set (auth.tokens or auth.token_file)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses containerd-only keys on a target of another kind.
+pub fn reject_containerd_fields(key: &str, raw: &RawTarget) -> Result<(), ConfigError> {
+    let set = [
+        ("bot", raw.bot.is_some()),
+        ("socket", raw.socket.is_some()),
+        ("namespace", raw.namespace.is_some()),
+        ("container_prefix", raw.container_prefix.is_some()),
+        ("fifo_root", raw.fifo_root.is_some()),
+        ("allow_unlabelled", raw.allow_unlabelled.is_some()),
+        ("start_stopped_tasks", raw.start_stopped_tasks.is_some()),
+        ("idle_timeout", raw.idle_timeout.is_some()),
+    ];
+    match set.iter().find(|(_, is_set)| *is_set) {
+        Some((field, _)) => Err(invalid(
+            format!("{key}.{field}"),
+            "only for targets of kind = \"containerd\"",
+        )),
+        None => Ok(()),
+    }
+}
