@@ -126,6 +126,8 @@ struct Teardown {
 pub struct ExecProcess {
     /// The process's stdin. Writes after the process has exited do not fail
     /// but fill the pipe and then block: watch [`wait`](Self::wait), not write errors.
+    /// The process reads EOF when this is dropped *and* the shim is told with
+    /// [`close_stdin`](Self::close_stdin) (which [`shutdown`](Self::shutdown) does).
     pub stdin: Option<pipe::Sender>,
     /// The process's stdout; reaches EOF when the process has exited.
     pub stdout: Option<pipe::Receiver>,
@@ -341,9 +343,11 @@ impl ExecProcess {
 
     /// Closes the process's stdin for good: drops [`stdin`](Self::stdin) if it
     /// is still here and tells the shim with `Tasks.CloseIO`. The shim holds
-    /// its own handle on the FIFO, so without this the process never reads
-    /// EOF even after every writer of ours is dropped. A process that has
-    /// already exited (or whose record is gone) is not an error.
+    /// its own writer on the FIFO, so without this the process never reads
+    /// EOF even after every writer of ours is dropped — and with it, the
+    /// process reads EOF only once every writer is gone: drop a `stdin` you
+    /// took *before* calling this. A process that has already exited (or
+    /// whose record is gone) is not an error.
     pub async fn close_stdin(&mut self) -> Result<()> {
         self.stdin = None;
         let Some(t) = &self.teardown else {

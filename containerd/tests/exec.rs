@@ -384,3 +384,36 @@ async fn task_killed_under_live_exec() {
 fn libc_sigkill() -> i32 {
     9
 }
+
+#[tokio::test]
+async fn close_stdin_is_what_delivers_eof() {
+    let env = TestEnv::new("closestdin").await;
+    let cid = running_bot(&env, "cs").await;
+    let mut p = env
+        .client
+        .exec(&cid, &ExecOptions::new(["/bin/cat"]))
+        .await
+        .expect("exec");
+    let mut stdout = p.stdout.take().expect("stdout");
+    // Dropping our writer alone is not EOF: the shim holds a writer of its own.
+    drop(p.stdin.take());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(p.try_exit_status().is_none(), "cat still running");
+    p.close_stdin().await.expect("close stdin");
+    let status = tokio::time::timeout(Duration::from_secs(10), p.wait())
+        .await
+        .expect("cat exits on EOF")
+        .expect("wait");
+    assert!(status.success());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).await.expect("EOF");
+    // Closing again after the exit is not an error.
+    p.close_stdin().await.expect("close stdin again");
+    let report = p
+        .shutdown(Duration::from_millis(200))
+        .await
+        .expect("shutdown");
+    assert_eq!(report.escalation, Escalation::None);
+    assert!(env.fifo_leftovers().is_empty());
+    env.cleanup().await;
+}
