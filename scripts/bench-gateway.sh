@@ -4,6 +4,8 @@
 # with the demo server called directly over stdio (the limit) and with
 # supergateway 4.x (--stateful, Streamable HTTP) fronting the same demo
 # server. Every reply is checked by mcpod-loadgen; any error fails the run.
+# A fifth contender, http-floor (`mcpod-loadgen floor-server`), answers the
+# calls itself with no backend: the most any HTTP gateway can do here.
 #
 # Usage: scripts/bench-gateway.sh
 #
@@ -14,6 +16,7 @@
 #   BENCH_REPEAT        rounds of every run; the table shows the median (default 1)
 #   BENCH_MCPOD_PORT    mcpod's loopback port            (default 18080)
 #   BENCH_SG_PORT       supergateway's loopback port     (default 18081)
+#   BENCH_FLOOR_PORT    the HTTP floor's loopback port   (default 18082)
 #   BENCH_MCPOD_LOG     mcpod's RUST_LOG                 (default warn: no access log,
 #                       like supergateway's --logLevel none)
 #   BENCH_THREADS       mcpod-loadgen runtime threads    (default 1)
@@ -33,6 +36,7 @@ LEVELS=${BENCH_CONCURRENCY:-1 16 64}
 REPEAT=${BENCH_REPEAT:-1}
 MCPOD_PORT=${BENCH_MCPOD_PORT:-18080}
 SG_PORT=${BENCH_SG_PORT:-18081}
+FLOOR_PORT=${BENCH_FLOOR_PORT:-18082}
 MCPOD_LOG=${BENCH_MCPOD_LOG:-warn}
 THREADS=${BENCH_THREADS:-1}
 SG_DIR=${SUPERGATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpod-bench/supergateway}
@@ -80,8 +84,8 @@ wait_for_port() { # port pid name
 command -v cargo >/dev/null || die "cargo is not installed"
 command -v node >/dev/null || die "node is not installed (supergateway needs it)"
 command -v npm >/dev/null || die "npm is not installed (supergateway is installed with it)"
-for port in "$MCPOD_PORT" "$SG_PORT"; do
-    ! port_open "$port" || die "127.0.0.1:$port is already in use (set BENCH_MCPOD_PORT / BENCH_SG_PORT)"
+for port in "$MCPOD_PORT" "$SG_PORT" "$FLOOR_PORT"; do
+    ! port_open "$port" || die "127.0.0.1:$port is already in use (set BENCH_MCPOD_PORT / BENCH_SG_PORT / BENCH_FLOOR_PORT)"
 done
 
 say "building release binaries into $BIN"
@@ -131,8 +135,14 @@ NODE_OPTIONS="--require $WORK/loopback.cjs" "$SG_DIR/node_modules/.bin/supergate
 SG_PID=$!
 PIDS+=("$SG_PID")
 
+say "starting the HTTP floor on 127.0.0.1:$FLOOR_PORT"
+"$BIN/mcpod-loadgen" floor-server --listen "127.0.0.1:$FLOOR_PORT" >"$WORK/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+
 wait_for_port "$MCPOD_PORT" "$MCPOD_PID" mcpod
 wait_for_port "$SG_PORT" "$SG_PID" supergateway
+wait_for_port "$FLOOR_PORT" "$FLOOR_PID" floor
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 FAILED=0
@@ -154,6 +164,7 @@ run() { # label, mode, then the mode's arguments
 for ROUND in $(seq "$REPEAT"); do
     for C in $LEVELS; do
         run direct-stdio stdio -- "$BIN/mcpod-demo"
+        run http-floor http "http://127.0.0.1:$FLOOR_PORT/mcp" --era legacy --pid "$FLOOR_PID"
         run mcpod-legacy http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era legacy --pid "$MCPOD_PID"
         run mcpod-modern http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era modern --pid "$MCPOD_PID"
         run supergateway http "http://127.0.0.1:$SG_PORT/mcp" --era legacy --pid "$SG_PID"
@@ -165,7 +176,8 @@ echo
 echo "mcpod-loadgen: tools/call echo, ${DURATION} measured after ${WARMUP} warm-up per run, $REPEAT round(s), every reply checked"
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo '+dirty'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $LOAD_BEFORE before / $LOAD_AFTER after"
 echo "$(rustc --version), node $(node --version), supergateway $SG_VERSION (--stateful, --logLevel none), mcpod RUST_LOG=$MCPOD_LOG, loadgen threads $THREADS"
-echo "peak RSS: direct-stdio = the demo server; mcpod / supergateway = the gateway process alone (not its demo children)"
+echo "peak RSS: direct-stdio = the demo server; mcpod / supergateway / http-floor = the gateway process alone (not its demo children)"
+echo "CPU µs/req: the probed process + its live descendants (the demo servers) / mcpod-loadgen, over the measured phase"
 echo
 "$BIN/mcpod-loadgen" report "$OUT"
 echo

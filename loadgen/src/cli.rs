@@ -24,6 +24,10 @@ pub(crate) enum Command {
     Stdio(StdioArgs),
     /// Print a Markdown comparison table from the `--json` lines of several runs.
     Report(ReportArgs),
+    /// Serve the HTTP floor: a Streamable HTTP responder that answers
+    /// `tools/call echo` itself (no backend, no checks), to measure what the
+    /// HTTP layer alone costs on this machine.
+    FloorServer(FloorArgs),
     /// Serve the mcpod demo MCP server on stdin/stdout (used by the tests).
     #[command(hide = true)]
     DemoServer,
@@ -96,6 +100,17 @@ pub(crate) struct StdioArgs {
     /// The server command and its arguments (after `--`).
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub(crate) command: Vec<String>,
+}
+
+/// `mcpod-loadgen floor-server`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FloorArgs {
+    /// Address to listen on (loopback only is wise).
+    #[arg(long, default_value = "127.0.0.1:18082")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(crate) threads: Option<u32>,
 }
 
 /// `mcpod-loadgen report`.

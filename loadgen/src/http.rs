@@ -157,16 +157,29 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
             tokio::spawn(client.run(n, Arc::clone(&clock)))
         })
         .collect();
-    let mut stats = Vec::with_capacity(clients.len());
+    let mut finished = Vec::with_capacity(clients.len());
     for client in clients {
+        finished.push(
+            client
+                .await
+                .map_err(|e| format!("a client task failed: {e}"))?,
+        );
+    }
+    // Before the sessions end: a peer may stop its per-session backends then.
+    let probe = probe.map(ProcessProbe::finish);
+    let own_cpu = own_cpu.finish();
+    let ending: Vec<_> = finished
+        .into_iter()
+        .map(|client| tokio::spawn(client.end_session()))
+        .collect();
+    let mut stats = Vec::with_capacity(ending.len());
+    for client in ending {
         stats.push(
             client
                 .await
                 .map_err(|e| format!("a client task failed: {e}"))?,
         );
     }
-    let probe = probe.map(ProcessProbe::finish);
-    let own_cpu = own_cpu.finish();
     let info = RunInfo {
         label,
         mode: "http",
@@ -200,7 +213,7 @@ impl Client {
     }
 
     /// The closed loop: one checked request after another until the clock stops.
-    async fn run(mut self, client: u32, clock: Arc<Clock>) -> ClientStats {
+    async fn run(mut self, client: u32, clock: Arc<Clock>) -> Self {
         let mut seq = 0u64;
         loop {
             let phase = clock.next();
@@ -228,8 +241,7 @@ impl Client {
                 _ => {}
             }
         }
-        self.end_session().await;
-        self.stats
+        self
     }
 
     /// Opens the connection, and for legacy clients the session, unless open.
@@ -316,17 +328,18 @@ impl Client {
         check::check_echo_reply(&json, id, text)
     }
 
-    /// Ends a legacy session with `DELETE` (best effort: a server may answer 405).
-    async fn end_session(&mut self) {
+    /// Ends a legacy session with `DELETE` (best effort: a server may answer
+    /// 405) and returns the client's tally.
+    async fn end_session(mut self) -> ClientStats {
         let Some(Session {
             id: Some(id),
             version,
         }) = self.session.take()
         else {
-            return;
+            return self.stats;
         };
         if self.connect().await.is_err() {
-            return;
+            return self.stats;
         }
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = Method::DELETE;
@@ -336,6 +349,7 @@ impl Client {
         headers.insert(SESSION_ID, id);
         headers.insert(PROTOCOL_VERSION, version);
         let _ = tokio::time::timeout(self.timeout, self.send(request)).await;
+        self.stats
     }
 
     /// POSTs one message and reads the whole response.

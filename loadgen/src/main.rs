@@ -9,6 +9,7 @@
 
 mod check;
 mod cli;
+mod floor;
 mod http;
 mod report;
 mod rss;
@@ -47,6 +48,24 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_SETUP)
             }
         },
+        Command::FloorServer(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.threads {
+                builder.worker_threads(threads as usize);
+            }
+            let outcome = builder
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(floor::serve(args.listen)));
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcpod-loadgen floor-server: {e}");
+                    ExitCode::from(EXIT_SETUP)
+                }
+            }
+        }
         Command::Http(args) => {
             let load = args.load.clone();
             let label = load.label.clone().unwrap_or_else(|| "http".to_owned());

@@ -351,3 +351,36 @@ async fn a_server_closing_connections_costs_reconnects_not_errors() {
     );
     assert_eq!(server.seen.lock().expect("lock").deleted, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_server_passes_every_check_in_both_eras() {
+    use tokio::io::AsyncBufReadExt;
+    let mut floor = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcpod-loadgen"))
+        .args(["floor-server", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("floor-server starts");
+    let stdout = floor.stdout.take().expect("piped stdout");
+    let mut first = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .await
+        .expect("a line");
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let url = format!("http://{addr}/mcp");
+    for era in ["legacy", "modern"] {
+        let output = loadgen(&[
+            "http", &url, "--era", era, "-c", "4", "-n", "400", "-w", "0", "--json",
+        ])
+        .await;
+        let result = result_of(&output);
+        assert!(output.status.success(), "{result}");
+        assert_eq!(result["ok"], 400, "{result}");
+    }
+    floor.kill().await.expect("floor-server stops");
+}
