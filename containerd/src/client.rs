@@ -838,6 +838,25 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn connect_errors_are_values() {
+        let missing = ClientConfig::new("/nonexistent/containerd.sock");
+        assert!(matches!(
+            Client::connect(missing).await,
+            Err(Error::Connect { .. })
+        ));
+        let bad_ns = ClientConfig::default().with_namespace("no/slash");
+        assert!(matches!(
+            Client::connect(bad_ns).await,
+            Err(Error::Config(_))
+        ));
+        let relative = ClientConfig::default().with_fifo_root("relative/fifo");
+        assert!(matches!(
+            Client::connect(relative).await,
+            Err(Error::Config(_))
+        ));
+    }
+
     #[test]
     fn transient_classification() {
         let unavailable = tonic::Status::unavailable("connection refused");
