@@ -114,6 +114,8 @@ pub struct Target {
     next_listener: AtomicU64,
     /// Restarts counted from per-session backends already closed.
     closed_restarts: AtomicU64,
+    /// Stateless clients' calls parked for `input_required` round trips.
+    pub inputs: Arc<crate::http::calls::inputs::InputStore>,
     me: Weak<Target>,
 }
 
@@ -130,6 +132,7 @@ impl Target {
             listeners: Mutex::new(Vec::new()),
             next_listener: AtomicU64::new(1),
             closed_restarts: AtomicU64::new(0),
+            inputs: Arc::default(),
             me: me.clone(),
         })
     }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, MODERN, call, demo_target, read_events, stats};
+use common::{Gateway, MODERN, Reply, call, demo_target, read_events, stats};
 use serde_json::{Value, json};
 
 /// Waits until the demo's `cancelled` list reaches `n`.
@@ -381,4 +381,87 @@ async fn quiet_streams_get_keep_alive_comments() {
     .await;
     assert!(end.is_ok(), "the GET stream did not end after DELETE");
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn legacy_server_request_reaches_a_modern_client_as_input_required() {
+    let headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("accept", "application/json, text/event-stream".to_owned()),
+        ("mcp-protocol-version", MODERN.to_owned()),
+        ("mcp-method", "tools/call".to_owned()),
+        ("mcp-name", "ask".to_owned()),
+    ];
+    let meta = json!({"io.modelcontextprotocol/protocolVersion":MODERN,
+        "io.modelcontextprotocol/clientCapabilities":{"roots":{},"sampling":{}}});
+    for (kind, method, answer, expect) in [
+        (
+            "roots",
+            "roots/list",
+            json!({"roots":[{"uri":"file:///from/mrtr"}]}),
+            "file:///from/mrtr",
+        ),
+        (
+            "sampling",
+            "sampling/createMessage",
+            json!({"role":"assistant","content":{"type":"text","text":"sampled!"},"model":"m"}),
+            "sampled!",
+        ),
+    ] {
+        // A fresh gateway each: an unanswered parked call would keep the
+        // backend busy, and with two calls in flight a server request
+        // belongs to no single call.
+        let gw = Gateway::start(&legacy_only("old", "")).await;
+        let first = json!({"jsonrpc":"2.0","id":"first","method":"tools/call","params":{
+            "name":"ask","arguments":{"kind":kind},"_meta":meta}});
+        let r = Reply::from(
+            request(&gw, "/mcp/old", &headers, &first)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let v = r.json();
+        assert_eq!(v["id"], "first", "{v}");
+        assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+        let (key, req) = v["result"]["inputRequests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap();
+        assert_eq!(req["method"], method);
+        let state = v["result"]["requestState"].clone();
+
+        let retry = json!({"jsonrpc":"2.0","id":"retry","method":"tools/call","params":{
+            "name":"ask","arguments":{"kind":kind},"_meta":meta,
+            "inputResponses":{key.clone(): answer},"requestState":state}});
+        let r = Reply::from(
+            request(&gw, "/mcp/old", &headers, &retry)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let v = r.json();
+        assert_eq!(v["id"], "retry", "{v}");
+        let text = v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.contains(expect), "{v}");
+
+        // The same state cannot be used twice: the retry is a new call,
+        // which asks again.
+        let again = Reply::from(
+            request(&gw, "/mcp/old", &headers, &retry)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let v = again.json();
+        assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+        assert_ne!(v["result"]["requestState"], state);
+        gw.shutdown().await;
+    }
 }

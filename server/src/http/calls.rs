@@ -11,12 +11,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
 use mcpod_tokio::{
-    CallItem, CallStream, Deadline, EndReason, OwnedRequest, RequestOptions, SendError, Upstream,
-    UpstreamError,
+    CallItem, CallStream, Deadline, EndReason, OwnedOutcome, OwnedRequest, RequestOptions,
+    SendError, ServerRequestKey, Upstream, UpstreamError,
 };
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
+
+pub mod inputs;
 
 use super::App;
 use super::errors::{ApiError, INTERNAL_ERROR, SERVER_ERROR, json_response};
@@ -32,8 +34,9 @@ pub const REQUEST_CANCELLED: i64 = -32800;
 pub enum Caller {
     /// A legacy client session.
     Legacy(Arc<Session>),
-    /// A modern (stateless) client.
-    Modern,
+    /// A modern (stateless) client, with what it can answer by
+    /// `input_required` round trips.
+    Modern(inputs::ClientCaps),
     /// A Memoh-compatible route: always one JSON answer, failures as -32603.
     Memoh,
 }
@@ -214,6 +217,23 @@ struct Flow {
     stream: CallStream,
     call: Call,
     id_json: String,
+    /// The call was parked and resumed by a retry with another id: the
+    /// backend's answer is re-addressed to it.
+    readdress: bool,
+}
+
+/// What to do with a non-terminal item on an SSE reply.
+enum Step {
+    /// Send this frame.
+    Emit(Vec<u8>),
+    /// Nothing to send.
+    Skip,
+    /// End the reply with `input_required` and park the call.
+    Park {
+        key: ServerRequestKey,
+        method: String,
+        params: Option<Box<serde_json::value::RawValue>>,
+    },
 }
 
 impl Flow {
@@ -222,7 +242,11 @@ impl Flow {
         match item {
             CallItem::Response { frame, is_error } => {
                 self.call.record.outcome = if is_error { "error" } else { "ok" };
-                frame
+                if self.readdress {
+                    inputs::readdress(&frame, &self.id_json)
+                } else {
+                    frame
+                }
             }
             CallItem::Ended { reason, frame } => {
                 self.call.record.outcome = match reason {
@@ -237,6 +261,8 @@ impl Flow {
                         &reason.to_string(),
                         None,
                     )
+                } else if self.readdress {
+                    inputs::readdress(&frame, &self.id_json)
                 } else {
                     frame
                 }
@@ -247,29 +273,79 @@ impl Flow {
         }
     }
 
-    /// A non-terminal item on an SSE reply: the frame to stream, if any.
-    async fn stream_frame(&mut self, item: CallItem) -> Option<Vec<u8>> {
+    /// Whether a server request should go back to a stateless caller as
+    /// `input_required` (it can answer it, and config cannot).
+    fn should_park(&self, method: &str) -> bool {
+        match &self.call.caller {
+            Caller::Modern(caps) => {
+                caps.can_answer(method)
+                    && !(method == "roots/list" && self.call.target.config.roots.is_some())
+            }
+            _ => false,
+        }
+    }
+
+    /// A non-terminal item on an SSE reply.
+    async fn stream_step(&mut self, item: CallItem) -> Step {
         match item {
-            CallItem::Notification { frame, .. } => Some(frame),
+            CallItem::Notification { frame, .. } => Step::Emit(frame),
             CallItem::ServerRequest {
                 key,
                 method,
                 params,
             } => match &self.call.caller {
-                Caller::Legacy(session) => Some(session.forward_server_request(
+                Caller::Legacy(session) => Step::Emit(session.forward_server_request(
                     &self.call.upstream,
                     key,
                     &method,
                     params.as_deref(),
                 )),
+                _ if self.should_park(&method) => Step::Park {
+                    key,
+                    method,
+                    params,
+                },
                 _ => {
                     answer_from_config(&self.call.upstream, &self.call.target.config, key, &method)
                         .await;
-                    None
+                    Step::Skip
                 }
             },
-            terminal => Some(self.finish(terminal)),
+            terminal => Step::Emit(self.finish(terminal)),
         }
+    }
+
+    /// Parks the call for the client's retry; returns the `input_required`
+    /// frame that ends this reply.
+    fn park(
+        self,
+        key: ServerRequestKey,
+        method: &str,
+        params: Option<&serde_json::value::RawValue>,
+    ) -> Vec<u8> {
+        let Flow {
+            stream,
+            call,
+            id_json,
+            ..
+        } = self;
+        let Call {
+            target,
+            upstream,
+            slots,
+            mut record,
+            ..
+        } = call;
+        record.outcome = "input_required";
+        let store = target.inputs.clone();
+        let state = store.park(inputs::Parked {
+            stream,
+            target,
+            upstream,
+            slots,
+            key,
+        });
+        inputs::input_required_frame(&id_json, method, params, &state)
     }
 
     /// A non-terminal item on a JSON reply: delivered another way.
@@ -347,11 +423,51 @@ pub async fn forward(mut call: Call, req: OwnedRequest) -> Response {
             return call.record.fail(err);
         }
     };
-    let mut flow = Flow {
+    drive(Flow {
         stream,
         call,
         id_json,
+        readdress: false,
+    })
+    .await
+}
+
+/// Resumes a parked call for the client's retry `call` (with request id
+/// `id_json`): the client's answer goes to the backend, the call's
+/// result to the retry.
+pub async fn resume(
+    parked: inputs::Parked,
+    answer: OwnedOutcome,
+    call: Call,
+    id_json: String,
+) -> Response {
+    let inputs::Parked {
+        stream,
+        upstream,
+        slots,
+        key,
+        ..
+    } = parked;
+    let mut call = Call {
+        upstream,
+        slots,
+        ..call
     };
+    if let Err(e) = call.upstream.respond(key, answer).await {
+        let mut err = upstream_error(&e);
+        err.id = Some(id_json);
+        return call.record.fail(err);
+    }
+    drive(Flow {
+        stream,
+        call,
+        id_json,
+        readdress: true,
+    })
+    .await
+}
+
+async fn drive(mut flow: Flow) -> Response {
     loop {
         let item = tokio::select! {
             item = flow.stream.next() => item,
@@ -370,6 +486,14 @@ pub async fn forward(mut call: Call, req: OwnedRequest) -> Response {
             Some(item) if item.is_terminal() => {
                 let json = flow.call.json;
                 return reply(flow.finish(item), json);
+            }
+            Some(CallItem::ServerRequest {
+                key,
+                method,
+                params,
+            }) if flow.should_park(&method) => {
+                let json = flow.call.json;
+                return reply(flow.park(key, &method, params.as_deref()), json);
             }
             Some(item) if flow.call.sse => {
                 let keep_alive = flow.call.target.limits.sse_keep_alive;
@@ -401,9 +525,20 @@ fn stream_rest(flow: Flow, first: CallItem) -> impl futures::Stream<Item = Bytes
                     }
                 };
                 let terminal = item.is_terminal();
-                if let Some(frame) = flow.stream_frame(item).await {
-                    let next = if terminal { None } else { Some(flow) };
-                    return Some((sse::event(&frame), (next, None)));
+                match flow.stream_step(item).await {
+                    Step::Emit(frame) => {
+                        let next = if terminal { None } else { Some(flow) };
+                        return Some((sse::event(&frame), (next, None)));
+                    }
+                    Step::Skip => {}
+                    Step::Park {
+                        key,
+                        method,
+                        params,
+                    } => {
+                        let frame = flow.park(key, &method, params.as_deref());
+                        return Some((sse::event(&frame), (None, None)));
+                    }
                 }
             }
         },

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
 use mcpod_core::{BackendInfo, Era, LEGACY_VERSIONS, MODERN_VERSIONS, Message};
-use mcpod_tokio::{Deadline, OwnedRequest};
+use mcpod_tokio::{Deadline, OwnedOutcome, OwnedRequest};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::App;
+use super::calls::inputs::{self, ClientCaps};
 use super::calls::{self, Call, Caller, Record, Slots};
 use super::errors::{
     ApiError, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
@@ -38,9 +39,14 @@ pub const FORWARDED_METHODS: &[&str] = &[
 ];
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Params<'a> {
     #[serde(rename = "_meta", borrow, default)]
     meta: Option<Meta<'a>>,
+    #[serde(borrow, default)]
+    request_state: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    input_responses: Option<std::collections::HashMap<String, &'a RawValue>>,
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -53,6 +59,8 @@ struct Params<'a> {
 struct Meta<'a> {
     #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
     version: Option<Cow<'a, str>>,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow, default)]
+    capabilities: Option<&'a RawValue>,
 }
 
 fn mismatch(message: impl Into<String>, id: Option<&RawValue>) -> ApiError {
@@ -223,6 +231,7 @@ pub async fn post(
         );
     }
     let upstream = target.shared_upstream();
+    let caps = ClientCaps::from_raw(params.meta.as_ref().and_then(|m| m.capabilities));
     match method {
         "server/discover" => {
             let info = match ready(&target, &upstream).await {
@@ -260,7 +269,7 @@ pub async fn post(
                 let call = Call {
                     target,
                     upstream,
-                    caller: Caller::Modern,
+                    caller: Caller::Modern(caps),
                     sse: true,
                     json: accept.json,
                     deadline: Deadline::Never,
@@ -281,6 +290,45 @@ pub async fn post(
             )
         }
         m if FORWARDED_METHODS.contains(&m) => {
+            // The retry of a call the gateway parked for client input.
+            let parked = params
+                .request_state
+                .as_deref()
+                .filter(|s| s.starts_with(inputs::STATE_PREFIX))
+                .and_then(|s| target.inputs.take(s));
+            if let Some(parked) = parked {
+                let answer = params
+                    .input_responses
+                    .as_ref()
+                    .and_then(|r| r.get(inputs::INPUT_KEY))
+                    .map(|r| OwnedOutcome::Result((*r).to_owned()));
+                let Some(answer) = answer else {
+                    let _ = parked
+                        .upstream
+                        .respond(parked.key, inputs::no_answer("the client sent no input"))
+                        .await;
+                    return record.fail(
+                        ApiError::bad_request(
+                            INVALID_PARAMS,
+                            format!("inputResponses.{} is missing", inputs::INPUT_KEY),
+                        )
+                        .with_id(Some(id)),
+                    );
+                };
+                let call = Call {
+                    target: target.clone(),
+                    upstream: upstream.clone(),
+                    caller: Caller::Modern(caps),
+                    sse: accept.sse,
+                    json: accept.json,
+                    deadline: Deadline::Default,
+                    cancel: None,
+                    stop: None,
+                    slots: Slots::default(),
+                    record,
+                };
+                return calls::resume(parked, answer, call, id.get().to_owned()).await;
+            }
             let slots = match Slots::acquire(&target, None) {
                 Ok(s) => s,
                 Err(e) => return record.fail(e.with_id(Some(id))),
@@ -289,7 +337,7 @@ pub async fn post(
             let call = Call {
                 target,
                 upstream,
-                caller: Caller::Modern,
+                caller: Caller::Modern(caps),
                 sse: accept.sse,
                 json: accept.json,
                 deadline: Deadline::Default,
