@@ -196,7 +196,7 @@ async fn resolve(
                 ));
             };
             let target = bots
-                .target(bot_id)
+                .target(&app.targets, bot_id)
                 .await
                 .map_err(IntoResponse::into_response)?;
             Ok((

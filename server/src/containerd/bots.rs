@@ -23,7 +23,7 @@ use tracing::info;
 
 use super::{ContainerdBackend, ContainerdSettings};
 use crate::config::{BackendSpec, Limits, Sharing, TargetConfig};
-use crate::targets::Target;
+use crate::targets::{Registry, Target};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -164,9 +164,27 @@ impl BotContainers {
 
     /// The bot's target (its one shared session), made on first use after
     /// its container checked out; checked again whenever its backend is not
-    /// running.
-    pub async fn target(&self, bot_id: &str) -> Result<Arc<Target>, BotRefusal> {
+    /// running. A configured target that execs the same command in the
+    /// same container is that session: it is used instead of a second one.
+    pub async fn target(
+        &self,
+        configured: &Registry,
+        bot_id: &str,
+    ) -> Result<Arc<Target>, BotRefusal> {
         BotId::parse(bot_id).map_err(|e| BotRefusal::from_error(&e))?;
+        let same = configured.all().find(|t| match &t.config.backend {
+            BackendSpec::Containerd(c) => {
+                c.bot == bot_id
+                    && c.settings.same_connection(&self.settings)
+                    && c.settings.container_prefix == self.settings.container_prefix
+                    && c.settings.exec == self.settings.exec
+            }
+            _ => false,
+        });
+        if let Some(target) = same {
+            check_target(target).await?;
+            return Ok(target.clone());
+        }
         let cell = lock(&self.sessions)
             .entry(bot_id.to_owned())
             .or_default()

@@ -302,7 +302,7 @@ impl ContainerdSettings {
 
     /// Whether `other` reaches the same containerd the same way (and so may
     /// share its connection).
-    fn same_connection(&self, other: &ContainerdSettings) -> bool {
+    pub(crate) fn same_connection(&self, other: &ContainerdSettings) -> bool {
         self.socket == other.socket
             && self.namespace == other.namespace
             && self.fifo_root == other.fifo_root
