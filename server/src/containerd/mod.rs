@@ -470,3 +470,117 @@ pub fn reject_containerd_fields(key: &str, raw: &RawTarget) -> Result<(), Config
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendSpec, Config};
+
+    fn load(text: &str) -> Result<Config, String> {
+        RawConfig::from_toml(text)?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    use crate::config::RawConfig;
+
+    fn backend(c: &Config, name: &str) -> ContainerdBackend {
+        match &c.targets[name].backend {
+            BackendSpec::Containerd(b) => b.clone(),
+            other => panic!("not containerd: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn targets_inherit_the_section_and_override_it() {
+        let c = load(
+            "[auth]\ndisabled = true\n\
+             [containerd]\nsocket = \"/s.sock\"\nnamespace = \"bots\"\nidle_timeout = \"5m\"\n\
+             env = { A = \"1\" }\n\
+             [targets.a]\nkind = \"containerd\"\nbot = \"alice\"\n\
+             [targets.b]\nkind = \"containerd\"\nbot = \"bob\"\nnamespace = \"other\"\n\
+             command = \"/bin/srv\"\nargs = [\"-x\"]\ncwd = \"/data\"\nidle_timeout = 0\n",
+        )
+        .unwrap();
+        let a = backend(&c, "a");
+        assert_eq!(a.bot, "alice");
+        assert_eq!(a.settings.socket, PathBuf::from("/s.sock"));
+        assert_eq!(a.settings.namespace, "bots");
+        assert_eq!(a.settings.exec.command, DEFAULT_COMMAND);
+        assert_eq!(a.settings.exec.env["A"], "1");
+        assert_eq!(a.settings.idle_timeout, Some(Duration::from_secs(300)));
+        assert!(!a.settings.allow_unlabelled);
+        assert!(a.settings.start_stopped_tasks);
+        let b = backend(&c, "b");
+        assert_eq!(b.settings.namespace, "other");
+        assert_eq!(b.settings.exec.command, "/bin/srv");
+        assert_eq!(b.settings.exec.args, vec!["-x".to_owned()]);
+        assert_eq!(b.settings.exec.cwd.as_deref(), Some("/data"));
+        assert_eq!(b.settings.idle_timeout, None);
+        let section = c.containerd.as_ref().unwrap();
+        assert!(!section.serve_bots);
+        // Same connection: one shared slot; another namespace: its own.
+        assert!(Arc::ptr_eq(&a.settings.client.0, &section.client.0));
+        assert!(!Arc::ptr_eq(&b.settings.client.0, &section.client.0));
+    }
+
+    #[test]
+    fn serve_bots_alone_is_a_valid_config() {
+        let c = load("[auth]\ndisabled = true\n[containerd]\nserve_bots = true\n").unwrap();
+        assert!(c.targets.is_empty());
+        assert!(c.containerd.unwrap().serve_bots);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[targets.t]\nkind = \"containerd\"\n", "targets.t.bot"),
+            (
+                "[targets.t]\nkind = \"containerd\"\nbot = \"a/b\"\n",
+                "targets.t.bot",
+            ),
+            (
+                "[targets.t]\nkind = \"containerd\"\nbot = \"a\"\nenv_clear = true\n",
+                "targets.t.env_clear",
+            ),
+            (
+                "[targets.t]\nkind = \"containerd\"\nbot = \"a\"\nfifo_root = \"rel\"\n",
+                "targets.t.fifo_root",
+            ),
+            (
+                "[targets.t]\nkind = \"containerd\"\nbot = \"a\"\ncwd = \"data\"\n",
+                "targets.t.cwd",
+            ),
+            (
+                "[targets.t]\ncommand = \"x\"\nbot = \"a\"\n",
+                "targets.t.bot",
+            ),
+            (
+                "[containerd]\nnamespace = \"a b\"\n[targets.t]\ncommand = \"x\"\n",
+                "containerd.namespace",
+            ),
+            (
+                "[containerd]\ncontainer_prefix = \"-\"\n[targets.t]\ncommand = \"x\"\n",
+                "containerd.container_prefix",
+            ),
+            (
+                "[containerd]\nidle_timeout = \"soon\"\n[targets.t]\ncommand = \"x\"\n",
+                "containerd.idle_timeout",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = load(&format!("[auth]\ndisabled = true\n{text}")).unwrap_err();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+        let err = load(&format!(
+            "[auth]\ntokens = [\"{}\"]\n[containerd]\nserve_bots = true\n",
+            "0123456789abcdef0123"
+        ));
+        assert!(err.is_ok(), "{err:?}");
+        let err = load(
+            "[auth]\n[containerd]\nserve_bots = true\n[targets.t]\ncommand = \"x\"\ntokens = [\"0123456789abcdef0123\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("containerd.serve_bots"), "{err}");
+    }
+}
