@@ -1,7 +1,7 @@
 //! Prometheus metrics, in the text exposition format (hand-rolled: a few
 //! counters, one histogram, gauges read at scrape time).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -55,10 +55,17 @@ struct Histogram {
     count: u64,
 }
 
+/// Counters of one target; keys are static, so counting allocates nothing
+/// once a series exists.
+#[derive(Debug, Default)]
+struct TargetCounters {
+    requests: HashMap<(&'static str, &'static str), u64>,
+    latency: HashMap<&'static str, Histogram>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(String, &'static str, String), u64>,
-    latency: BTreeMap<(String, &'static str), Histogram>,
+    targets: HashMap<String, TargetCounters>,
 }
 
 /// Gauges of one target, read at scrape time.
@@ -84,17 +91,19 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one finished request.
-    pub fn record(&self, target: &str, method: &str, outcome: &str, elapsed: Duration) {
+    pub fn record(&self, target: &str, method: &str, outcome: &'static str, elapsed: Duration) {
         let method = method_label(method);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *inner
-            .requests
-            .entry((target.to_owned(), method, outcome.to_owned()))
-            .or_default() += 1;
-        let h = inner
-            .latency
-            .entry((target.to_owned(), method))
-            .or_default();
+        if !inner.targets.contains_key(target) {
+            inner
+                .targets
+                .insert(target.to_owned(), TargetCounters::default());
+        }
+        let Some(counters) = inner.targets.get_mut(target) else {
+            return;
+        };
+        *counters.requests.entry((method, outcome)).or_default() += 1;
+        let h = counters.latency.entry(method).or_default();
         let secs = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -107,13 +116,27 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self, gauges: &[TargetGauges]) -> String {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Sorted, so scrapes are stable and diffable.
+        let (requests, latency) = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut requests = BTreeMap::new();
+            let mut latency = BTreeMap::new();
+            for (target, c) in &inner.targets {
+                for ((method, outcome), n) in &c.requests {
+                    requests.insert((target.clone(), *method, *outcome), *n);
+                }
+                for (method, h) in &c.latency {
+                    latency.insert((target.clone(), *method), h.clone());
+                }
+            }
+            (requests, latency)
+        };
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP mcpod_requests_total MCP requests handled, by target, method and outcome.\n",
         );
         out.push_str("# TYPE mcpod_requests_total counter\n");
-        for ((target, method, outcome), n) in &inner.requests {
+        for ((target, method, outcome), n) in &requests {
             let _ = writeln!(
                 out,
                 "mcpod_requests_total{{target=\"{}\",method=\"{}\",outcome=\"{}\"}} {n}",
@@ -124,7 +147,7 @@ impl Metrics {
         }
         out.push_str("# HELP mcpod_request_duration_seconds Time to answer a request (to the end of its stream).\n");
         out.push_str("# TYPE mcpod_request_duration_seconds histogram\n");
-        for ((target, method), h) in &inner.latency {
+        for ((target, method), h) in &latency {
             let labels = format!("target=\"{}\",method=\"{}\"", esc(target), method);
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -149,7 +172,6 @@ impl Metrics {
                 h.count
             );
         }
-        drop(inner);
         let gauge = |out: &mut String,
                      name: &str,
                      help: &str,
