@@ -1,7 +1,10 @@
 //! What `/proc` says about a process during a run: its peak resident set
-//! size (`/proc/PID/status`) and the CPU time it and its children spent in
-//! the measured phase (`/proc/PID/stat`).
+//! size (`/proc/PID/status`) and the CPU time it and its descendants spent
+//! in the measured phase (`/proc/PID/task/TID/schedstat`, in nanoseconds:
+//! `utime`/`stime` count whole 10 ms ticks, which rounds a lightly loaded
+//! backend down to nothing).
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,29 +36,33 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     }
 }
 
-/// Clock ticks per second of `utime`/`stime` in `/proc/PID/stat` (`USER_HZ`,
-/// 100 on every Linux architecture mcpod targets).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// CPU time of `pid` (user + system, all its threads), in clock ticks.
-pub(crate) fn cpu_ticks(pid: &str) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_cpu_ticks(&stat).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unexpected /proc/{pid}/stat"),
-        )
-    })
+/// CPU time of each live thread of `pid` (`self` for this process), in
+/// nanoseconds, by thread id.
+fn thread_cpu_ns(pid: &str) -> HashMap<u32, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            Some((tid, parse_schedstat(&schedstat)?))
+        })
+        .collect()
 }
 
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name may contain spaces and parentheses: fields resume
-    // after the last `)`, starting with field 3 (state).
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some(utime + stime)
+/// The first field of a `schedstat` line: time spent on a CPU, in ns.
+fn parse_schedstat(line: &str) -> Option<u64> {
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU nanoseconds spent by the threads of `now` since `earlier`: threads
+/// born in between count from zero; threads gone in between are lost.
+fn spent_since(now: &HashMap<u32, u64>, earlier: &HashMap<u32, u64>) -> u64 {
+    now.iter()
+        .map(|(tid, ns)| ns.saturating_sub(earlier.get(tid).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// The live children of `pid` (from `/proc/PID/task/*/children`).
@@ -87,40 +94,29 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
-/// CPU ticks of a process and of each of its live children, by pid.
+/// Per-thread CPU time of a process and of its live descendants.
 #[derive(Debug, Clone, Default)]
 struct CpuSnapshot {
-    own: u64,
-    children: Vec<(u32, u64)>,
+    own: HashMap<u32, u64>,
+    descendants: HashMap<u32, u64>,
 }
 
 impl CpuSnapshot {
-    fn take(pid: u32) -> Option<Self> {
-        let own = cpu_ticks(&pid.to_string()).ok()?;
-        let children = descendants(pid)
+    fn take(pid: u32) -> Self {
+        let own = thread_cpu_ns(&pid.to_string());
+        let descendants = descendants(pid)
             .into_iter()
-            .filter_map(|child| Some((child, cpu_ticks(&child.to_string()).ok()?)))
+            .flat_map(|child| thread_cpu_ns(&child.to_string()))
             .collect();
-        Some(Self { own, children })
+        Self { own, descendants }
     }
 
-    /// Ticks spent since `earlier`: the process's own, and its children's
-    /// (children born in between count from zero; those gone are lost).
+    /// Nanoseconds spent since `earlier`: the process's own, and its descendants'.
     fn since(&self, earlier: &CpuSnapshot) -> (u64, u64) {
-        let own = self.own.saturating_sub(earlier.own);
-        let children = self
-            .children
-            .iter()
-            .map(|(pid, now)| {
-                let before = earlier
-                    .children
-                    .iter()
-                    .find(|(p, _)| p == pid)
-                    .map_or(0, |(_, ticks)| *ticks);
-                now.saturating_sub(before)
-            })
-            .sum();
-        (own, children)
+        (
+            spent_since(&self.own, &earlier.own),
+            spent_since(&self.descendants, &earlier.descendants),
+        )
     }
 }
 
@@ -144,29 +140,32 @@ pub(crate) struct ProbeReport {
     pub(crate) cpu: Option<CpuUse>,
 }
 
-/// CPU seconds this load generator spent since `since` (ticks of `/proc/self`).
+/// CPU seconds this load generator spends in the measured phase.
 #[derive(Debug)]
 pub(crate) struct SelfCpu {
-    at_start: Arc<Mutex<Option<u64>>>,
+    at_start: Arc<Mutex<Option<HashMap<u32, u64>>>>,
 }
 
 impl SelfCpu {
-    /// Samples `/proc/self/stat` when the measured phase starts.
+    /// Samples this process's threads when the measured phase starts.
     pub(crate) fn start_at(measure_from: Instant) -> Self {
         let at_start = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&at_start);
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = cpu_ticks("self").ok();
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread_cpu_ns("self"));
         });
         Self { at_start }
     }
 
     /// CPU seconds from the start of the measured phase to now.
     pub(crate) fn finish(self) -> Option<f64> {
-        let start = (*self.at_start.lock().unwrap_or_else(PoisonError::into_inner))?;
-        let now = cpu_ticks("self").ok()?;
-        Some(now.saturating_sub(start) as f64 / TICKS_PER_SECOND)
+        let start = self
+            .at_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(spent_since(&thread_cpu_ns("self"), &start) as f64 / 1e9)
     }
 }
 
@@ -192,7 +191,7 @@ impl ProcessProbe {
             let slot = Arc::clone(&cpu_at_start);
             async move {
                 tokio::time::sleep_until(measure_from.into()).await;
-                *slot.lock().unwrap_or_else(PoisonError::into_inner) = CpuSnapshot::take(pid);
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(CpuSnapshot::take(pid));
             }
         });
         let task = tokio::spawn({
@@ -231,11 +230,11 @@ impl ProcessProbe {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let cpu = start.zip(CpuSnapshot::take(self.pid)).map(|(start, end)| {
-            let (own, children) = end.since(&start);
+        let cpu = start.map(|start| {
+            let (own, descendants) = CpuSnapshot::take(self.pid).since(&start);
             CpuUse {
-                own_s: own as f64 / TICKS_PER_SECOND,
-                children_s: children as f64 / TICKS_PER_SECOND,
+                own_s: own as f64 / 1e9,
+                children_s: descendants as f64 / 1e9,
             }
         });
         ProbeReport {
@@ -259,24 +258,33 @@ mod tests {
     }
 
     #[test]
-    fn cpu_ticks_are_parsed_after_the_command_name() {
-        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194304 101 0 0 0 250 50 7 9 20 0 1 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(300));
-        assert_eq!(parse_cpu_ticks("42 (a) S 1"), None);
-        assert!(cpu_ticks("self").is_ok());
+    fn schedstat_gives_nanoseconds_and_our_threads_are_found() {
+        assert_eq!(parse_schedstat("216432 4018643 3\n"), Some(216_432));
+        assert_eq!(parse_schedstat(""), None);
+        let threads = thread_cpu_ns("self");
+        assert!(
+            threads.contains_key(&std::process::id()),
+            "the main thread is listed: {threads:?}"
+        );
     }
 
     #[test]
-    fn children_cpu_counts_from_zero_for_the_newborn() {
-        let before = CpuSnapshot {
-            own: 10,
-            children: vec![(7, 100), (8, 5)],
-        };
-        let after = CpuSnapshot {
-            own: 25,
-            children: vec![(7, 130), (9, 4)],
-        };
-        assert_eq!(after.since(&before), (15, 34));
+    fn threads_born_count_from_zero_and_threads_gone_are_lost() {
+        let before = HashMap::from([(7, 100), (8, 5)]);
+        let after = HashMap::from([(7, 130), (9, 4)]);
+        assert_eq!(spent_since(&after, &before), 34);
+    }
+
+    #[test]
+    fn a_busy_loop_shows_up_in_our_cpu_time() {
+        let before = thread_cpu_ns("self");
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+        let spent = spent_since(&thread_cpu_ns("self"), &before);
+        assert!(spent >= 5_000_000, "{spent} ns");
     }
 
     #[test]
