@@ -71,7 +71,8 @@ pub struct BackendInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// To the caller of this call (progress for its token, notifications of
-    /// its subscription, or the only call in flight).
+    /// its subscription, or — for server requests and log messages — the
+    /// only call in flight).
     Call(CallId),
     /// To every interested client (list changes, resource updates, logs).
     Broadcast,
@@ -90,6 +91,10 @@ pub enum EndReason {
     /// The backend closed (EOF, crash or local close) before answering.
     #[error("backend closed: {0}")]
     BackendClosed(CloseReason),
+    /// The backend ended it without a response: on stdio, a modern server
+    /// ends a `subscriptions/listen` stream with `notifications/cancelled`.
+    #[error("ended by the backend: {0}")]
+    EndedByBackend(String),
 }
 
 impl EndReason {
@@ -98,7 +103,7 @@ impl EndReason {
         match self {
             EndReason::TimedOut => -32001,
             EndReason::Cancelled => -32800,
-            EndReason::BackendClosed(_) => -32000,
+            EndReason::BackendClosed(_) | EndReason::EndedByBackend(_) => -32000,
         }
     }
 }

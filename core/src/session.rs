@@ -369,6 +369,8 @@ struct SubscriptionMeta<'a> {
 struct CancelledParams<'a> {
     #[serde(rename = "requestId", borrow)]
     request_id: &'a RawValue,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn boxed(raw: &RawValue) -> Box<RawValue> {
@@ -868,7 +870,11 @@ impl State {
         let Some(call) = self.remove_call(id) else {
             return false;
         };
-        if call.unsent.is_none() && !matches!(reason, EndReason::BackendClosed(_)) {
+        let backend_knows = matches!(
+            reason,
+            EndReason::BackendClosed(_) | EndReason::EndedByBackend(_)
+        );
+        if call.unsent.is_none() && !backend_knows {
             let mut params = Vec::new();
             params.extend_from_slice(b"{\"requestId\":");
             json::push_u64(&mut params, id);
@@ -945,16 +951,7 @@ impl State {
         }
         if method == "notifications/cancelled" {
             if let Ok(p) = serde_json::from_str::<CancelledParams<'_>>(params.get()) {
-                let found = self
-                    .server_requests
-                    .iter()
-                    .find(|(_, raw)| raw.get() == p.request_id.get())
-                    .map(|(k, _)| *k);
-                if let Some(key) = found {
-                    self.server_requests.remove(&key);
-                    self.events
-                        .push_back(Event::ServerRequestCancelled(ServerRequestId(key)));
-                }
+                self.handle_backend_cancel(p);
             }
             return;
         }
@@ -982,9 +979,56 @@ impl State {
         self.broadcast(frame, method);
     }
 
+    /// The backend's `notifications/cancelled`: it withdraws one of its own
+    /// requests to us, or — a modern server on stdio — ends a
+    /// `subscriptions/listen` stream it was asked to open.
+    fn handle_backend_cancel(&mut self, p: CancelledParams<'_>) {
+        let withdrawn = self
+            .server_requests
+            .iter()
+            .find(|(_, raw)| raw.get() == p.request_id.get())
+            .map(|(k, _)| *k);
+        if let Some(key) = withdrawn {
+            self.server_requests.remove(&key);
+            self.events
+                .push_back(Event::ServerRequestCancelled(ServerRequestId(key)));
+            return;
+        }
+        let modern = matches!(&self.phase, Phase::Ready(info) if info.era == Era::Modern);
+        let sent_call = p
+            .request_id
+            .get()
+            .parse::<u64>()
+            .ok()
+            .filter(|id| matches!(self.calls.get(id), Some(c) if c.unsent.is_none()));
+        if let (true, Some(id)) = (modern, sent_call) {
+            let why = p.reason.unwrap_or_else(|| "stream closed".to_owned());
+            self.end_call(id, EndReason::EndedByBackend(why), None);
+        }
+    }
+
+    /// The only call the backend is working on, if exactly one is.
+    fn only_call_in_flight(&self) -> Option<CallId> {
+        if self.sent_calls != 1 {
+            return None;
+        }
+        self.calls
+            .iter()
+            .find(|(_, c)| c.unsent.is_none())
+            .map(|(id, _)| CallId(*id))
+    }
+
     fn broadcast(&mut self, frame: &[u8], method: &str) {
+        // A log message belongs to the call in flight when that is
+        // unambiguous; every other unrouted notification is for everyone.
+        let route = match method {
+            "notifications/message" => self
+                .only_call_in_flight()
+                .map_or(Route::Broadcast, Route::Call),
+            _ => Route::Broadcast,
+        };
         self.events.push_back(Event::Notification {
-            route: Route::Broadcast,
+            route,
             method: method.to_owned(),
             frame: frame.to_vec(),
         });
@@ -1010,15 +1054,9 @@ impl State {
         let key = self.next_server_request;
         self.next_server_request += 1;
         self.server_requests.insert(key, boxed(id));
-        let route = if self.sent_calls == 1 {
-            self.calls
-                .iter()
-                .find(|(_, c)| c.unsent.is_none())
-                .map(|(id, _)| Route::Call(CallId(*id)))
-                .unwrap_or(Route::Broadcast)
-        } else {
-            Route::Broadcast
-        };
+        let route = self
+            .only_call_in_flight()
+            .map_or(Route::Broadcast, Route::Call);
         self.events.push_back(Event::ServerRequest(ServerRequest {
             id: ServerRequestId(key),
             method: method.to_owned(),

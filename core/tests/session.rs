@@ -843,3 +843,72 @@ fn the_not_ready_queue_is_bounded() {
         Err(SendError::NotReadyQueueFull(2))
     );
 }
+
+#[test]
+fn a_log_message_goes_to_the_only_call_in_flight_else_to_everyone() {
+    let mut h = Harness::legacy_ready();
+    let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+    let only = h.call("1", "tools/call", None).unwrap();
+    h.backend_says(log);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [Event::Notification { route: Route::Call(c), .. }] if *c == only),
+        "{ev:?}"
+    );
+    h.call("2", "tools/call", None).unwrap();
+    h.backend_says(log);
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [Event::Notification {
+                route: Route::Broadcast,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_modern_backend_ends_a_listen_stream_with_cancelled() {
+    let mut h = Harness::modern_ready();
+    let listen = h
+        .call_with(
+            "\"sub\"",
+            "subscriptions/listen",
+            Some(r#"{"notifications":{"toolsListChanged":true}}"#),
+            RequestOptions {
+                deadline: Deadline::Never,
+            },
+        )
+        .unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{bid},"reason":"shutting down"}}}}"#
+    ));
+    let ev = ended(&h.take_events());
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].0, listen);
+    assert_eq!(ev[0].1, EndReason::EndedByBackend("shutting down".into()));
+    assert_eq!(ev[0].2["id"], "sub");
+    assert!(
+        h.take_rx().is_empty(),
+        "the backend must not be told to cancel what it ended"
+    );
+    assert_eq!(h.session.calls_in_flight(), 0);
+}
+
+#[test]
+fn a_legacy_backends_cancelled_only_withdraws_its_own_requests() {
+    let mut h = Harness::legacy_ready();
+    let call = h.call("1", "tools/call", None).unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{bid}}}}}"#
+    ));
+    assert!(h.take_events().is_empty());
+    assert_eq!(h.session.calls_in_flight(), 1);
+    h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{}}}}"#));
+    assert!(response_for(&h.take_events(), call).is_some());
+}
