@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     match Message::parse(data) {
         Ok(Message::Request { id, method, .. }) => {
             assert!(!method.is_empty());
-            assert_eq!(Id::from_raw(id).expect("accepted id is valid").as_json(), id.get().trim());
+            assert_eq!(
+                Id::from_raw(id).expect("accepted id is valid").as_json(),
+                id.get().trim()
+            );
             let text = std::str::from_utf8(data).expect("accepted input is UTF-8");
             assert!(text.contains(id.get()));
         }

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use mcpod_core::Framer;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let max = 1 + (split as usize % 64);
     let decode = |chunks: &[&[u8]]| {
         let mut framer = Framer::new(max);

@@ -19,7 +19,13 @@ fuzz_target!(|data: &[u8]| {
         1 => EraMode::Legacy,
         _ => EraMode::Modern,
     };
-    let config = Config { era_mode, max_frame_len: 512, max_calls_in_flight: 16, max_queued_output: 4096, ..Config::default() };
+    let config = Config {
+        era_mode,
+        max_frame_len: 512,
+        max_calls_in_flight: 16,
+        max_queued_output: 4096,
+        ..Config::default()
+    };
     let mut session = Session::new(config, now);
     let mut open: HashMap<CallId, &str> = HashMap::new();
     let mut out = Vec::new();
@@ -30,9 +36,17 @@ fuzz_target!(|data: &[u8]| {
         match op % 6 {
             0 => {
                 let id = RawValue::from_string(IDS[(op / 6) as usize % 4].to_owned()).unwrap();
-                let deadline = if op & 0x80 != 0 { Deadline::After(Duration::from_millis(op as u64)) } else { Deadline::Default };
+                let deadline = if op & 0x80 != 0 {
+                    Deadline::After(Duration::from_millis(op as u64))
+                } else {
+                    Deadline::Default
+                };
                 if let Ok(call) = session.send_request(
-                    Request { id: &id, method: "tools/call", params: None },
+                    Request {
+                        id: &id,
+                        method: "tools/call",
+                        params: None,
+                    },
                     RequestOptions { deadline },
                     now,
                 ) {
