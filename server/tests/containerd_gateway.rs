@@ -278,7 +278,8 @@ async fn container_checks_answer_404_403_and_400() {
 
     // A target pointing at another bot's container is refused the same way.
     let gw = Gateway::start(&format!(
-        "{}[targets.t]\nkind = \"containerd\"\nbot = \"alice\"\n",
+        "{}[targets.t]\nkind = \"containerd\"\nbot = \"alice\"\n\
+         [targets.gone]\nkind = \"containerd\"\nbot = \"nobody\"\n",
         env.section("")
     ))
     .await;
@@ -292,9 +293,20 @@ async fn container_checks_answer_404_403_and_400() {
             json!({"name":"echo","arguments":{"text":"x"}}),
         )
         .await;
-    assert!(r.status >= 400 || r.code().is_some(), "{}", r.body);
-    assert!(
-        r.body.contains("bot mismatch") || r.body.contains("belongs to bot"),
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["message"], "bot mismatch", "{}", r.body);
+    let r = gw
+        .modern(
+            "gone",
+            json!(2),
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"x"}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "container not found",
         "{}",
         r.body
     );

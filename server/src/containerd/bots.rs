@@ -63,6 +63,14 @@ impl BotRefusal {
         BotRefusal { status, message }
     }
 
+    /// The refusal behind a backend start failure, when containerd refused
+    /// the bot's container (see [`BotRefusal::from_error`]).
+    pub fn of_spawn_error(e: &std::io::Error) -> Option<BotRefusal> {
+        e.get_ref()?
+            .downcast_ref::<CtdError>()
+            .map(BotRefusal::from_error)
+    }
+
     /// Whether the container is gone or no longer this bot's (so a cached
     /// session for it must go).
     fn container_gone(&self) -> bool {

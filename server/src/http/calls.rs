@@ -205,6 +205,16 @@ pub fn upstream_error(e: &UpstreamError) -> ApiError {
         UpstreamError::Send(SendError::InvalidId) => {
             ApiError::bad_request(super::errors::INVALID_REQUEST, e.to_string())
         }
+        // A bot container that is missing, another bot's or refused: the
+        // same statuses as the Memoh routes (404 / 403 / 400 / 503).
+        UpstreamError::SpawnFailed(io) => match crate::containerd::BotRefusal::of_spawn_error(io) {
+            Some(r) => ApiError::new(r.status, SERVER_ERROR, r.message),
+            None => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                INTERNAL_ERROR,
+                format!("backend unavailable: {e}"),
+            ),
+        },
         _ => ApiError::new(
             StatusCode::BAD_GATEWAY,
             INTERNAL_ERROR,
