@@ -194,7 +194,6 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
         info,
         &clock,
         Tally::merge(stats),
-        0,
         probe,
         own_cpu,
     ))

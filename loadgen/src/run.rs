@@ -308,7 +308,6 @@ impl RunResult {
         info: RunInfo,
         clock: &Clock,
         tally: Tally,
-        extra_errors: u64,
         probe: Option<ProbeReport>,
         loadgen_cpu_s: Option<f64>,
     ) -> Self {
@@ -334,7 +333,7 @@ impl RunResult {
             concurrency: info.concurrency,
             requests: tally.ok + tally.errors,
             ok: tally.ok,
-            errors: tally.errors + tally.warmup_errors + extra_errors,
+            errors: tally.errors + tally.warmup_errors,
             warmup_requests: tally.warmup_ok + tally.warmup_errors,
             elapsed_s,
             rps: if elapsed_s > 0.0 {
@@ -456,10 +455,10 @@ mod tests {
             target: "x".into(),
             concurrency: 2,
         };
-        let result = RunResult::new(info, &clock, tally, 1, None, None);
+        let result = RunResult::new(info, &clock, tally, None, None);
         assert_eq!(result.ok, 2);
         assert_eq!(result.requests, 3);
-        assert_eq!(result.errors, 3);
+        assert_eq!(result.errors, 2);
         assert_eq!(result.warmup_requests, 2);
         assert_eq!(result.error_messages.len(), 1, "duplicates are merged");
         assert!(!result.passed());

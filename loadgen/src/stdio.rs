@@ -150,7 +150,6 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
         info,
         &clock,
         Tally::merge(stats),
-        0,
         probe,
         own_cpu,
     ))
