@@ -338,3 +338,58 @@ async fn containerd_restart_under_a_live_session_neither_breaks_nor_leaks() {
     env.cleanup().await;
     drop(daemon);
 }
+
+#[tokio::test]
+async fn processes_left_by_a_dead_mcpod_are_reaped() {
+    let env = ctd::Env::new("orphans").await;
+    env.bot("olga").await;
+    // An exec id as a gone mcpod process would have made it.
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let orphan = format!("mcpod.{dead}.1.0");
+    // `ctr task exec` killed before it can close the process's stdin: the
+    // shim keeps it open, so the process runs on with nobody to end it.
+    let mut ctr = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(&env.socket)
+        .args(["-n", &env.namespace, "task", "exec", "--exec-id", &orphan])
+        .args(["mcp-olga", "/app/mcp"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = ctd::eventually(Duration::from_secs(10), || async {
+        env.execs("olga").await.contains(&orphan)
+    })
+    .await;
+    assert!(running, "the exec never started");
+    ctr.kill().unwrap();
+    ctr.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        env.execs("olga").await,
+        vec![orphan.clone()],
+        "not orphaned"
+    );
+    let fifo_dir = env.fifo_root.join(&orphan);
+    std::fs::create_dir_all(&fifo_dir).unwrap();
+
+    let gw = Gateway::start(&env.section("serve_bots = true")).await;
+    let r = fs_mcp(&gw, "olga", call(json!(1), "echo", json!({"text":"hi"}))).await;
+    assert_eq!(r.text(), "hi");
+    let reaped = ctd::eventually(Duration::from_secs(10), || async {
+        let execs = env.execs("olga").await;
+        execs.len() == 1 && !execs.contains(&orphan)
+    })
+    .await;
+    assert!(reaped, "execs: {:?}", env.execs("olga").await);
+    assert!(!fifo_dir.exists(), "the orphan's FIFO directory is left");
+    gw.shutdown().await;
+    assert!(env.execs("olga").await.is_empty());
+    env.cleanup().await;
+}

@@ -18,6 +18,8 @@
 //! - with an idle timeout, a process that has seen no bytes either way for
 //!   that long is shut down; the supervisor starts a fresh one on the next
 //!   call.
+//! - processes that an mcpod which no longer runs left in the container
+//!   (killed before it could close their stdin) are reaped on each start.
 
 use std::io;
 use std::pin::Pin;
@@ -69,6 +71,7 @@ impl ExecConnector {
             return Err(CtdError::Config("exec'd process came without stdio".into()));
         };
         debug!(bot = %self.backend.bot, container = exec.container_id(), exec_id = exec.exec_id(), "exec'd MCP server started");
+        reap_orphans(bots.client(), exec.container_id()).await;
         let activity = Arc::new(Activity::new());
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
@@ -97,6 +100,61 @@ impl Connector for ExecConnector {
     fn connect(&self) -> BoxFuture<'_, io::Result<Connection>> {
         Box::pin(async move { self.start().await.map_err(into_io) })
     }
+}
+
+/// Stops and removes processes that an mcpod process which no longer runs
+/// exec'd in the container (it was killed before it could clean up: the
+/// shim keeps their stdin open, so they would never exit), with their exec
+/// records and FIFO directories. Exec ids made by `mcpod-containerd` are
+/// `mcpod.<pid>.<nanos>.<n>`; a process is an orphan when that pid is not
+/// ours and no longer exists (a reused pid only delays its reaping).
+async fn reap_orphans(client: &mcpod_containerd::Client, container_id: &str) {
+    let pids = match client.list_pids(container_id).await {
+        Ok(p) => p,
+        Err(e) => {
+            debug!(container_id, error = %e, "listing processes to reap orphans failed");
+            return;
+        }
+    };
+    for exec_id in pids.into_iter().filter_map(|p| p.exec_id) {
+        let Some(owner) = owner_pid(&exec_id) else {
+            continue;
+        };
+        if owner == std::process::id() || std::path::Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        warn!(
+            container_id,
+            exec_id, owner, "reaping a process left behind by an mcpod that is gone"
+        );
+        if let Err(e) = client
+            .kill(container_id, &exec_id, libc_signal::KILL, false)
+            .await
+        {
+            debug!(container_id, exec_id, error = %e, "killing an orphan failed");
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), client.wait(container_id, &exec_id)).await;
+        if let Err(e) = client.delete_process(container_id, &exec_id).await {
+            warn!(container_id, exec_id, error = %e, "deleting an orphan's exec record failed");
+        }
+        if mcpod_containerd::is_valid_identifier(&exec_id) {
+            let dir = client.fifo_root().join(&exec_id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn!(dir = %dir.display(), error = %e, "removing an orphan's FIFO directory failed");
+                }
+            }
+        }
+    }
+}
+
+/// The pid of the mcpod process that made an exec id, if it made it.
+fn owner_pid(exec_id: &str) -> Option<u32> {
+    let mut parts = exec_id.split('.');
+    (parts.next()? == "mcpod").then_some(())?;
+    let pid = parts.next()?.parse().ok()?;
+    (parts.count() == 2).then_some(pid)
 }
 
 /// A containerd error as an `io::Error` (the connector's error type), with
@@ -370,6 +428,24 @@ impl Drop for StdinWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_ids_name_their_owner() {
+        assert_eq!(owner_pid("mcpod.1234.18eb051eaa4703b3.7"), Some(1234));
+        assert_eq!(
+            owner_pid(&mcpod_containerd::new_exec_id()),
+            Some(std::process::id())
+        );
+        for other in [
+            "bench-ctr-1",
+            "mcpod.x.1.2",
+            "mcpod.12.1",
+            "mcpod.12.1.2.3",
+            "other.12.1.2",
+        ] {
+            assert_eq!(owner_pid(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn signal_exits_are_told_apart() {
