@@ -188,6 +188,22 @@ impl Env {
                 .await;
             raw_delete_container(&self.client, &c.id).await;
         }
+        self.delete_namespace().await;
+    }
+
+    /// Deletes the (empty) namespace; best effort.
+    async fn delete_namespace(&self) {
+        use containerd_client::services::v1::DeleteNamespaceRequest;
+        use containerd_client::services::v1::namespaces_client::NamespacesClient;
+        let Ok(channel) = containerd_client::connect(self.socket.clone()).await else {
+            return;
+        };
+        let req = tonic::Request::new(DeleteNamespaceRequest {
+            name: self.namespace.clone(),
+        });
+        if let Err(s) = NamespacesClient::new(channel).delete(req).await {
+            eprintln!("deleting namespace {}: {s}", self.namespace);
+        }
     }
 }
 
