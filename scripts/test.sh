@@ -44,7 +44,7 @@ fi
 step "static demo server for container images"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --release -p mcpod-demo \
   --target x86_64-unknown-linux-gnu
-export MCPOD_TEST_DEMO_STATIC="$root/target/x86_64-unknown-linux-gnu/release/mcpod-demo"
+export MCPOD_TEST_DEMO_STATIC="${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/mcpod-demo"
 
 step "private containerd"
 ctd_dir=$(mktemp -d /tmp/mcpod-containerd.XXXXXX)
