@@ -340,8 +340,11 @@ impl BackendProcess for ExecBackend {
     }
 }
 
+/// Linux signal numbers, as containerd's `Kill` takes them.
 mod libc_signal {
+    /// SIGTERM.
     pub(super) const TERM: i32 = 15;
+    /// SIGKILL.
     pub(super) const KILL: i32 = 9;
 }
 
