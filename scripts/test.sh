@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine of this project's
 # kind (Debian 12, Rust stable + nightly): installs what it needs, checks
-# formatting and lints, starts a private containerd, runs every test, and
+# formatting, lints and docs, starts a private containerd, runs every test, and
 # smoke-runs every fuzz target.
 #
 #   scripts/test.sh            everything
@@ -34,6 +34,9 @@ cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --all-features
 
 step "the core depends on no async runtime or I/O stack"
 core_deps=$(cargo tree --locked -p mcpod-core -e normal --prefix none) || die "cargo tree failed"
