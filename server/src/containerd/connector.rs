@@ -71,7 +71,12 @@ impl ExecConnector {
             return Err(CtdError::Config("exec'd process came without stdio".into()));
         };
         debug!(bot = %self.backend.bot, container = exec.container_id(), exec_id = exec.exec_id(), "exec'd MCP server started");
-        reap_orphans(bots.client(), exec.container_id()).await;
+        // Off the critical path: `ListPids` runs `runc ps` (~15 ms).
+        tokio::spawn({
+            let client = bots.client().clone();
+            let container_id = exec.container_id().to_owned();
+            async move { reap_orphans(&client, &container_id).await }
+        });
         let activity = Arc::new(Activity::new());
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = watch::channel(None);
