@@ -140,6 +140,54 @@ async fn readyz_reports_targets() {
     assert_eq!(v["targets"]["demo"]["era"], "modern");
     assert_eq!(v["targets"]["own"]["sharing"], "per_session");
 
+    // A backend that has stopped (here: crashed) is reported idle and is not
+    // restarted by the probe; the next call restarts it.
+    let c = gw
+        .modern(
+            "demo",
+            json!(1),
+            "tools/call",
+            json!({"name": "crash", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(c.code(), Some(-32000), "{}", c.body);
+    let mut idle = serde_json::Value::Null;
+    for _ in 0..50 {
+        let v: serde_json::Value = gw
+            .http
+            .get(gw.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["targets"]["demo"]["idle"] == true {
+            idle = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(idle["ready"], true, "{idle}");
+    assert_eq!(
+        idle["targets"]["demo"]["alive"], false,
+        "the probe started the backend: {idle}"
+    );
+    assert_eq!(idle["targets"]["demo"]["restarts"], 0);
+    let c = gw.modern("demo", json!(2), "tools/list", json!({})).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let v: serde_json::Value = gw
+        .http
+        .get(gw.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["targets"]["demo"]["restarts"], 1, "{v}");
+    assert_eq!(v["targets"]["demo"]["idle"], false, "{v}");
+
     let broken = Gateway::start("[targets.gone]\ncommand = \"/nonexistent/mcp-server\"\n").await;
     let r = broken.http.get(broken.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);

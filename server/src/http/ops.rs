@@ -24,7 +24,8 @@ pub async fn healthz() -> Response {
 }
 
 /// `GET /readyz`: every shared target's backend is ready (started if it
-/// was not running); 503 otherwise, with each target's state.
+/// never ran; one that ran and stopped counts as idle and ready, since the
+/// next call starts it); 503 otherwise, with each target's state.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let mut all_ready = true;
     let mut report = serde_json::Map::new();
@@ -33,18 +34,27 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
             json!({ "ready": true, "sharing": "per_session", "sessions": target.sessions.len() })
         } else {
             let upstream = target.shared_upstream();
-            let ready = tokio::time::timeout(Duration::from_secs(2), upstream.ready()).await;
-            let status = upstream.status();
-            let (ok, error) = match ready {
-                Ok(Ok(_)) => (true, None),
-                Ok(Err(e)) => (false, Some(e.to_string())),
-                Err(_) => (false, Some("backend not ready yet".to_owned())),
+            // A backend that was ready before and is not running now (stopped
+            // when idle, or exited) is started again by the next call: the
+            // probe must not start it, or probing would defeat idle stops.
+            let before = upstream.status();
+            let idle = !before.alive && !before.closed && upstream.backend_info().is_some();
+            let (ok, error) = if idle {
+                (true, None)
+            } else {
+                match tokio::time::timeout(Duration::from_secs(2), upstream.ready()).await {
+                    Ok(Ok(_)) => (true, None),
+                    Ok(Err(e)) => (false, Some(e.to_string())),
+                    Err(_) => (false, Some("backend not ready yet".to_owned())),
+                }
             };
+            let status = upstream.status();
             all_ready &= ok;
             json!({
                 "ready": ok,
                 "sharing": "shared",
                 "alive": status.alive,
+                "idle": idle,
                 "era": status.era.map(|e| format!("{e:?}").to_lowercase()),
                 "restarts": status.restarts,
                 "calls_in_flight": target.calls_in_flight(),
