@@ -55,6 +55,8 @@ mod error;
 mod exec;
 mod image;
 mod spec;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use bot::{
     BOT_LABEL, BotConfig, BotContainer, BotId, BotSpec, BotSummary, Bots, DEFAULT_PREFIX,

@@ -1,11 +1,10 @@
 //! Shared set-up of the tests against a real containerd.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
 
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mcpod_containerd::{BotConfig, Bots, Client, ClientConfig};
+use mcpod_containerd::{BotConfig, Bots, Client, ClientConfig, testing};
 
 pub const SOCKET_VAR: &str = "MCPOD_TEST_CONTAINERD_SOCKET";
 pub const DIR_VAR: &str = "MCPOD_TEST_CONTAINERD_DIR";
@@ -179,42 +178,17 @@ async fn raw_remove_snapshot(client: &Client, snapshotter: &str, key: &str) -> R
 
 /// A rootfs with busybox-static and applet symlinks.
 pub fn build_rootfs(rootfs: &Path) {
-    for d in ["bin", "proc", "dev", "tmp", "data", "etc", "root", "sys"] {
-        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs");
-    }
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox missing: apt-get install -y busybox-static"
-    );
-    std::fs::copy(busybox, rootfs.join("bin/busybox")).expect("copy busybox");
-    for applet in [
-        "sh", "cat", "sleep", "echo", "head", "tr", "dd", "yes", "true", "ls", "kill", "ps",
-    ] {
-        symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink applet");
-    }
+    testing::busybox_rootfs(
+        rootfs,
+        &[
+            "sh", "cat", "sleep", "echo", "head", "tr", "dd", "yes", "true", "ls", "kill", "ps",
+        ],
+    )
+    .expect("build rootfs");
 }
 
 async fn raw_delete_container(client: &Client, id: &str) -> Result<(), String> {
-    use containerd_client::services::v1::DeleteContainerRequest;
-    use containerd_client::services::v1::containers_client::ContainersClient;
-    let channel = containerd_client::connect(client.config().socket.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut c = ContainersClient::new(channel);
-    let mut req = tonic::Request::new(DeleteContainerRequest { id: id.to_owned() });
-    req.metadata_mut().insert(
-        "containerd-namespace",
-        client
-            .namespace()
-            .parse()
-            .map_err(|_| "namespace metadata")?,
-    );
-    match c.delete(req).await {
-        Ok(_) => Ok(()),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-        Err(s) => Err(format!("deleting container {id}: {s}")),
-    }
+    testing::raw_delete_container(client, id).await
 }
 
 /// Creates a container record with arbitrary labels (no spec checks needed).
@@ -224,61 +198,12 @@ pub async fn raw_create_container(
     labels: &[(&str, &str)],
     spec_from: Option<&str>,
 ) {
-    use containerd_client::services::v1::containers_client::ContainersClient;
-    use containerd_client::services::v1::{Container, CreateContainerRequest};
-    let spec = match spec_from {
-        Some(other) => client.get_container(other).await.expect("spec source").spec,
-        None => None,
-    };
-    let channel = containerd_client::connect(client.config().socket.clone())
+    testing::raw_create_container(client, id, labels, spec_from)
         .await
-        .expect("raw connect");
-    let mut c = ContainersClient::new(channel);
-    let container = Container {
-        id: id.to_owned(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        runtime: Some(containerd_client::services::v1::container::Runtime {
-            name: "io.containerd.runc.v2".into(),
-            options: None,
-        }),
-        spec: spec.or_else(|| {
-            Some(prost_types::Any {
-                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
-                value: b"{}".to_vec(),
-            })
-        }),
-        ..Default::default()
-    };
-    let mut req = tonic::Request::new(CreateContainerRequest {
-        container: Some(container),
-    });
-    req.metadata_mut().insert(
-        "containerd-namespace",
-        client.namespace().parse().expect("namespace metadata"),
-    );
-    c.create(req).await.expect("raw create container");
+        .expect("raw create container");
 }
 
-/// Polls `f` until it returns true or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use testing::eventually;
 
 /// The PIDs of the task's init once it has settled: the default init is `sh`
 /// plus the `sleep` it starts right away.

@@ -5,13 +5,13 @@
 //! Missing `MCPOD_TEST_CONTAINERD_SOCKET` or `MCPOD_TEST_DEMO_STATIC` fails
 //! the test with instructions: these tests never skip silently.
 
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mcpod_containerd::{BotConfig, BotSpec, Bots, Client, ClientConfig};
+use mcpod_containerd::{BotConfig, BotSpec, Bots, Client, ClientConfig, testing};
 
 pub const SOCKET_VAR: &str = "MCPOD_TEST_CONTAINERD_SOCKET";
 pub const DEMO_VAR: &str = "MCPOD_TEST_DEMO_STATIC";
@@ -58,20 +58,8 @@ pub fn script() -> PathBuf {
 
 /// A rootfs with busybox (for the init process) and the demo at `/app/mcp`.
 pub fn build_rootfs(rootfs: &Path) {
-    for d in [
-        "bin", "app", "proc", "dev", "tmp", "data", "etc", "root", "sys",
-    ] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox missing: apt-get install -y busybox-static"
-    );
-    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "cat", "kill"] {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    testing::busybox_rootfs(rootfs, &["sh", "sleep", "cat", "kill"]).unwrap();
+    std::fs::create_dir_all(rootfs.join("app")).unwrap();
     let mcp = rootfs.join("app/mcp");
     std::fs::copy(demo_static(), &mcp).unwrap();
     std::fs::set_permissions(&mcp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -207,26 +195,8 @@ impl Env {
     }
 }
 
-async fn namespaced<T>(client: &Client, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.metadata_mut()
-        .insert("containerd-namespace", client.namespace().parse().unwrap());
-    req
-}
-
 pub async fn raw_delete_container(client: &Client, id: &str) {
-    use containerd_client::services::v1::DeleteContainerRequest;
-    use containerd_client::services::v1::containers_client::ContainersClient;
-    let channel = containerd_client::connect(client.config().socket.clone())
-        .await
-        .unwrap();
-    let mut c = ContainersClient::new(channel);
-    let req = namespaced(client, DeleteContainerRequest { id: id.to_owned() }).await;
-    match c.delete(req).await {
-        Ok(_) => {}
-        Err(s) if s.code() == tonic::Code::NotFound => {}
-        Err(s) => panic!("deleting container {id}: {s}"),
-    }
+    testing::raw_delete_container(client, id).await.unwrap();
 }
 
 /// Creates a container record with `labels` and the spec of `spec_from`.
@@ -236,47 +206,9 @@ pub async fn raw_create_container(
     labels: &[(&str, &str)],
     spec_from: &str,
 ) {
-    use containerd_client::services::v1::containers_client::ContainersClient;
-    use containerd_client::services::v1::{Container, CreateContainerRequest};
-    let source = client.get_container(spec_from).await.unwrap();
-    let channel = containerd_client::connect(client.config().socket.clone())
+    testing::raw_create_container(client, id, labels, Some(spec_from))
         .await
         .unwrap();
-    let mut c = ContainersClient::new(channel);
-    let container = Container {
-        id: id.to_owned(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        runtime: source.runtime,
-        spec: source.spec,
-        ..Default::default()
-    };
-    let req = namespaced(
-        client,
-        CreateContainerRequest {
-            container: Some(container),
-        },
-    )
-    .await;
-    c.create(req).await.unwrap();
 }
 
-/// Polls `f` until it returns true or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use testing::eventually;
