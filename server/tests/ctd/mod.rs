@@ -5,7 +5,13 @@
 //! Missing `MCPOD_TEST_CONTAINERD_SOCKET` or `MCPOD_TEST_DEMO_STATIC` fails
 //! the test with instructions: these tests never skip silently.
 
-#![allow(dead_code, unused_imports, unreachable_pub, missing_docs, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used
+)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
