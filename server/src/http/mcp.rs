@@ -164,6 +164,18 @@ async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body
 }
 
 /// The legacy session a GET or DELETE names, or the error to answer.
+/// The target (auth checked) and the legacy session a `GET` or `DELETE`
+/// names.
+fn target_and_session(
+    app: &App,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Arc<Target>, Arc<Session>), ApiError> {
+    let target = target_for(app, name, headers)?;
+    let session = session_for(&target, headers)?;
+    Ok((target, session))
+}
+
 fn session_for(target: &Target, headers: &HeaderMap) -> Result<Arc<Session>, ApiError> {
     let id = headers::session_id(headers)
         .map_err(|p| ApiError::bad_request(INVALID_REQUEST, p.to_string()))?;
@@ -201,12 +213,8 @@ pub async fn get(
 ) -> Response {
     let mut record = Record::new(&app, metric_target(&app, &name));
     record.method("GET");
-    let target = match target_for(&app, &name, &headers) {
-        Ok(t) => t,
-        Err(e) => return record.fail(e),
-    };
-    let session = match session_for(&target, &headers) {
-        Ok(s) => s,
+    let (target, session) = match target_and_session(&app, &name, &headers) {
+        Ok(found) => found,
         Err(e) => return record.fail(e),
     };
     record.session(&session.id);
@@ -242,12 +250,8 @@ pub async fn delete(
 ) -> Response {
     let mut record = Record::new(&app, metric_target(&app, &name));
     record.method("DELETE");
-    let target = match target_for(&app, &name, &headers) {
-        Ok(t) => t,
-        Err(e) => return record.fail(e),
-    };
-    let session = match session_for(&target, &headers) {
-        Ok(s) => s,
+    let (target, session) = match target_and_session(&app, &name, &headers) {
+        Ok(found) => found,
         Err(e) => return record.fail(e),
     };
     record.session(&session.id);
