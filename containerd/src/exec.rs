@@ -648,60 +648,29 @@ async fn drain_stderr(
     exec_id: String,
     limit: usize,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut line: Vec<u8> = Vec::with_capacity(limit.min(4096));
-    let mut dropped: u64 = 0;
-    let emit = |line: &[u8], dropped: u64| {
+    let emit = |line: &[u8], cut: usize| {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
-        if dropped > 0 {
+        if cut > 0 {
             tracing::info!(target: "mcpod_containerd::stderr", container_id, exec_id,
-                dropped_bytes = dropped, "{text}");
+                dropped_bytes = cut, "{text}");
         } else {
             tracing::info!(target: "mcpod_containerd::stderr", container_id, exec_id, "{text}");
         }
     };
+    let mut lines = mcpod_core::framing::CappedLines::new(limit);
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match stderr.read(&mut buf).await {
+        match stderr.read(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(n) => lines.push(&buf[..n], emit),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(container_id, exec_id, error = %e, "reading stderr failed");
                 break;
             }
-        };
-        let mut chunk = &buf[..n];
-        while !chunk.is_empty() {
-            match memchr_newline(chunk) {
-                Some(i) => {
-                    take_capped(&mut line, &mut dropped, &chunk[..i], limit);
-                    emit(&line, dropped);
-                    line.clear();
-                    dropped = 0;
-                    chunk = &chunk[i + 1..];
-                }
-                None => {
-                    take_capped(&mut line, &mut dropped, chunk, limit);
-                    chunk = &[];
-                }
-            }
         }
     }
-    if !line.is_empty() || dropped > 0 {
-        emit(&line, dropped);
-    }
-}
-
-fn take_capped(line: &mut Vec<u8>, dropped: &mut u64, bytes: &[u8], limit: usize) {
-    let room = limit.saturating_sub(line.len());
-    let keep = room.min(bytes.len());
-    line.extend_from_slice(&bytes[..keep]);
-    *dropped += (bytes.len() - keep) as u64;
-}
-
-fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    lines.finish(emit);
 }
 
 /// The container's `spec.process` with args, env and cwd overridden.
@@ -766,16 +735,6 @@ mod tests {
         assert_ne!(a, b);
         assert!(is_valid_identifier(&a), "{a}");
         assert!(a.len() <= 76);
-    }
-
-    #[test]
-    fn capped_lines() {
-        let mut line = Vec::new();
-        let mut dropped = 0;
-        take_capped(&mut line, &mut dropped, b"abcdef", 4);
-        take_capped(&mut line, &mut dropped, b"gh", 4);
-        assert_eq!(line, b"abcd");
-        assert_eq!(dropped, 4);
     }
 
     #[test]

@@ -22,6 +22,16 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC internal error.
 pub const INTERNAL_ERROR: i64 = -32603;
+/// Implementation-defined server error (limits, unavailable backend).
+pub const SERVER_ERROR: i64 = -32000;
+/// A request that timed out (the code mcpod and the MCP SDKs use).
+pub const REQUEST_TIMEOUT: i64 = -32001;
+/// A request the client (or the gateway for it) cancelled.
+pub const REQUEST_CANCELLED: i64 = -32800;
+/// MCP 2026-07-28: HTTP headers do not match the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// MCP 2026-07-28: the request needs a client capability it did not declare.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 /// MCP 2026-07-28: unsupported protocol version.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
@@ -289,6 +299,23 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The id of a message that failed to parse, when it can still be read
+    /// (a valid JSON object whose `id` is a string or number), so that an
+    /// error reply can name it, as JSON-RPC asks.
+    pub fn recover_id(frame: &[u8]) -> Option<Box<RawValue>> {
+        #[derive(Deserialize)]
+        struct IdOnly<'a> {
+            #[serde(borrow)]
+            id: Option<&'a RawValue>,
+        }
+        let text = std::str::from_utf8(frame).ok()?;
+        if !text.trim_start().starts_with('{') {
+            return None; // serde would read `[1]` as a struct too
+        }
+        let id = serde_json::from_str::<IdOnly<'_>>(text).ok()?.id?;
+        is_valid_id(id.get()).then(|| id.to_owned())
+    }
+
     /// The method of a request or notification.
     pub fn method(&self) -> Option<&str> {
         match self {
@@ -419,6 +446,19 @@ mod tests {
                 String::from_utf8_lossy(frame)
             );
         }
+    }
+
+    #[test]
+    fn the_id_of_an_invalid_message_can_be_recovered() {
+        let id = |f: &[u8]| Message::recover_id(f).map(|i| i.get().to_owned());
+        assert_eq!(
+            id(br#"{"jsonrpc":"1.0","id":3,"method":"a"}"#).as_deref(),
+            Some("3")
+        );
+        assert_eq!(id(br#"{"id":"x","method":""}"#).as_deref(), Some("\"x\""));
+        assert_eq!(id(br#"{"id":{},"method":"a"}"#), None);
+        assert_eq!(id(b"[1]"), None);
+        assert_eq!(id(b"nope"), None);
     }
 
     #[test]

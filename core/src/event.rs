@@ -31,6 +31,19 @@ impl fmt::Display for CallId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerRequestId(pub(crate) u64);
 
+impl ServerRequestId {
+    /// Its number within the session.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id with this number (answering one the session never issued is
+    /// refused with [`SendError::UnknownServerRequest`]).
+    pub fn from_u64(n: u64) -> Self {
+        ServerRequestId(n)
+    }
+}
+
 impl fmt::Display for ServerRequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "server-request#{}", self.0)
@@ -67,6 +80,17 @@ pub struct BackendInfo {
     pub result: Box<RawValue>,
 }
 
+/// Who a call belongs to, in the caller's terms (a client session, say):
+/// set in [`RequestOptions::owner`](crate::RequestOptions::owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner(pub u64);
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "owner#{}", self.0)
+    }
+}
+
 /// Where a backend notification or request belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -74,6 +98,9 @@ pub enum Route {
     /// its subscription, or — for server requests and log messages — the
     /// only call in flight).
     Call(CallId),
+    /// To this owner: a server request or log message while several calls
+    /// are in flight, all of the calls with an owner being this owner's.
+    Owner(Owner),
     /// To every interested client (list changes, resource updates, logs).
     Broadcast,
 }
@@ -100,10 +127,11 @@ pub enum EndReason {
 impl EndReason {
     /// The JSON-RPC error code used to tell the caller.
     pub fn code(&self) -> i64 {
+        use crate::envelope::{REQUEST_CANCELLED, REQUEST_TIMEOUT, SERVER_ERROR};
         match self {
-            EndReason::TimedOut => -32001,
-            EndReason::Cancelled => -32800,
-            EndReason::BackendClosed(_) | EndReason::EndedByBackend(_) => -32000,
+            EndReason::TimedOut => REQUEST_TIMEOUT,
+            EndReason::Cancelled => REQUEST_CANCELLED,
+            EndReason::BackendClosed(_) | EndReason::EndedByBackend(_) => SERVER_ERROR,
         }
     }
 }
@@ -222,6 +250,9 @@ pub enum SendError {
     /// The caller's id is not a string or number.
     #[error("request id must be a string or a number")]
     InvalidId,
+    /// The owner already has a call in flight with this id.
+    #[error("request id {0} is already in use by a request in flight")]
+    DuplicateId(Box<str>),
     /// The method is handled by the session itself (`initialize`).
     #[error("`{0}` is handled by the gateway, not forwarded")]
     Reserved(&'static str),

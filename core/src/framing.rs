@@ -5,6 +5,10 @@
 //! byte twice, strips a trailing `\r`, skips blank lines, and enforces a
 //! maximum frame length: an oversize line is reported once and discarded up
 //! to the next `\n`, after which framing carries on.
+//!
+//! [`CappedLines`] does the same for free-form text such as a backend's
+//! stderr: lines are cut at a cap (the cut bytes counted) instead of
+//! refused, so a log line of any length costs bounded memory.
 
 use thiserror::Error;
 
@@ -133,6 +137,76 @@ impl Framer {
     }
 }
 
+/// Splits free-form text (a backend's stderr) into lines of at most `cap`
+/// bytes each, counting the bytes cut from longer lines; a trailing `\r` is
+/// stripped. Memory stays at the cap, whatever the line lengths.
+///
+/// ```
+/// use mcpod_core::framing::CappedLines;
+/// let mut lines = CappedLines::new(4);
+/// let mut out = Vec::new();
+/// lines.push(b"ok\r\nloooong\npart", |line, cut| out.push((line.to_vec(), cut)));
+/// lines.finish(|line, cut| out.push((line.to_vec(), cut)));
+/// assert_eq!(out, [(b"ok".to_vec(), 0), (b"looo".to_vec(), 3), (b"part".to_vec(), 0)]);
+/// ```
+#[derive(Debug)]
+pub struct CappedLines {
+    cap: usize,
+    line: Vec<u8>,
+    cut: usize,
+}
+
+impl CappedLines {
+    /// A splitter keeping at most `cap` bytes of each line.
+    pub fn new(cap: usize) -> Self {
+        CappedLines {
+            cap,
+            line: Vec::new(),
+            cut: 0,
+        }
+    }
+
+    /// Feeds bytes; `emit(line, cut_bytes)` is called for each complete line.
+    pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8], usize)) {
+        while !bytes.is_empty() {
+            let (part, rest, end) = match memchr::memchr(b'\n', bytes) {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            let room = self.cap.saturating_sub(self.line.len());
+            let keep = part.len().min(room);
+            self.line.extend_from_slice(&part[..keep]);
+            self.cut += part.len() - keep;
+            if end {
+                self.emit(&mut emit);
+            }
+            bytes = rest;
+        }
+    }
+
+    /// Emits a last line that had no newline, if any.
+    pub fn finish(&mut self, mut emit: impl FnMut(&[u8], usize)) {
+        if !self.line.is_empty() || self.cut > 0 {
+            self.emit(&mut emit);
+        }
+    }
+
+    /// Bytes of the current line held now (at most the cap).
+    pub fn buffered(&self) -> usize {
+        self.line.len()
+    }
+
+    fn emit(&mut self, emit: &mut impl FnMut(&[u8], usize)) {
+        let line = match self.line.last() {
+            Some(b'\r') if self.cut == 0 => &self.line[..self.line.len() - 1],
+            _ => &self.line[..],
+        };
+        emit(line, self.cut);
+        self.line.clear();
+        self.cut = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +265,42 @@ mod tests {
             f.decode(&chunk, |_| {});
             assert!(f.buffered() <= 1001);
         }
+    }
+    fn lines(cap: usize, chunks: &[&[u8]]) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        let mut split = CappedLines::new(cap);
+        for chunk in chunks {
+            split.push(chunk, |l, cut| {
+                out.push((String::from_utf8_lossy(l).into_owned(), cut))
+            });
+        }
+        split.finish(|l, cut| out.push((String::from_utf8_lossy(l).into_owned(), cut)));
+        out
+    }
+
+    #[test]
+    fn capped_lines_split_across_chunks() {
+        assert_eq!(
+            lines(100, &[b"ab", b"c\r\nd", b"e\n", b"tail"]),
+            vec![("abc".into(), 0), ("de".into(), 0), ("tail".into(), 0)]
+        );
+    }
+
+    #[test]
+    fn capped_lines_cut_long_lines_and_recover() {
+        let long = vec![b'x'; 10_000];
+        let out = lines(4, &[&long, &long, b"\nok\n"]);
+        assert_eq!(out, vec![("xxxx".into(), 19_996), ("ok".into(), 0)]);
+    }
+
+    #[test]
+    fn capped_lines_memory_stays_at_the_cap() {
+        let mut split = CappedLines::new(16);
+        let chunk = vec![b'y'; 1 << 20];
+        for _ in 0..4 {
+            split.push(&chunk, |_, _| panic!("no newline yet"));
+        }
+        assert!(split.line.capacity() < 1024);
+        assert_eq!(split.cut, (4 << 20) - 16);
     }
 }

@@ -125,6 +125,86 @@ pub fn result_frame(id_json: &str, result: &RawValue) -> Vec<u8> {
     out
 }
 
+/// A JSON-RPC request frame (no trailing newline), for requests the gateway
+/// sends to a client with an id of its own choosing.
+///
+/// `id_json` must be a valid JSON id.
+pub fn request_frame(id_json: &str, method: &str, params: Option<&RawValue>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + method.len() + params.map_or(0, |p| p.get().len()));
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id_json.as_bytes());
+    out.extend_from_slice(b",\"method\":");
+    push_str_literal(&mut out, method);
+    if let Some(params) = params {
+        out.extend_from_slice(b",\"params\":");
+        push_raw(&mut out, params.get());
+    }
+    out.push(b'}');
+    out
+}
+
+/// A JSON-RPC notification frame (no trailing newline). `params`, when
+/// given, must be a JSON object's text (e.g. from [`object`]).
+pub fn notification_frame(method: &str, params: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + method.len() + params.map_or(0, str::len));
+    push_notification(&mut out, method, params);
+    out.pop(); // the newline
+    out
+}
+
+/// A response or error frame with its id replaced by `id_json`; every
+/// other byte is kept. `None` if `frame` is not a response.
+pub fn readdress(frame: &[u8], id_json: &str) -> Option<Vec<u8>> {
+    let id = match crate::envelope::Message::parse(frame).ok()? {
+        crate::envelope::Message::Response { id, .. } => id,
+        crate::envelope::Message::Error { id: Some(id), .. } => id,
+        _ => return None,
+    };
+    Some(splice(frame, span_in(frame, id.get()), id_json))
+}
+
+/// Raw JSON of a value built by the caller (plain data always serializes;
+/// a value that does not becomes `null`).
+pub fn to_raw<T: serde::Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// `s` as a JSON string literal.
+pub fn string(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    push_str_literal(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A JSON object from `(key, raw JSON value)` pairs, in order.
+pub fn object(entries: &[(&str, &str)]) -> String {
+    let mut out = Vec::with_capacity(entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    push_object(&mut out, &[], entries);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The JSON object `object` with the keys in `set` given new raw values
+/// (in place where present, appended otherwise) and the keys in `remove`
+/// left out; every other entry is copied byte for byte, in order. `None`
+/// if `object` is not a JSON object.
+pub fn edit_object(object: &str, set: &[(&str, &str)], remove: &[&str]) -> Option<String> {
+    let entries: Entries<'_> = serde_json::from_str(object).ok()?;
+    let kept: Vec<(Cow<'_, str>, &RawValue)> = entries
+        .0
+        .into_iter()
+        .filter(|(k, _)| !remove.contains(&k.as_ref()))
+        .collect();
+    let mut out = Vec::with_capacity(
+        object.len()
+            + set
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>(),
+    );
+    push_object(&mut out, &kept, set);
+    String::from_utf8(out).ok()
+}
+
 /// The byte range of `inner` within `outer`; `inner` must borrow from it.
 pub(crate) fn span_in(outer: &[u8], inner: &str) -> Range<usize> {
     let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
@@ -228,5 +308,50 @@ mod tests {
         let mut out = Vec::new();
         push_str_literal(&mut out, "a\"b\\c\u{1}");
         assert_eq!(out, br#""a\"b\\c\u0001""#);
+    }
+    #[test]
+    fn frames_for_clients() {
+        let params = RawValue::from_string(r#"{"a":1}"#.into()).unwrap();
+        assert_eq!(
+            request_frame("\"g-1\"", "roots/list", Some(&params)),
+            br#"{"jsonrpc":"2.0","id":"g-1","method":"roots/list","params":{"a":1}}"#
+        );
+        assert_eq!(
+            notification_frame("n", Some(&object(&[("x", "true")]))),
+            br#"{"jsonrpc":"2.0","method":"n","params":{"x":true}}"#
+        );
+        assert_eq!(
+            notification_frame("n", None),
+            br#"{"jsonrpc":"2.0","method":"n"}"#
+        );
+    }
+
+    #[test]
+    fn readdress_keeps_every_other_byte() {
+        assert_eq!(
+            readdress(br#"{"jsonrpc":"2.0","id":1,"result":{"a":1.50}}"#, "\"r\"").unwrap(),
+            br#"{"jsonrpc":"2.0","id":"r","result":{"a":1.50}}"#
+        );
+        assert_eq!(
+            readdress(
+                br#"{"id":1,"jsonrpc":"2.0","error":{"code":-1,"message":"m","data":[1]}}"#,
+                "2"
+            )
+            .unwrap(),
+            br#"{"id":2,"jsonrpc":"2.0","error":{"code":-1,"message":"m","data":[1]}}"#
+        );
+        assert!(readdress(br#"{"jsonrpc":"2.0","method":"n"}"#, "1").is_none());
+    }
+
+    #[test]
+    fn edit_object_sets_and_removes_keys() {
+        let got = edit_object(
+            r#"{"a":1, "b":{"x":[1.0]},"c":2}"#,
+            &[("c", "3"), ("d", "\"y\"")],
+            &["a"],
+        );
+        assert_eq!(got.as_deref(), Some(r#"{"b":{"x":[1.0]},"c":3,"d":"y"}"#));
+        assert_eq!(edit_object("[1]", &[], &[]), None);
+        assert_eq!(string("a\"b"), r#""a\"b""#);
     }
 }

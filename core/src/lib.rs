@@ -64,6 +64,7 @@ pub mod envelope;
 mod event;
 pub mod framing;
 pub mod json;
+pub mod meta;
 mod session;
 
 pub use config::{
@@ -71,7 +72,7 @@ pub use config::{
 };
 pub use envelope::{Id, Message};
 pub use event::{
-    BackendInfo, CallId, CloseReason, EndReason, Era, Event, PeerFault, Route, SendError,
+    BackendInfo, CallId, CloseReason, EndReason, Era, Event, Owner, PeerFault, Route, SendError,
     ServerRequest, ServerRequestId,
 };
 pub use framing::{FrameError, Framer};

@@ -12,18 +12,17 @@ use serde_json::value::RawValue;
 use crate::config::{Config, EraMode, MODERN_VERSIONS};
 use crate::envelope::{ErrorObject, Id, Message, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::event::{
-    BackendInfo, CallId, CloseReason, EndReason, Era, Event, PeerFault, Route, SendError,
+    BackendInfo, CallId, CloseReason, EndReason, Era, Event, Owner, PeerFault, Route, SendError,
     ServerRequest, ServerRequestId,
 };
 use crate::framing::Framer;
 use crate::json::{self, Entries};
 
-const META: &str = "_meta";
-const PROGRESS_TOKEN: &str = "progressToken";
-const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
-const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+use crate::meta::{
+    CLIENT_CAPABILITIES as META_CLIENT_CAPABILITIES, CLIENT_INFO as META_CLIENT_INFO, META,
+    PROGRESS_TOKEN, PROTOCOL_VERSION as META_PROTOCOL_VERSION,
+    SUBSCRIPTION_ID as META_SUBSCRIPTION_ID,
+};
 
 /// A request from a caller, in the caller's own terms.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +52,11 @@ pub enum Deadline {
 pub struct RequestOptions {
     /// The call's deadline.
     pub deadline: Deadline,
+    /// Who the call belongs to. An owner's in-flight calls have unique
+    /// caller ids (a duplicate is refused) and can be cancelled by them
+    /// ([`Session::cancel_caller`]); backend traffic that names no call
+    /// goes to the only owner with calls in flight ([`Route::Owner`]).
+    pub owner: Option<Owner>,
 }
 
 /// The answer to a server→client request.
@@ -97,6 +101,7 @@ enum Phase {
 #[derive(Debug)]
 struct Call {
     caller_id: Id,
+    owner: Option<Owner>,
     /// The caller's own progress token, restored on progress notifications.
     caller_token: Option<Box<str>>,
     deadline: Option<Instant>,
@@ -139,6 +144,10 @@ struct State {
     calls: FxHashMap<u64, Call>,
     /// Calls that have been written to the backend.
     sent_calls: usize,
+    /// Sent calls per owner (owners with none are removed).
+    owners: FxHashMap<Owner, usize>,
+    /// Open calls of owners, by the caller's id.
+    by_caller: FxHashMap<(Owner, Id), u64>,
     deadlines: BTreeSet<(Instant, u64)>,
     queued: VecDeque<Queued>,
     tx: Vec<u8>,
@@ -158,6 +167,8 @@ impl Session {
             next_id: 1,
             calls: FxHashMap::default(),
             sent_calls: 0,
+            owners: FxHashMap::default(),
+            by_caller: FxHashMap::default(),
             deadlines: BTreeSet::new(),
             queued: VecDeque::new(),
             tx: Vec::new(),
@@ -228,6 +239,25 @@ impl Session {
     /// whether the call was still open.
     pub fn cancel(&mut self, call: CallId, reason: Option<&str>, _now: Instant) -> bool {
         self.state.end_call(call.0, EndReason::Cancelled, reason)
+    }
+
+    /// Cancels the open call that `owner` made with the caller id
+    /// `caller_id` (its exact JSON text), as [`cancel`](Self::cancel) does.
+    /// Returns whether there was one.
+    pub fn cancel_caller(
+        &mut self,
+        owner: Owner,
+        caller_id: &str,
+        reason: Option<&str>,
+        _now: Instant,
+    ) -> bool {
+        let Ok(id) = Id::parse(caller_id) else {
+            return false;
+        };
+        match self.state.by_caller.get(&(owner, id)) {
+            Some(&call) => self.state.end_call(call, EndReason::Cancelled, reason),
+            None => false,
+        }
     }
 
     /// Answers a server→client request.
@@ -641,10 +671,11 @@ impl State {
                         continue; // cancelled or timed out while queued
                     };
                     let token = self.push_call_frame(id, &unsent.method, unsent.params.as_deref());
-                    self.sent_calls += 1;
-                    if let Some(call) = self.calls.get_mut(&id) {
+                    let owner = self.calls.get_mut(&id).and_then(|call| {
                         call.caller_token = token;
-                    }
+                        call.owner
+                    });
+                    self.note_sent(owner);
                 }
             }
         }
@@ -759,6 +790,11 @@ impl State {
             return Err(SendError::Reserved("initialize"));
         }
         let caller_id = Id::from_raw(req.id).map_err(|_| SendError::InvalidId)?;
+        if let Some(owner) = opts.owner {
+            if self.by_caller.contains_key(&(owner, caller_id.clone())) {
+                return Err(SendError::DuplicateId(caller_id.as_json().into()));
+            }
+        }
         if self.calls.len() >= self.config.max_calls_in_flight {
             return Err(SendError::TooManyCalls(self.config.max_calls_in_flight));
         }
@@ -778,15 +814,19 @@ impl State {
         if let Some(at) = deadline {
             self.deadlines.insert((at, id));
         }
+        if let Some(owner) = opts.owner {
+            self.by_caller.insert((owner, caller_id.clone()), id);
+        }
         let mut call = Call {
             caller_id,
+            owner: opts.owner,
             caller_token: None,
             deadline,
             unsent: None,
         };
         if ready {
             call.caller_token = self.push_call_frame(id, req.method, req.params);
-            self.sent_calls += 1;
+            self.note_sent(opts.owner);
         } else {
             call.unsent = Some(Unsent {
                 method: req.method.into(),
@@ -853,13 +893,32 @@ impl State {
         Ok(())
     }
 
+    /// Counts a call written to the backend.
+    fn note_sent(&mut self, owner: Option<Owner>) {
+        self.sent_calls += 1;
+        if let Some(owner) = owner {
+            *self.owners.entry(owner).or_default() += 1;
+        }
+    }
+
     fn remove_call(&mut self, id: u64) -> Option<Call> {
         let call = self.calls.remove(&id)?;
         if let Some(at) = call.deadline {
             self.deadlines.remove(&(at, id));
         }
+        if let Some(owner) = call.owner {
+            self.by_caller.remove(&(owner, call.caller_id.clone()));
+        }
         if call.unsent.is_none() {
             self.sent_calls -= 1;
+            if let Some(owner) = call.owner {
+                if let Some(n) = self.owners.get_mut(&owner) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.owners.remove(&owner);
+                    }
+                }
+            }
         }
         Some(call)
     }
@@ -1007,24 +1066,28 @@ impl State {
         }
     }
 
-    /// The only call the backend is working on, if exactly one is.
-    fn only_call_in_flight(&self) -> Option<CallId> {
-        if self.sent_calls != 1 {
-            return None;
+    /// Where backend traffic that names no call (a log message, a server
+    /// request) most likely belongs: the only call the backend is working
+    /// on; else the only owner with calls in flight (calls without an
+    /// owner cannot take such traffic); else nobody in particular.
+    fn attribute(&self) -> Route {
+        if self.sent_calls == 1 {
+            if let Some((id, _)) = self.calls.iter().find(|(_, c)| c.unsent.is_none()) {
+                return Route::Call(CallId(*id));
+            }
         }
-        self.calls
-            .iter()
-            .find(|(_, c)| c.unsent.is_none())
-            .map(|(id, _)| CallId(*id))
+        let mut owners = self.owners.keys();
+        match (owners.next(), owners.next()) {
+            (Some(owner), None) => Route::Owner(*owner),
+            _ => Route::Broadcast,
+        }
     }
 
     fn broadcast(&mut self, frame: &[u8], method: &str) {
         // A log message belongs to the call in flight when that is
         // unambiguous; every other unrouted notification is for everyone.
         let route = match method {
-            "notifications/message" => self
-                .only_call_in_flight()
-                .map_or(Route::Broadcast, Route::Call),
+            "notifications/message" => self.attribute(),
             _ => Route::Broadcast,
         };
         self.events.push_back(Event::Notification {
@@ -1054,9 +1117,7 @@ impl State {
         let key = self.next_server_request;
         self.next_server_request += 1;
         self.server_requests.insert(key, boxed(id));
-        let route = self
-            .only_call_in_flight()
-            .map_or(Route::Broadcast, Route::Call);
+        let route = self.attribute();
         self.events.push_back(Event::ServerRequest(ServerRequest {
             id: ServerRequestId(key),
             method: method.to_owned(),

@@ -218,7 +218,7 @@ proptest! {
             match op {
                 Op::Submit { id, timeout_ms } => {
                     let deadline = timeout_ms.map_or(Deadline::Default, |ms| Deadline::After(Duration::from_millis(ms)));
-                    match h.call_with(ids[id as usize], "tools/call", None, RequestOptions { deadline }) {
+                    match h.call_with(ids[id as usize], "tools/call", None, RequestOptions { deadline, ..Default::default() }) {
                         Ok(call) => {
                             submitted += 1;
                             let bid = h.last_backend_id();

@@ -472,6 +472,7 @@ fn a_timed_out_call_ends_once_tells_the_backend_and_drops_the_late_answer() {
             None,
             RequestOptions {
                 deadline: Deadline::After(Duration::from_secs(10)),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -517,6 +518,7 @@ fn default_deadline_comes_from_config_and_never_means_never() {
         None,
         RequestOptions {
             deadline: Deadline::Never,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -692,6 +694,7 @@ fn notifications_are_broadcast_or_routed_to_their_subscription() {
             Some(r#"{"notifications":{"toolsListChanged":true}}"#),
             RequestOptions {
                 deadline: Deadline::Never,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -880,6 +883,7 @@ fn a_modern_backend_ends_a_listen_stream_with_cancelled() {
             Some(r#"{"notifications":{"toolsListChanged":true}}"#),
             RequestOptions {
                 deadline: Deadline::Never,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -911,4 +915,97 @@ fn a_legacy_backends_cancelled_only_withdraws_its_own_requests() {
     assert_eq!(h.session.calls_in_flight(), 1);
     h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{}}}}"#));
     assert!(response_for(&h.take_events(), call).is_some());
+}
+
+// --- Owners: one id space per client, attribution by owner -------------------
+
+fn owned(owner: u64) -> RequestOptions {
+    RequestOptions {
+        owner: Some(mcpod_core::Owner(owner)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_owner_cannot_have_two_calls_in_flight_with_one_id() {
+    let mut h = Harness::legacy_ready();
+    h.call_with("7", "tools/call", None, owned(1)).unwrap();
+    assert_eq!(
+        h.call_with("7", "tools/call", None, owned(1)),
+        Err(SendError::DuplicateId("7".into()))
+    );
+    // Another owner, or the same id spelled as a string, is another call.
+    h.call_with("7", "tools/call", None, owned(2)).unwrap();
+    h.call_with(r#""7""#, "tools/call", None, owned(1)).unwrap();
+    // Once the first call ends, its id is free again.
+    let first = h.take_rx()[0]["id"].clone();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{first},"result":{{}}}}"#
+    ));
+    h.call_with("7", "tools/call", None, owned(1)).unwrap();
+}
+
+#[test]
+fn cancel_caller_ends_that_owners_call_and_tells_the_backend() {
+    let mut h = Harness::legacy_ready();
+    let a = h.call_with("1", "tools/call", None, owned(1)).unwrap();
+    let b = h.call_with("1", "tools/call", None, owned(2)).unwrap();
+    h.take_rx();
+    assert!(
+        !h.session
+            .cancel_caller(mcpod_core::Owner(3), "1", None, h.now)
+    );
+    assert!(
+        h.session
+            .cancel_caller(mcpod_core::Owner(2), " 1 ", Some("user"), h.now)
+    );
+    h.drain();
+    let rx = h.take_rx();
+    assert_eq!(rx[0]["method"], "notifications/cancelled");
+    assert_eq!(rx[0]["params"]["requestId"], b.backend_id());
+    assert_eq!(rx[0]["params"]["reason"], "user");
+    let ends = ended(&h.take_events());
+    assert_eq!(ends.len(), 1);
+    assert_eq!((ends[0].0, ends[0].1.clone()), (b, EndReason::Cancelled));
+    assert_eq!(ends[0].2["error"]["code"], -32800);
+    assert_eq!(h.session.calls_in_flight(), 1, "{a} is still open");
+    assert!(
+        !h.session
+            .cancel_caller(mcpod_core::Owner(2), "1", None, h.now),
+        "ended once"
+    );
+}
+
+#[test]
+fn unrouted_traffic_goes_to_the_only_owner_with_calls_in_flight() {
+    let mut h = Harness::legacy_ready();
+    // An ownerless call (a stateless client) and two calls of owner 1.
+    h.call("11", "tools/call", None).unwrap();
+    h.call_with("12", "tools/call", None, owned(1)).unwrap();
+    h.call_with("13", "tools/call", None, owned(1)).unwrap();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"s1","method":"roots/list"}"#);
+    h.backend_says(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[0], Event::ServerRequest(r) if r.route == Route::Owner(mcpod_core::Owner(1))),
+        "{ev:?}"
+    );
+    assert!(
+        matches!(
+            &ev[1],
+            Event::Notification {
+                route: Route::Owner(mcpod_core::Owner(1)),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    // A second owner makes it ambiguous.
+    h.call_with("14", "tools/call", None, owned(2)).unwrap();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"s2","method":"roots/list"}"#);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[0], Event::ServerRequest(r) if r.route == Route::Broadcast),
+        "{ev:?}"
+    );
 }

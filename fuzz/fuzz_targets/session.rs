@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
                         method: "tools/call",
                         params: None,
                     },
-                    RequestOptions { deadline },
+                    RequestOptions {
+                        deadline,
+                        ..Default::default()
+                    },
                     now,
                 ) {
                     assert!(open.insert(call, IDS[(op / 6) as usize % 4]).is_none());

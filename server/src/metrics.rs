@@ -1,9 +1,9 @@
 //! Prometheus metrics, in the text exposition format (hand-rolled: a few
 //! counters, one histogram, gauges read at scrape time).
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Latency histogram bucket bounds, in seconds.
@@ -32,20 +32,130 @@ const KNOWN_METHODS: &[&str] = &[
     "notifications/cancelled",
     "notifications/progress",
     "notifications/roots/list_changed",
-    "response",
-    "GET",
-    "DELETE",
-    "mcp-stdio/create",
-    "mcp-stdio/delete",
 ];
 
-/// The label a method is counted under.
-pub fn method_label(method: &str) -> &'static str {
-    KNOWN_METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("other")
+/// The JSON-RPC method a request is counted under: a known MCP method,
+/// `response` (a client's answer to a server request), or `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Method(&'static str);
+
+impl Method {
+    /// A message the client sent with this method.
+    pub(crate) fn of(method: &str) -> Method {
+        Method(
+            KNOWN_METHODS
+                .iter()
+                .find(|m| **m == method)
+                .copied()
+                .unwrap_or("other"),
+        )
+    }
+
+    /// A client's response to a server request.
+    pub(crate) const RESPONSE: Method = Method("response");
+    /// Not known (yet): refused before its body was read, or unknown.
+    pub(crate) const OTHER: Method = Method("other");
+
+    fn label(self) -> &'static str {
+        self.0
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Outcome {
+    /// Answered with a result (or accepted).
+    Ok,
+    /// Answered with the backend's error.
+    Error,
+    /// The call's deadline passed.
+    Timeout,
+    /// The client (or the gateway for it) cancelled it.
+    Cancelled,
+    /// The backend went away before answering.
+    BackendClosed,
+    /// Ended with an `input_required` result, to be retried.
+    InputRequired,
+    /// The client went away before the end.
+    Disconnected,
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 413.
+    TooLarge,
+    /// 429 / 503: a limit was reached.
+    Overloaded,
+    /// Another 4xx.
+    Rejected,
+    /// Another 5xx.
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome of a refusal with this HTTP status.
+    pub(crate) fn of_status(status: u16) -> Outcome {
+        match status {
+            401 => Outcome::Unauthorized,
+            403 => Outcome::Forbidden,
+            404 => Outcome::NotFound,
+            413 => Outcome::TooLarge,
+            429 | 503 => Outcome::Overloaded,
+            s if s >= 500 => Outcome::Failed,
+            _ => Outcome::Rejected,
+        }
+    }
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error | Outcome::Failed => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Cancelled => "cancelled",
+            Outcome::BackendClosed => "backend_closed",
+            Outcome::InputRequired => "input_required",
+            Outcome::Disconnected => "disconnected",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Forbidden => "forbidden",
+            Outcome::NotFound => "not_found",
+            Outcome::TooLarge => "too_large",
+            Outcome::Overloaded => "overloaded",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// What an HTTP request was: a JSON-RPC message, or one of the requests
+/// around them (streams, sessions, stdio connections), counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Operation {
+    /// A JSON-RPC message (`POST`).
+    Rpc(Method),
+    /// `GET /mcp/{target}`: a legacy session's stream.
+    OpenStream,
+    /// `DELETE /mcp/{target}`: the end of a legacy session.
+    EndSession,
+    /// `POST /bots/{bot_id}/mcp-stdio`.
+    StdioCreate,
+    /// `DELETE /bots/{bot_id}/mcp-stdio/{connection_id}`.
+    StdioDelete,
+}
+
+impl Operation {
+    /// The label value: the method of a JSON-RPC message, else the
+    /// operation's name.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Operation::Rpc(m) => m.label(),
+            Operation::OpenStream => "open_stream",
+            Operation::EndSession => "end_session",
+            Operation::StdioCreate => "stdio_create",
+            Operation::StdioDelete => "stdio_delete",
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -59,8 +169,9 @@ struct Histogram {
 /// once a series exists.
 #[derive(Debug, Default)]
 struct TargetCounters {
-    requests: HashMap<(&'static str, &'static str), u64>,
-    latency: HashMap<&'static str, Histogram>,
+    requests: HashMap<(Method, Outcome), u64>,
+    latency: HashMap<Method, Histogram>,
+    other: HashMap<(Operation, Outcome), u64>,
 }
 
 #[derive(Debug, Default)]
@@ -70,30 +181,35 @@ struct Inner {
 
 /// Gauges of one target, read at scrape time.
 #[derive(Debug, Clone, Default)]
-pub struct TargetGauges {
+pub(crate) struct TargetGauges {
     /// Target name.
-    pub target: String,
+    pub(crate) target: String,
     /// Calls in flight now.
-    pub calls_in_flight: usize,
+    pub(crate) calls_in_flight: usize,
     /// Legacy sessions open now.
-    pub sessions: usize,
+    pub(crate) sessions: usize,
     /// Backend restarts so far (all of the target's backends).
-    pub restarts: u64,
+    pub(crate) restarts: u64,
     /// Backends running now.
-    pub backends_alive: usize,
+    pub(crate) backends_alive: usize,
 }
 
 /// The gateway's counters.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     inner: Mutex<Inner>,
 }
 
 impl Metrics {
     /// Counts one finished request.
-    pub fn record(&self, target: &str, method: &str, outcome: &'static str, elapsed: Duration) {
-        let method = method_label(method);
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn record(
+        &self,
+        target: &str,
+        operation: Operation,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        let mut inner = self.inner.lock();
         if !inner.targets.contains_key(target) {
             inner
                 .targets
@@ -101,6 +217,13 @@ impl Metrics {
         }
         let Some(counters) = inner.targets.get_mut(target) else {
             return;
+        };
+        let method = match operation {
+            Operation::Rpc(method) => method,
+            other => {
+                *counters.other.entry((other, outcome)).or_default() += 1;
+                return;
+            }
         };
         *counters.requests.entry((method, outcome)).or_default() += 1;
         let h = counters.latency.entry(method).or_default();
@@ -115,21 +238,25 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self, gauges: &[TargetGauges]) -> String {
+    pub(crate) fn render(&self, gauges: &[TargetGauges]) -> String {
         // Sorted, so scrapes are stable and diffable.
-        let (requests, latency) = {
-            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (requests, latency, other) = {
+            let inner = self.inner.lock();
             let mut requests = BTreeMap::new();
             let mut latency = BTreeMap::new();
+            let mut other = BTreeMap::new();
             for (target, c) in &inner.targets {
                 for ((method, outcome), n) in &c.requests {
-                    requests.insert((target.clone(), *method, *outcome), *n);
+                    requests.insert((target.clone(), method.label(), outcome.label()), *n);
                 }
                 for (method, h) in &c.latency {
-                    latency.insert((target.clone(), *method), h.clone());
+                    latency.insert((target.clone(), method.label()), h.clone());
+                }
+                for ((op, outcome), n) in &c.other {
+                    other.insert((target.clone(), op.label(), outcome.label()), *n);
                 }
             }
-            (requests, latency)
+            (requests, latency, other)
         };
         let mut out = String::with_capacity(4096);
         out.push_str(
@@ -142,7 +269,18 @@ impl Metrics {
                 "mcpod_requests_total{{target=\"{}\",method=\"{}\",outcome=\"{}\"}} {n}",
                 esc(target),
                 method,
-                esc(outcome)
+                outcome
+            );
+        }
+        out.push_str(
+            "# HELP mcpod_http_requests_total HTTP requests other than JSON-RPC messages (streams, session ends, stdio connections), by target, operation and outcome.\n",
+        );
+        out.push_str("# TYPE mcpod_http_requests_total counter\n");
+        for ((target, op, outcome), n) in &other {
+            let _ = writeln!(
+                out,
+                "mcpod_http_requests_total{{target=\"{}\",operation=\"{op}\",outcome=\"{outcome}\"}} {n}",
+                esc(target),
             );
         }
         out.push_str("# HELP mcpod_request_duration_seconds Time to answer a request (to the end of its stream).\n");
@@ -228,9 +366,12 @@ mod tests {
     #[test]
     fn renders_counters_histogram_and_gauges() {
         let m = Metrics::default();
-        m.record("demo", "tools/call", "ok", Duration::from_millis(3));
-        m.record("demo", "tools/call", "ok", Duration::from_millis(30));
-        m.record("demo", "x-custom", "error", Duration::from_millis(1));
+        let call = Operation::Rpc(Method::of("tools/call"));
+        m.record("demo", call, Outcome::Ok, Duration::from_millis(3));
+        m.record("demo", call, Outcome::Ok, Duration::from_millis(30));
+        let custom = Operation::Rpc(Method::of("x-custom"));
+        m.record("demo", custom, Outcome::Error, Duration::from_millis(1));
+        m.record("demo", Operation::OpenStream, Outcome::Ok, Duration::ZERO);
         let text = m.render(&[TargetGauges {
             target: "demo".into(),
             calls_in_flight: 2,
@@ -247,6 +388,10 @@ mod tests {
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"0.005\"} 1"));
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"+Inf\"} 2"));
         assert!(text.contains("mcpod_calls_in_flight{target=\"demo\"} 2"));
+        assert!(text.contains(
+            "mcpod_http_requests_total{target=\"demo\",operation=\"open_stream\",outcome=\"ok\"} 1"
+        ));
+        assert!(!text.contains("method=\"open_stream\""));
         assert!(text.contains("mcpod_backend_restarts_total{target=\"demo\"} 3"));
     }
 }

@@ -45,13 +45,11 @@
 #![warn(missing_docs)]
 
 use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;
 use std::time::Instant;
 
 use async_process::{Child, Command};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 pub use mcpod_transport::{
     BackendInfo, BackendProcess, BoxFuture, CallId, CallItem, CallStream, CloseReason, Connection,
@@ -111,26 +109,14 @@ impl ProcessConnector {
     }
 
     fn spawn(&self) -> io::Result<Connection> {
-        let spec = &self.spec;
-        let mut std_command = std::process::Command::new(&spec.program);
-        std_command.args(&spec.args);
-        if spec.env_clear {
-            std_command.env_clear();
-        }
-        std_command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-        if let Some(cwd) = &spec.cwd {
-            std_command.current_dir(cwd);
-        }
-        std_command.process_group(0);
-        let mut command = Command::from(std_command);
+        let mut command = Command::from(self.spec.command());
+        // Set again: not every runtime's conversion keeps the std stdio.
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spec.program.display())))?;
+        let mut child = command.spawn().map_err(|e| self.spec.spawn_error(e))?;
         let missing = || io::Error::other("child process streams were not piped");
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;
@@ -175,19 +161,7 @@ impl AsyncChild {
         if self.child.try_status()?.is_some() {
             return Ok(()); // exited and reaped
         }
-        let pid = i32::try_from(self.pid).map_err(io::Error::other)?;
-        match killpg(Pid::from_raw(pid), signal) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            // Not a group leader (spawned without its own group): signal
-            // the process alone.
-            Err(nix::errno::Errno::EPERM) => {
-                match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
-                    Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
+        mcpod_transport::signal_group(self.pid, signal)
     }
 }
 

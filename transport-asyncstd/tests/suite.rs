@@ -1,4 +1,4 @@
-//! The shared behaviour suite (`mcpod_transport::suite`) on async-std and on
+//! The shared behaviour suite (`mcpod-transport-suite`) on async-std and on
 //! smol, against real child processes of the demo MCP server (this test
 //! binary itself, re-executed as the server).
 
@@ -10,7 +10,7 @@ use futures::io::AsyncReadExt;
 use mcpod_async_std::{
     AsyncStdRuntime, Connection, Connector, ProcessConnector, ProcessSpec, Runtime, SmolRuntime,
 };
-use mcpod_transport::suite::{self, Harness};
+use mcpod_transport_suite::{self as suite, Harness};
 
 struct Adapter<R> {
     name: &'static str,
@@ -36,17 +36,17 @@ impl<R: Runtime + Clone> Harness for Adapter<R> {
     }
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     suite::serve_demo_if_child();
     let async_std = Arc::new(Adapter {
         name: "async-std",
         runtime: AsyncStdRuntime,
     });
-    let first = suite::run(async_std, &|fut| async_std::task::block_on(fut));
+    let mut trials = suite::trials(async_std, Arc::new(async_std::task::block_on));
     let smol = Arc::new(Adapter {
         name: "smol",
         runtime: SmolRuntime,
     });
-    let second = suite::run(smol, &|fut| smol::block_on(fut));
-    std::process::exit(first.exit_code().max(second.exit_code()));
+    trials.extend(suite::trials(smol, Arc::new(smol::block_on)));
+    suite::run(trials)
 }

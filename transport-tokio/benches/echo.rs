@@ -15,7 +15,7 @@
 //! session does the `initialize` handshake, the raw client does it by hand).
 //! The tokio runtime has 2 worker threads (`MCPOD_BENCH_WORKERS` to
 //! change). The demo server is this bench binary itself, re-executed (see
-//! `mcpod_transport::suite::demo`).
+//! `mcpod_transport_suite::demo`).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -26,7 +26,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use mcpod_tokio::{
     CallItem, EraMode, OwnedRequest, RequestOptions, SpawnProcess, Upstream, UpstreamConfig,
 };
-use mcpod_transport::suite;
+use mcpod_transport_suite as suite;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};

@@ -47,14 +47,13 @@ use std::io;
 use std::process::Stdio;
 use std::time::Instant;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
 pub use mcpod_transport::{
     BackendInfo, BackendProcess, BoxFuture, CallId, CallItem, CallStream, CloseReason, Connection,
-    Connector, Deadline, EndReason, Era, EraMode, OwnedOutcome, OwnedRequest, ProcessExit,
+    Connector, Deadline, EndReason, Era, EraMode, OwnedOutcome, OwnedRequest, Owner, ProcessExit,
     ProcessSpec, RequestOptions, Runtime, SendError, ServerRequestId, ServerRequestKey, Upstream,
     UpstreamConfig, UpstreamError, UpstreamEvent, UpstreamEvents, UpstreamStatus,
 };
@@ -110,25 +109,14 @@ impl ProcessConnector {
     }
 
     fn spawn(&self) -> io::Result<Connection> {
-        let spec = &self.spec;
-        let mut command = Command::new(&spec.program);
-        command.args(&spec.args);
-        if spec.env_clear {
-            command.env_clear();
-        }
-        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-        if let Some(cwd) = &spec.cwd {
-            command.current_dir(cwd);
-        }
+        let mut command = Command::from(self.spec.command());
+        // Set again: not every runtime's conversion keeps the std stdio.
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spec.program.display())))?;
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| self.spec.spawn_error(e))?;
         let missing = || io::Error::other("child process streams were not piped");
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;
@@ -169,19 +157,7 @@ impl TokioChild {
         let Some(pid) = self.child.id() else {
             return Ok(());
         };
-        let pid = i32::try_from(pid).map_err(io::Error::other)?;
-        match killpg(Pid::from_raw(pid), signal) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            // Not a group leader (spawned without its own group): signal
-            // the process alone.
-            Err(nix::errno::Errno::EPERM) => {
-                match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
-                    Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
+        mcpod_transport::signal_group(pid, signal)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The shared behaviour suite (`mcpod_transport::suite`) on tokio, against
+//! The shared behaviour suite (`mcpod-transport-suite`) on tokio, against
 //! real child processes of the demo MCP server (this test binary itself,
 //! re-executed as the server).
 
@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use mcpod_tokio::{Connection, Connector, ProcessConnector, ProcessSpec, Runtime, TokioRuntime};
-use mcpod_transport::suite::{self, Harness};
+use mcpod_transport_suite::{self as suite, Harness};
 
 struct Tokio(tokio::runtime::Handle);
 
@@ -32,14 +32,18 @@ impl Harness for Tokio {
     }
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     suite::serve_demo_if_child();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("tokio runtime: {e}")),
+    );
     let harness = Arc::new(Tokio(runtime.handle().clone()));
-    let report = suite::run(harness, &|fut| runtime.block_on(fut));
-    std::process::exit(report.exit_code());
+    suite::run(suite::trials(
+        harness,
+        Arc::new(move |fut| runtime.block_on(fut)),
+    ))
 }

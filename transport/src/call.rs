@@ -8,8 +8,17 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
-use crate::upstream::{CallItem, Shared, UpstreamError};
 use mcpod_core::CallId;
+
+use crate::error::UpstreamError;
+use crate::item::CallItem;
+
+/// Cancels an open call when its caller goes away (implemented by the
+/// shared session state; a trait so this module stays below it).
+pub(crate) trait CancelCall: Send + Sync {
+    /// Cancels call `call` of backend `generation`, if still open.
+    fn cancel(&self, generation: u64, call: CallId);
+}
 
 #[derive(Default)]
 struct SlotState {
@@ -45,7 +54,7 @@ fn wake(mut state: MutexGuard<'_, SlotState>) {
 }
 
 /// Creates the two ends of a call's channel.
-pub(crate) fn channel(capacity: usize, shared: Arc<Shared>) -> (CallSender, PendingCall) {
+pub(crate) fn channel(capacity: usize, shared: Arc<dyn CancelCall>) -> (CallSender, PendingCall) {
     let slot = Arc::new(Slot {
         state: Mutex::new(SlotState::default()),
         capacity: capacity.max(1),
@@ -111,8 +120,8 @@ impl Drop for CallSender {
 /// The caller's end while the driver has not accepted the call yet.
 pub(crate) struct PendingCall {
     slot: Arc<Slot>,
-    shared: Arc<Shared>,
-    /// Turned into a [`CallStream`], which now owns the caller's side.
+    shared: Arc<dyn CancelCall>,
+    /// Turned into a [`CallStream`](crate::CallStream), which now owns the caller's side.
     converted: bool,
 }
 
@@ -174,7 +183,7 @@ pub struct CallStream {
     generation: u64,
     slot: Arc<Slot>,
     finished: bool,
-    shared: Arc<Shared>,
+    shared: Arc<dyn CancelCall>,
 }
 
 impl fmt::Debug for CallStream {
@@ -258,7 +267,7 @@ mod tests {
     use mcpod_core::EndReason;
 
     use super::{CallItem, CallStream, channel};
-    use crate::upstream::Shared;
+    use crate::shared::Shared;
 
     fn note(n: u8) -> CallItem {
         CallItem::Notification {

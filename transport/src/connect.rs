@@ -207,4 +207,53 @@ impl ProcessSpec {
         self.cwd = Some(dir.into());
         self
     }
+
+    /// The command to spawn: program, arguments, environment and working
+    /// directory as specified, stdin/stdout/stderr piped, and a process
+    /// group of its own (so signals to the gateway do not reach it, and
+    /// [`signal_group`] reaches its children too). Adapters convert it to
+    /// their runtime's command type.
+    pub fn command(&self) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(&self.program);
+        command.args(&self.args);
+        if self.env_clear {
+            command.env_clear();
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        command
+    }
+
+    /// The spawn error for this program: `e` with the program's path in its
+    /// message, which the OS error alone does not name.
+    pub fn spawn_error(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("{}: {e}", self.program.display()))
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (a process spawned
+/// from [`ProcessSpec::command`]); to the process alone if it leads no
+/// group. A process already gone is not an error.
+pub fn signal_group(pid: u32, signal: nix::sys::signal::Signal) -> io::Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::signal::{kill, killpg};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(i32::try_from(pid).map_err(io::Error::other)?);
+    match killpg(pid, signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        // Not a group leader (spawned without its own group).
+        Err(Errno::EPERM) => match kill(pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
 }

@@ -14,20 +14,19 @@ use futures::io::{AsyncRead, AsyncWrite};
 use mcpod_core::{BackendInfo, CloseReason, Event, Outcome, Request, Route, Session};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::command::{Command, refuse};
+use crate::config::UpstreamConfig;
 use crate::connect::{Connection, Connector, ProcessExit};
+use crate::error::UpstreamError;
+use crate::item::{CallItem, ServerRequestKey, UpstreamEvent};
 use crate::process::{Label, Monitor, drain_stderr};
 use crate::runtime::{BoxFuture, Runtime};
-use crate::upstream::{
-    CallItem, Command, Live, ServerRequestKey, Shared, UpstreamConfig, UpstreamError, UpstreamEvent,
-};
+use crate::shared::{Live, Shared};
 
 /// Commands handled per round before I/O gets its turn.
 const COMMANDS_PER_ROUND: usize = 256;
 /// Rounds per poll before the driver yields to other tasks.
 const ROUNDS_PER_POLL: usize = 32;
-
-/// JSON-RPC "internal error", for server requests nobody can answer.
-const INTERNAL_ERROR: i64 = -32603;
 
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
@@ -266,24 +265,6 @@ impl Supervisor {
     }
 }
 
-/// Fails a command that cannot be carried out.
-fn refuse(cmd: Command, err: UpstreamError) {
-    match cmd {
-        Command::Call { call, .. } => {
-            call.accept(Err(err));
-        }
-        Command::Notify { reply, .. } | Command::Respond { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Command::Ready(reply) => {
-            let _ = reply.send(Err(err));
-        }
-        Command::Close(reply) => {
-            let _ = reply.send(());
-        }
-    }
-}
-
 enum LiveEnd {
     /// The session closed on the backend's side (EOF, crash, failed
     /// handshake, broken pipe).
@@ -292,6 +273,14 @@ enum LiveEnd {
     Close(oneshot::Sender<()>),
     /// Every handle was dropped.
     Abandoned,
+}
+
+/// What one session step did.
+struct Step {
+    /// Events were handled.
+    busy: bool,
+    /// The session has closed.
+    closed: bool,
 }
 
 /// What one read from the backend brought.
@@ -328,94 +317,27 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// One wakeup: rounds of commands, input, the session's drain and
+    /// output, until nothing is left to do (or it is time to yield).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<LiveEnd> {
         self.shared.driver.register(cx.waker());
-        let shared = self.shared.clone();
         for _ in 0..ROUNDS_PER_POLL {
             let now = Instant::now();
-            let mut busy = false;
-            while let Some(cmd) = self.sup.backlog.pop_front() {
-                busy = true;
-                match self.command(cmd, now) {
-                    Handled::Done => {}
-                    Handled::Later(cmd) => {
-                        // The session is closing: wait for the next backend.
-                        self.sup.backlog.push_front(cmd);
-                        break;
-                    }
-                    Handled::End(end) => return Poll::Ready(end),
-                }
-            }
-            if self.sup.backlog.is_empty() {
-                for _ in 0..COMMANDS_PER_ROUND {
-                    match self.sup.cmds.poll_recv(cx) {
-                        Poll::Ready(Some(cmd)) => {
-                            busy = true;
-                            match self.command(cmd, now) {
-                                Handled::Done => {}
-                                Handled::Later(cmd) => {
-                                    self.sup.backlog.push_back(cmd);
-                                    break;
-                                }
-                                Handled::End(end) => return Poll::Ready(end),
-                            }
-                        }
-                        Poll::Ready(None) => return Poll::Ready(LiveEnd::Abandoned),
-                        Poll::Pending => break,
-                    }
-                }
-            }
+            let mut busy = match self.poll_commands(cx, now) {
+                Ok(busy) => busy,
+                Err(end) => return Poll::Ready(end),
+            };
             let input = self.poll_input(cx);
             busy |= !matches!(input, Input::Nothing);
             busy |= self.poll_exit(cx, now);
-
-            // Everything that touches the session, in one go.
-            let closed = {
-                let mut guard = shared.live();
-                let Some(live) = guard.as_mut() else {
-                    return Poll::Ready(LiveEnd::Died);
-                };
-                match input {
-                    Input::Nothing => {}
-                    Input::Bytes(n) => live.session.handle_input(&self.rbuf[..n], now),
-                    Input::End => live.session.handle_eof(now),
-                }
-                if self.deadline.is_some_and(|at| at <= now) {
-                    self.timer = None;
-                    live.session.handle_timeout(now);
-                    if self.exit_deadline.is_some_and(|at| at <= now) {
-                        self.exit_deadline = None;
-                        if !self.eof {
-                            tracing::warn!(upstream = %self.sup.name, generation = self.generation, "backend process exited but its output is still open; closing");
-                            self.eof = true;
-                            live.session.handle_eof(now);
-                        }
+            match self.step_session(input, now) {
+                Some(Step { busy: b, closed }) => {
+                    if closed {
+                        return Poll::Ready(LiveEnd::Died);
                     }
+                    busy |= b;
                 }
-                while let Some(event) = live.session.poll_event() {
-                    busy = true;
-                    self.event(live, event);
-                }
-                if self.wpos == self.wbuf.len() {
-                    self.wbuf.clear();
-                    self.wpos = 0;
-                    if self.writer.is_some() {
-                        let _ = live.session.poll_transmit(&mut self.wbuf);
-                    } else {
-                        // Nothing can reach the backend any more.
-                        while live.session.poll_transmit(&mut self.wbuf) {
-                            self.wbuf.clear();
-                        }
-                    }
-                }
-                self.deadline = match (live.session.poll_timeout(), self.exit_deadline) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                live.session.close_reason().is_some()
-            };
-            if closed {
-                return Poll::Ready(LiveEnd::Died);
+                None => return Poll::Ready(LiveEnd::Died),
             }
             busy |= self.poll_output(cx, now);
             busy |= self.poll_timer(cx, now);
@@ -426,6 +348,93 @@ impl Driver<'_> {
         // Plenty done in one go: let other tasks run, then carry on.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Carries out the backlog, then commands waiting in the channel (a
+    /// bounded number per round). Returns whether any was handled.
+    fn poll_commands(&mut self, cx: &mut Context<'_>, now: Instant) -> Result<bool, LiveEnd> {
+        let mut busy = false;
+        while let Some(cmd) = self.sup.backlog.pop_front() {
+            busy = true;
+            match self.command(cmd, now) {
+                Handled::Done => {}
+                Handled::Later(cmd) => {
+                    // The session is closing: wait for the next backend.
+                    self.sup.backlog.push_front(cmd);
+                    return Ok(busy);
+                }
+                Handled::End(end) => return Err(end),
+            }
+        }
+        for _ in 0..COMMANDS_PER_ROUND {
+            match self.sup.cmds.poll_recv(cx) {
+                Poll::Ready(Some(cmd)) => {
+                    busy = true;
+                    match self.command(cmd, now) {
+                        Handled::Done => {}
+                        Handled::Later(cmd) => {
+                            self.sup.backlog.push_back(cmd);
+                            break;
+                        }
+                        Handled::End(end) => return Err(end),
+                    }
+                }
+                Poll::Ready(None) => return Err(LiveEnd::Abandoned),
+                Poll::Pending => break,
+            }
+        }
+        Ok(busy)
+    }
+
+    /// Everything that touches the session, under one lock: the input, due
+    /// deadlines, the events, the next batch of output and the next
+    /// deadline. `None` if the session is gone.
+    fn step_session(&mut self, input: Input, now: Instant) -> Option<Step> {
+        let shared = self.shared.clone();
+        let mut guard = shared.live();
+        let live = guard.as_mut()?;
+        let mut busy = false;
+        match input {
+            Input::Nothing => {}
+            Input::Bytes(n) => live.session.handle_input(&self.rbuf[..n], now),
+            Input::End => live.session.handle_eof(now),
+        }
+        if self.deadline.is_some_and(|at| at <= now) {
+            self.timer = None;
+            live.session.handle_timeout(now);
+            if self.exit_deadline.is_some_and(|at| at <= now) {
+                self.exit_deadline = None;
+                if !self.eof {
+                    tracing::warn!(upstream = %self.sup.name, generation = self.generation, "backend process exited but its output is still open; closing");
+                    self.eof = true;
+                    live.session.handle_eof(now);
+                }
+            }
+        }
+        while let Some(event) = live.session.poll_event() {
+            busy = true;
+            self.event(live, event);
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.writer.is_some() {
+                let _ = live.session.poll_transmit(&mut self.wbuf);
+            } else {
+                // Nothing can reach the backend any more.
+                while live.session.poll_transmit(&mut self.wbuf) {
+                    self.wbuf.clear();
+                }
+            }
+        }
+        self.deadline = match (live.session.poll_timeout(), self.exit_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Some(Step {
+            busy,
+            closed: live.session.close_reason().is_some(),
+        })
     }
 
     /// Carries out a command that came through the supervisor (callers use
@@ -674,14 +683,19 @@ impl Driver<'_> {
                 }
             }
             Event::Notification {
-                route: Route::Broadcast,
+                route: route @ (Route::Broadcast | Route::Owner(_)),
                 method,
                 frame,
             } => {
-                let _ = self
-                    .shared
-                    .events
-                    .send(UpstreamEvent::Notification { method, frame });
+                let owner = match route {
+                    Route::Owner(owner) => Some(owner),
+                    _ => None,
+                };
+                let _ = self.shared.events.send(UpstreamEvent::Notification {
+                    method,
+                    frame,
+                    owner,
+                });
             }
             Event::ServerRequest(request) => {
                 let key = self.key(request.id);
@@ -706,10 +720,15 @@ impl Driver<'_> {
                 else {
                     return;
                 };
+                let owner = match request.route {
+                    Route::Owner(owner) => Some(owner),
+                    _ => None,
+                };
                 let event = UpstreamEvent::ServerRequest {
                     key,
                     method,
                     params,
+                    owner,
                 };
                 if self.shared.events.send(event).is_err() {
                     // Nobody listens: answer at once rather than leave the
@@ -717,7 +736,7 @@ impl Driver<'_> {
                     let _ = live.session.respond(
                         key.id,
                         Outcome::Error {
-                            code: INTERNAL_ERROR,
+                            code: mcpod_core::envelope::INTERNAL_ERROR,
                             message: "no client is connected to answer this request",
                             data: None,
                         },

@@ -65,24 +65,34 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod call;
-mod connect;
-mod driver;
-mod process;
-mod runtime;
-#[cfg(feature = "suite")]
-pub mod suite;
+// Top to bottom, each module uses only those below it: the handle starts
+// the supervisor, which drives the shared session and commands.
 mod upstream;
 
+mod driver;
+mod process;
+
+mod command;
+mod shared;
+
+mod call;
+mod config;
+mod error;
+mod item;
+
+mod connect;
+mod runtime;
+
 pub use call::CallStream;
-pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec};
-pub use runtime::{BoxFuture, Runtime};
-pub use upstream::{
-    CallItem, OwnedOutcome, OwnedRequest, ServerRequestKey, Upstream, UpstreamConfig,
-    UpstreamError, UpstreamEvent, UpstreamEvents, UpstreamStatus,
-};
+pub use config::UpstreamConfig;
+pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec, signal_group};
+pub use error::UpstreamError;
+pub use item::{CallItem, OwnedOutcome, OwnedRequest, ServerRequestKey, UpstreamEvent};
+pub use runtime::{BoxFuture, Runtime, timeout_at};
+pub use shared::UpstreamStatus;
+pub use upstream::{Upstream, UpstreamEvents};
 
 pub use mcpod_core::{
-    BackendInfo, CallId, CloseReason, Deadline, EndReason, Era, EraMode, RequestOptions, SendError,
-    ServerRequestId,
+    BackendInfo, CallId, CloseReason, Deadline, EndReason, Era, EraMode, Owner, RequestOptions,
+    SendError, ServerRequestId,
 };

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::connect::{BackendProcess, ProcessExit};
 use crate::runtime::{Runtime, timeout_at};
-use crate::upstream::Shared;
+use crate::shared::Shared;
 
 /// The supervisor's side of a running process's monitor task.
 pub(crate) struct Monitor {
@@ -151,7 +151,7 @@ pub(crate) async fn drain_stderr(
     cap: usize,
     label: Label,
 ) {
-    let mut lines = StderrLines::new(cap);
+    let mut lines = mcpod_core::framing::CappedLines::new(cap);
     let mut buf = vec![0u8; 8 * 1024];
     loop {
         match stderr.read(&mut buf).await {
@@ -173,101 +173,5 @@ fn log_line(label: &Label, line: &[u8], cut: usize) {
         tracing::info!(target: "mcpod::backend::stderr", upstream = %label.name, generation = label.generation, pid = label.pid, cut_bytes = cut, "{text}…");
     } else {
         tracing::info!(target: "mcpod::backend::stderr", upstream = %label.name, generation = label.generation, pid = label.pid, "{text}");
-    }
-}
-
-/// Splits a byte stream into lines of at most `cap` bytes (plus how many
-/// bytes of each line were cut).
-pub(crate) struct StderrLines {
-    cap: usize,
-    line: Vec<u8>,
-    cut: usize,
-}
-
-impl StderrLines {
-    pub(crate) fn new(cap: usize) -> Self {
-        StderrLines {
-            cap,
-            line: Vec::new(),
-            cut: 0,
-        }
-    }
-
-    /// Feeds bytes; `emit(line, cut_bytes)` is called for each full line.
-    pub(crate) fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8], usize)) {
-        while !bytes.is_empty() {
-            let (part, rest, end) = match memchr::memchr(b'\n', bytes) {
-                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            let room = self.cap.saturating_sub(self.line.len());
-            let keep = part.len().min(room);
-            self.line.extend_from_slice(&part[..keep]);
-            self.cut += part.len() - keep;
-            if end {
-                self.emit(&mut emit);
-            }
-            bytes = rest;
-        }
-    }
-
-    /// Emits a last line without a newline, if any.
-    pub(crate) fn finish(&mut self, mut emit: impl FnMut(&[u8], usize)) {
-        if !self.line.is_empty() || self.cut > 0 {
-            self.emit(&mut emit);
-        }
-    }
-
-    fn emit(&mut self, emit: &mut impl FnMut(&[u8], usize)) {
-        let line = match self.line.last() {
-            Some(b'\r') if self.cut == 0 => &self.line[..self.line.len() - 1],
-            _ => &self.line[..],
-        };
-        emit(line, self.cut);
-        self.line.clear();
-        self.cut = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StderrLines;
-
-    fn lines(cap: usize, chunks: &[&[u8]]) -> Vec<(String, usize)> {
-        let mut out = Vec::new();
-        let mut split = StderrLines::new(cap);
-        for chunk in chunks {
-            split.push(chunk, |l, cut| {
-                out.push((String::from_utf8_lossy(l).into_owned(), cut))
-            });
-        }
-        split.finish(|l, cut| out.push((String::from_utf8_lossy(l).into_owned(), cut)));
-        out
-    }
-
-    #[test]
-    fn splits_lines_across_chunks() {
-        assert_eq!(
-            lines(100, &[b"ab", b"c\r\nd", b"e\n", b"tail"]),
-            vec![("abc".into(), 0), ("de".into(), 0), ("tail".into(), 0)]
-        );
-    }
-
-    #[test]
-    fn cuts_long_lines_and_recovers() {
-        let long = vec![b'x'; 10_000];
-        let out = lines(4, &[&long, &long, b"\nok\n"]);
-        assert_eq!(out, vec![("xxxx".into(), 19_996), ("ok".into(), 0)]);
-    }
-
-    #[test]
-    fn memory_stays_at_the_cap() {
-        let mut split = StderrLines::new(16);
-        let chunk = vec![b'y'; 1 << 20];
-        for _ in 0..4 {
-            split.push(&chunk, |_, _| panic!("no newline yet"));
-        }
-        assert!(split.line.capacity() < 1024);
-        assert_eq!(split.cut, (4 << 20) - 16);
     }
 }

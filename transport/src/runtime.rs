@@ -34,7 +34,7 @@ impl<R: Runtime + ?Sized> Runtime for Arc<R> {
 }
 
 /// Runs `fut` until `deadline`; `None` if the deadline came first.
-pub(crate) async fn timeout_at<F: Future>(
+pub async fn timeout_at<F: Future>(
     runtime: &dyn Runtime,
     deadline: Instant,
     fut: F,

@@ -1,0 +1,39 @@
+//! Era translation between a client and a backend: what a client of one
+//! era sends reaches the backend in the backend's terms, and what comes
+//! back reaches the client in its own — the handshake answered by the
+//! gateway, a call's items turned into frames, SSE events or server
+//! requests on the right stream, multi round-trip requests for stateless
+//! clients of legacy backends, listens served for them.
+//!
+//! The bridge knows nothing of HTTP: the front ends turn its frames into
+//! responses.
+
+mod caps;
+mod client;
+mod exchange;
+mod handshake;
+mod inputs;
+mod listen;
+mod slots;
+
+use std::sync::Arc;
+
+pub(crate) use caps::ClientCaps;
+pub(crate) use client::Client;
+pub(crate) use exchange::{Caller, Exchange, Place, Step};
+pub(crate) use handshake::{NotReady, discover_result, initialize_result, negotiate, ready};
+pub(crate) use inputs::{INPUT_KEY, Inputs, STATE_PREFIX};
+pub(crate) use listen::{ListenFilter, listen};
+pub(crate) use slots::Slots;
+
+use crate::targets::{Backend, Target};
+
+/// Where a call of `target` on `backend` runs.
+pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>) -> Place {
+    Place {
+        backend,
+        target: target.name().to_owned(),
+        config_roots: target.config.roots.is_some(),
+        inputs: inputs.clone(),
+    }
+}

@@ -1,0 +1,160 @@
+//! The `mcpod` command line: `serve`, `check-config`, `bot …`, and the
+//! hidden `demo-server` (the embedded default backend).
+
+mod bot;
+mod logging;
+mod signal;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Overrides, RawConfig};
+
+/// mcpod: serves stdio MCP servers to MCP clients over Streamable HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "mcpod", version, about, propagate_version = true)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway. Without a config file: the embedded default (one
+    /// target `demo` running the built-in demo MCP server, loopback only).
+    Serve {
+        /// TOML config file.
+        #[arg(long, short, env = "MCPOD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address (overrides the config file and MCPOD_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file (with MCPOD_* overrides) without starting.
+    CheckConfig {
+        /// TOML config file.
+        file: PathBuf,
+    },
+    /// Manage bot containers in containerd (create from a rootfs directory,
+    /// start, stop, delete, list).
+    Bot(bot::BotArgs),
+    /// Run the built-in demo MCP server on stdin/stdout.
+    #[command(hide = true)]
+    DemoServer {
+        /// Arguments for the demo server (`--legacy-only`, `--modern-only`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let mut raw = match file {
+        Some(path) => RawConfig::from_file(path)?,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| ConfigError::Invalid {
+                key: "targets.demo.command".into(),
+                message: format!("cannot find the mcpod executable for the embedded demo: {e}"),
+            })?;
+            RawConfig::embedded_default(&exe)
+        }
+    };
+    raw.apply_env(|k| std::env::var(k).ok())?;
+    raw.apply_overrides(overrides);
+    raw.validate()
+}
+
+/// Runs the `mcpod` command line (the binary's `main`).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::DemoServer { args } => demo_server(&args),
+        Command::Bot(args) => bot::run(args),
+        Command::CheckConfig { file } => match load(Some(&file), &Overrides::default()) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} target{}: {}; listen {})",
+                    file.display(),
+                    config.targets.len(),
+                    if config.targets.len() == 1 { "" } else { "s" },
+                    config
+                        .targets
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    config.listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcpod: invalid config: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, listen } => {
+            let config = match load(config.as_deref(), &Overrides { listen }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mcpod: invalid config: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            logging::init(&config.log);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("mcpod: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot listen on {}: {e}", config.listen),
+                        )
+                    })?;
+                crate::gateway::serve(config, listener, signal::signal()).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcpod: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn demo_server(args: &[String]) -> ExitCode {
+    match mcpod_demo::parse_args(args) {
+        Ok(mcpod_demo::Command::Serve(config)) => {
+            match mcpod_demo::run_with(config, std::io::stdin().lock(), std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcpod demo-server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok(mcpod_demo::Command::Version) => {
+            println!("mcpod-demo {}", mcpod_demo::SERVER_VERSION);
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            println!("{}", mcpod_demo::USAGE);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,722 @@
+//! The gateway's configuration: a TOML file, `MCPOD_*` environment
+//! overrides, command-line overrides, and validation into typed values.
+//!
+//! Loading goes in two steps: the file is read into [`RawConfig`] (every
+//! field optional, unknown keys refused), overrides are applied to it, then
+//! [`RawConfig::validate`] checks everything and produces a [`Config`]. Every
+//! error names the key (or environment variable) at fault.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod containerd;
+mod duration;
+mod error;
+mod raw;
+mod tokens;
+
+pub use containerd::{ContainerdBackend, ContainerdSettings, ExecCommand};
+use duration::RawDuration;
+pub use duration::{MAX_DURATION, parse_duration};
+pub use error::ConfigError;
+use error::invalid;
+pub use raw::{
+    Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawTarget,
+};
+use tokens::collect_tokens;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default request body limit: tool payloads with images are large.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter directive.
+    pub level: String,
+}
+
+/// `[auth]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Auth turned off (loopback listeners only).
+    pub disabled: bool,
+    /// Accepted tokens for every route without its own.
+    pub tokens: Vec<String>,
+}
+
+/// `[limits]`, validated.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Calls in flight per target.
+    pub max_calls_per_target: usize,
+    /// Calls in flight per legacy session.
+    pub max_calls_per_session: usize,
+    /// Legacy sessions per target.
+    pub max_sessions_per_target: usize,
+    /// Idle time before a legacy session expires.
+    pub session_idle_timeout: Duration,
+    /// SSE keep-alive interval.
+    pub sse_keep_alive: Duration,
+    /// Grace period at shutdown.
+    pub shutdown_grace: Duration,
+    /// Local stdio connections per bot.
+    pub max_stdio_connections_per_bot: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_calls_per_target: 1024,
+            max_calls_per_session: 64,
+            max_sessions_per_target: 1024,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            sse_keep_alive: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(10),
+            max_stdio_connections_per_bot: 8,
+        }
+    }
+}
+
+/// How a target's backend process is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// One backend process for every client.
+    Shared,
+    /// One backend process per legacy client session (modern, stateless
+    /// clients share one more).
+    PerSession,
+}
+
+/// A local child process backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessBackend {
+    /// The program.
+    pub command: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Start from an empty environment.
+    pub env_clear: bool,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// What runs a target's backend. New kinds (containerd) add a variant here
+/// and an arm where targets are launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendSpec {
+    /// `kind = "process"`.
+    Process(ProcessBackend),
+    /// `kind = "containerd"`: a process exec'd in a bot's container.
+    Containerd(ContainerdBackend),
+}
+
+impl BackendSpec {
+    /// The `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendSpec::Process(_) => "process",
+            BackendSpec::Containerd(_) => "containerd",
+        }
+    }
+}
+
+/// One target, validated.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// Its name (the `{target}` of `/mcp/{target}`).
+    pub name: String,
+    /// What runs it.
+    pub backend: BackendSpec,
+    /// How the backend's era is found.
+    pub era: mcpod_core::EraMode,
+    /// Deadline of each call.
+    pub call_timeout: Duration,
+    /// Sharing mode.
+    pub sharing: Sharing,
+    /// Its own tokens (`None`: the global ones).
+    pub tokens: Option<Vec<String>>,
+    /// Roots for `roots/list` when no client can answer.
+    pub roots: Option<Vec<RawRoot>>,
+    /// Calls in flight for this target.
+    pub max_calls_in_flight: usize,
+    /// Backend exit grace period.
+    pub shutdown_grace: Duration,
+}
+
+/// One Memoh bot, validated.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// Its id.
+    pub id: String,
+    /// The target behind its `container/fs-mcp` route.
+    pub target: String,
+    /// Its own tokens (`None`: the global ones).
+    pub tokens: Option<Vec<String>>,
+    /// May start local stdio processes.
+    pub allow_local_stdio: bool,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Allowed browser Origins (`None`: loopback origins only; `"*"` in the
+    /// list: any).
+    pub allowed_origins: Vec<String>,
+    /// Extra Host names accepted on a loopback listener.
+    pub allowed_hosts: Vec<String>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Auth.
+    pub auth: AuthConfig,
+    /// Limits.
+    pub limits: Limits,
+    /// Targets by name.
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Bots by id.
+    pub bots: BTreeMap<String, BotConfig>,
+    /// `[containerd]`, if given.
+    pub containerd: Option<ContainerdSettings>,
+}
+
+impl RawConfig {
+    /// Checks everything and produces the typed configuration.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen = validate_listen(self.listen.as_deref())?;
+        let log = validate_log(self.log)?;
+        let auth = validate_auth(self.auth, listen)?;
+        let limits = validate_limits(self.limits)?;
+        let containerd = self
+            .containerd
+            .as_ref()
+            .map(ContainerdSettings::from_raw)
+            .transpose()?;
+        if let Some(c) = &containerd {
+            containerd::validate_section(c, auth.disabled, &auth.tokens)?;
+        }
+        if self.targets.is_empty() && !containerd.as_ref().is_some_and(|c| c.serve_bots) {
+            return Err(invalid(
+                "targets",
+                "at least one target is needed (or [containerd] serve_bots = true)",
+            ));
+        }
+        let mut targets = BTreeMap::new();
+        for (name, raw) in self.targets {
+            let target = validate_target(&name, raw, &limits, containerd.as_ref())?;
+            targets.insert(name, target);
+        }
+        let bots = validate_bots(self.bots, &targets, auth.disabled)?;
+        check_every_route_has_tokens(&auth, &targets, &bots)?;
+        Ok(Config {
+            listen,
+            allowed_origins: validate_origins(self.allowed_origins.unwrap_or_default())?,
+            allowed_hosts: self
+                .allowed_hosts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            log,
+            auth,
+            limits,
+            targets,
+            bots,
+            containerd,
+        })
+    }
+}
+
+fn validate_listen(listen: Option<&str>) -> Result<SocketAddr, ConfigError> {
+    let text = listen.unwrap_or(DEFAULT_LISTEN);
+    text.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("`{text}` is not an address such as 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn validate_log(raw: RawLog) -> Result<LogConfig, ConfigError> {
+    let log = LogConfig {
+        format: match raw.format.as_deref().unwrap_or("human") {
+            "human" | "text" | "pretty" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("`{other}`: expected \"human\" or \"json\""),
+                ));
+            }
+        },
+        level: raw.level.unwrap_or_else(|| "info".to_owned()),
+    };
+    if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+        return Err(invalid(
+            "log.level",
+            format!("`{}` is not a log filter", log.level),
+        ));
+    }
+    Ok(log)
+}
+
+fn validate_auth(raw: RawAuth, listen: SocketAddr) -> Result<AuthConfig, ConfigError> {
+    let disabled = raw.disabled.unwrap_or(false);
+    let tokens = collect_tokens("auth", raw.tokens, raw.token_file.as_deref())?.unwrap_or_default();
+    if disabled && !listen.ip().is_loopback() {
+        return Err(invalid(
+            "auth.disabled",
+            format!("auth may only be disabled on a loopback listener, and `listen` is {listen}"),
+        ));
+    }
+    if disabled && !tokens.is_empty() {
+        return Err(invalid(
+            "auth.disabled",
+            "auth is disabled but tokens are configured; remove one or the other",
+        ));
+    }
+    Ok(AuthConfig { disabled, tokens })
+}
+
+fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let positive = |key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(invalid(format!("limits.{key}"), "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let limits = Limits {
+        max_body_bytes: positive("max_body_bytes", l.max_body_bytes, d.max_body_bytes)?,
+        max_calls_per_target: positive(
+            "max_calls_per_target",
+            l.max_calls_per_target,
+            d.max_calls_per_target,
+        )?,
+        max_calls_per_session: positive(
+            "max_calls_per_session",
+            l.max_calls_per_session,
+            d.max_calls_per_session,
+        )?,
+        max_sessions_per_target: positive(
+            "max_sessions_per_target",
+            l.max_sessions_per_target,
+            d.max_sessions_per_target,
+        )?,
+        session_idle_timeout: opt_duration(
+            "limits.session_idle_timeout",
+            l.session_idle_timeout,
+            d.session_idle_timeout,
+        )?,
+        sse_keep_alive: opt_duration("limits.sse_keep_alive", l.sse_keep_alive, d.sse_keep_alive)?,
+        shutdown_grace: opt_duration("limits.shutdown_grace", l.shutdown_grace, d.shutdown_grace)?,
+        max_stdio_connections_per_bot: positive(
+            "max_stdio_connections_per_bot",
+            l.max_stdio_connections_per_bot,
+            d.max_stdio_connections_per_bot,
+        )?,
+    };
+    if limits.session_idle_timeout.is_zero() {
+        return Err(invalid("limits.session_idle_timeout", "must be above zero"));
+    }
+    if limits.sse_keep_alive.is_zero() {
+        return Err(invalid("limits.sse_keep_alive", "must be above zero"));
+    }
+    Ok(limits)
+}
+
+fn validate_bots(
+    raw: BTreeMap<String, RawBot>,
+    targets: &BTreeMap<String, TargetConfig>,
+    auth_disabled: bool,
+) -> Result<BTreeMap<String, BotConfig>, ConfigError> {
+    let mut bots = BTreeMap::new();
+    for (id, raw) in raw {
+        let key = format!("bots.{id}");
+        if !valid_name(&id) {
+            return Err(invalid(
+                &key,
+                "a bot id may use letters, digits, `-`, `_` and `.`",
+            ));
+        }
+        let target = raw
+            .target
+            .ok_or_else(|| invalid(format!("{key}.target"), "missing"))?;
+        if !targets.contains_key(&target) {
+            return Err(invalid(
+                format!("{key}.target"),
+                format!("no target named `{target}`"),
+            ));
+        }
+        let tokens = collect_tokens(&key, raw.tokens, raw.token_file.as_deref())?;
+        if auth_disabled && tokens.is_some() {
+            return Err(invalid(
+                format!("{key}.tokens"),
+                "auth is disabled globally; per-bot tokens would be ignored",
+            ));
+        }
+        bots.insert(
+            id.clone(),
+            BotConfig {
+                id,
+                target,
+                tokens,
+                allow_local_stdio: raw.allow_local_stdio.unwrap_or(false),
+            },
+        );
+    }
+    Ok(bots)
+}
+
+/// With auth on, every route needs tokens of its own or the global ones;
+/// with auth off, per-target tokens would be silently ignored.
+fn check_every_route_has_tokens(
+    auth: &AuthConfig,
+    targets: &BTreeMap<String, TargetConfig>,
+    bots: &BTreeMap<String, BotConfig>,
+) -> Result<(), ConfigError> {
+    if !auth.disabled
+        && auth.tokens.is_empty()
+        && (targets.values().any(|t| t.tokens.is_none())
+            || bots.values().any(|b| b.tokens.is_none()))
+    {
+        return Err(invalid(
+            "auth",
+            "no bearer tokens configured: set auth.tokens or auth.token_file \
+             (or per target/bot tokens), or auth.disabled = true on a loopback listener",
+        ));
+    }
+    if auth.disabled && targets.values().any(|t| t.tokens.is_some()) {
+        return Err(invalid(
+            "auth.disabled",
+            "auth is disabled globally; per-target tokens would be ignored",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for (i, o) in origins.iter().enumerate() {
+        if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+            return Err(invalid(
+                format!("allowed_origins[{i}]"),
+                format!("`{o}` is not an origin such as https://app.example.com (or \"*\")"),
+            ));
+        }
+    }
+    Ok(origins)
+}
+
+fn opt_duration(
+    key: &str,
+    raw: Option<RawDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    raw.map(|r| r.parse(key))
+        .transpose()
+        .map(|d| d.unwrap_or(default))
+}
+
+/// Names usable in URL paths without escaping.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn validate_target(
+    name: &str,
+    raw: RawTarget,
+    limits: &Limits,
+    containerd: Option<&ContainerdSettings>,
+) -> Result<TargetConfig, ConfigError> {
+    let key = format!("targets.{name}");
+    if !valid_name(name) {
+        return Err(invalid(
+            &key,
+            "a target name may use letters, digits, `-`, `_` and `.`",
+        ));
+    }
+    let backend = match raw.kind.as_deref().unwrap_or("process") {
+        "process" => {
+            containerd::reject_containerd_fields(&key, &raw)?;
+            let command = raw
+                .command
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| invalid(format!("{key}.command"), "missing (the program to run)"))?;
+            BackendSpec::Process(ProcessBackend {
+                command: PathBuf::from(command),
+                args: raw.args.unwrap_or_default(),
+                env: raw.env.unwrap_or_default(),
+                env_clear: raw.env_clear.unwrap_or(false),
+                cwd: raw.cwd,
+            })
+        }
+        "containerd" => {
+            BackendSpec::Containerd(ContainerdBackend::from_target(&key, &raw, containerd)?)
+        }
+        other => {
+            return Err(invalid(
+                format!("{key}.kind"),
+                format!("unknown kind `{other}` (supported: \"process\", \"containerd\")"),
+            ));
+        }
+    };
+    let era = match raw.era.as_deref().unwrap_or("auto") {
+        "auto" => mcpod_core::EraMode::Auto,
+        "legacy" => mcpod_core::EraMode::Legacy,
+        "modern" => mcpod_core::EraMode::Modern,
+        other => {
+            return Err(invalid(
+                format!("{key}.era"),
+                format!("`{other}`: expected \"auto\", \"legacy\" or \"modern\""),
+            ));
+        }
+    };
+    let sharing = match raw.sharing.as_deref().unwrap_or("shared") {
+        "shared" => Sharing::Shared,
+        "per_session" => Sharing::PerSession,
+        other => {
+            return Err(invalid(
+                format!("{key}.sharing"),
+                format!("`{other}`: expected \"shared\" or \"per_session\""),
+            ));
+        }
+    };
+    let call_timeout = opt_duration(
+        &format!("{key}.call_timeout"),
+        raw.call_timeout,
+        Duration::from_secs(60),
+    )?;
+    if call_timeout.is_zero() {
+        return Err(invalid(format!("{key}.call_timeout"), "must be above zero"));
+    }
+    let tokens = collect_tokens(&key, raw.tokens, raw.token_file.as_deref())?;
+    if let Some(roots) = &raw.roots {
+        for (i, r) in roots.iter().enumerate() {
+            if !r.uri.starts_with("file://") {
+                return Err(invalid(
+                    format!("{key}.roots[{i}].uri"),
+                    format!("`{}` is not a file:// URI", r.uri),
+                ));
+            }
+        }
+    }
+    let max_calls_in_flight = match raw.max_calls_in_flight {
+        Some(0) => {
+            return Err(invalid(
+                format!("{key}.max_calls_in_flight"),
+                "must be at least 1",
+            ));
+        }
+        Some(n) => n,
+        None => limits.max_calls_per_target,
+    };
+    Ok(TargetConfig {
+        name: name.to_owned(),
+        backend,
+        era,
+        call_timeout,
+        sharing,
+        tokens,
+        roots: raw.roots,
+        max_calls_in_flight,
+        shutdown_grace: opt_duration(
+            &format!("{key}.shutdown_grace"),
+            raw.shutdown_grace,
+            Duration::from_secs(3),
+        )?,
+    })
+}
+
+impl Config {
+    /// Whether the listener is on a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_ip(self.listen.ip())
+    }
+}
+
+fn is_loopback_ip(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        RawConfig::from_toml(text)?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    const TOKEN: &str = "0123456789abcdef0123";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(&format!(
+            "[auth]\ntokens = [\"{TOKEN}\"]\n[targets.t]\ncommand = \"/bin/cat\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.limits.max_body_bytes, 8 * 1024 * 1024);
+        let t = &c.targets["t"];
+        assert_eq!(t.sharing, Sharing::Shared);
+        assert_eq!(t.era, mcpod_core::EraMode::Auto);
+        assert_eq!(t.backend.kind(), "process");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "listen = \"nope\"\n[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"",
+                "listen",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nsharing = \"all\"",
+                "targets.t.sharing",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nera = \"old\"",
+                "targets.t.era",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\nkind = \"vm\"\ncommand = \"x\"",
+                "targets.t.kind",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\nargs = []",
+                "targets.t.command",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\ncall_timeout = \"soon\"",
+                "targets.t.call_timeout",
+            ),
+            (
+                "[auth]\ndisabled = true\n[limits]\nmax_body_bytes = 0\n[targets.t]\ncommand = \"x\"",
+                "limits.max_body_bytes",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\n[bots.b]\ntarget = \"u\"",
+                "bots.b.target",
+            ),
+            ("[targets.t]\ncommand = \"x\"", "auth"),
+            (
+                "[auth]\ntokens = [\"short\"]\n[targets.t]\ncommand = \"x\"",
+                "auth.tokens[0]",
+            ),
+            (
+                "listen = \"0.0.0.0:1\"\n[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"",
+                "auth.disabled",
+            ),
+            ("[auth]\ndisabled = true", "targets"),
+            (
+                "[auth]\ndisabled = true\n[log]\nformat = \"xml\"\n[targets.t]\ncommand = \"x\"",
+                "log.format",
+            ),
+            (
+                "allowed_origins = [\"example.com\"]\n[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"",
+                "allowed_origins[0]",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = load(text).unwrap_err();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_named() {
+        let err =
+            load("[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\ncomand = 1").unwrap_err();
+        assert!(err.contains("comand"), "{err}");
+        let err = load("[limits]\nmax_body_bytes = \"big\"\n").unwrap_err();
+        assert!(err.contains("max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply_and_are_checked() {
+        let mut raw =
+            RawConfig::from_toml("[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"").unwrap();
+        raw.apply_env(|k| match k {
+            "MCPOD_LISTEN" => Some("127.0.0.1:9999".into()),
+            "MCPOD_MAX_BODY_BYTES" => Some("1024".into()),
+            "MCPOD_SESSION_IDLE_TIMEOUT" => Some("90s".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = raw.validate().unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.limits.max_body_bytes, 1024);
+        assert_eq!(c.limits.session_idle_timeout, Duration::from_secs(90));
+
+        let mut raw = RawConfig::default();
+        let err = raw
+            .apply_env(|k| (k == "MCPOD_AUTH_DISABLED").then(|| "maybe".into()))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("MCPOD_AUTH_DISABLED"), "{err}");
+    }
+
+    #[test]
+    fn token_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, format!("# comment\n\n{TOKEN}\n")).unwrap();
+        let c = load(&format!(
+            "[auth]\ntoken_file = \"{}\"\n[targets.t]\ncommand = \"x\"",
+            path.display()
+        ))
+        .unwrap();
+        assert_eq!(c.auth.tokens, vec![TOKEN.to_owned()]);
+        let err = load("[auth]\ntoken_file = \"/nonexistent/x\"\n[targets.t]\ncommand = \"x\"")
+            .unwrap_err();
+        assert!(err.starts_with("auth.token_file"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+
+    #[test]
+    fn embedded_default_is_valid_on_loopback_only() {
+        let raw = RawConfig::embedded_default(std::path::Path::new("/usr/bin/mcpod"));
+        let c = raw.clone().validate().unwrap();
+        assert!(c.auth.disabled);
+        assert!(c.targets.contains_key("demo"));
+        let mut raw = raw;
+        raw.apply_overrides(&Overrides {
+            listen: Some("0.0.0.0:8080".into()),
+        });
+        assert!(raw.validate().is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! [`Context`]: what every front end is handed by the routes.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::Inputs;
+use crate::metrics::Metrics;
+
+/// The state the front ends share.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    /// Request counters.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Stateless clients' calls parked for `input_required` round trips.
+    pub(crate) inputs: Arc<Inputs>,
+    /// Cancelled at shutdown: long-lived streams end.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Context {
+    /// A fresh context.
+    pub(crate) fn new() -> Self {
+        Context {
+            metrics: Arc::default(),
+            inputs: Arc::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Legacy (2025-11-25 and earlier) clients: `initialize` answered by the
+//! gateway, sessions, their GET streams and DELETE, client cancellations
+//! and answers to server requests.
+
+mod session;
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use mcpod_core::envelope::ErrorObject;
+use mcpod_core::{LEGACY_VERSIONS, Message};
+use mcpod_tokio::{OwnedOutcome, OwnedRequest, RequestOptions};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracing::debug;
+
+use super::context::Context;
+use super::refusals::{target_busy, unsupported_version};
+use super::reply::{Answering, answer, forward_notification, reply};
+use crate::bridge::{self, Caller, Client, Exchange, Slots};
+use crate::metrics::Outcome;
+use crate::targets::Target;
+use crate::web::errors::{
+    ApiError, INTERNAL_ERROR, INVALID_REQUEST, SERVER_ERROR, SESSION_NOT_FOUND, accepted,
+    not_ready, overloaded, upstream_error,
+};
+use crate::web::headers::{self, Accept};
+use crate::web::record::Record;
+use crate::web::sse;
+
+pub(crate) use session::Sessions;
+use session::{Session, SessionStore};
+
+#[derive(Deserialize)]
+struct InitializeParams<'a> {
+    #[serde(rename = "protocolVersion", borrow, default)]
+    protocol_version: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct CancelParams<'a> {
+    #[serde(rename = "requestId", borrow)]
+    request_id: &'a RawValue,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn not_acceptable(id: Option<&RawValue>) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        INVALID_REQUEST,
+        "Accept must include application/json or text/event-stream",
+    )
+    .with_id(id)
+}
+
+fn session_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        SESSION_NOT_FOUND,
+        "session not found or expired; initialize again",
+    )
+}
+
+fn sessions_of<'a>(sessions: &'a Sessions, target: &Target) -> Result<&'a SessionStore, ApiError> {
+    sessions.of(target.name()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            SERVER_ERROR,
+            format!("target `{}` has no legacy sessions", target.name()),
+        )
+    })
+}
+
+/// Handles a legacy client's POST.
+pub(crate) async fn post(
+    ctx: &Context,
+    sessions: &Sessions,
+    target: Arc<Target>,
+    headers: &HeaderMap,
+    msg: &Message<'_>,
+    mut record: Record,
+) -> Response {
+    let accept = Accept::from_headers(headers);
+    if let Message::Request { id, method, params } = msg {
+        if method == "initialize" {
+            return initialize(ctx, sessions, &target, id, *params, accept, record).await;
+        }
+    }
+    let session_id = match headers::session_id(headers) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return record.fail(ApiError::bad_request(
+                INVALID_REQUEST,
+                "missing Mcp-Session-Id header (send initialize first)",
+            ));
+        }
+        Err(p) => return record.fail(ApiError::bad_request(INVALID_REQUEST, p.to_string())),
+    };
+    let session = match sessions_of(sessions, &target).map(|s| s.get(session_id)) {
+        Ok(Some(session)) => session,
+        Ok(None) => return record.fail(session_not_found()),
+        Err(e) => return record.fail(e),
+    };
+    record.session(&session.id);
+    session.touch();
+    if let Ok(Some(v)) = headers::single(headers, headers::PROTOCOL_VERSION) {
+        if !LEGACY_VERSIONS.contains(&v) {
+            return record.fail(unsupported_version(v, None));
+        }
+    }
+    let client = &session.client;
+    match msg {
+        Message::Request { id, method, params } => {
+            if !accept.json && !accept.sse {
+                return record.fail(not_acceptable(Some(id)));
+            }
+            if method == "ping" {
+                record.outcome = Outcome::Ok;
+                let empty = mcpod_core::json::to_raw(&serde_json::json!({}));
+                return reply(
+                    mcpod_core::json::result_frame(id.get(), &empty),
+                    accept.json,
+                );
+            }
+            let Some(target_slot) = target.try_call_slot() else {
+                return record.fail(target_busy(&target).with_id(Some(id)));
+            };
+            let Some(client_slot) = client.try_start_call(target.limits.max_calls_per_session)
+            else {
+                return record.fail(
+                    overloaded(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "this session has {} calls in flight, its limit",
+                            target.limits.max_calls_per_session
+                        ),
+                    )
+                    .with_id(Some(id)),
+                );
+            };
+            let request = OwnedRequest::new(
+                (*id).to_owned(),
+                method.as_ref(),
+                params.map(|p| p.to_owned()),
+            );
+            let place = bridge::place(&target, client.backend().clone(), &ctx.inputs);
+            let slots = Slots::new(target_slot, Some(client_slot));
+            let exchange = match Exchange::start(
+                place,
+                Caller::Session(client.clone()),
+                request,
+                RequestOptions::default(),
+                slots,
+            )
+            .await
+            {
+                Ok(e) => e,
+                Err(e) => return record.fail(upstream_error(&e).with_id(Some(id))),
+            };
+            let how = Answering {
+                accept,
+                keep_alive: target.limits.sse_keep_alive,
+                stop: None,
+            };
+            answer(exchange, record, how).await
+        }
+        Message::Notification { method, params } => match method.as_ref() {
+            "notifications/initialized" => {
+                record.outcome = Outcome::Ok;
+                accepted()
+            }
+            "notifications/cancelled" => {
+                let found = params
+                    .and_then(|p| serde_json::from_str::<CancelParams<'_>>(p.get()).ok())
+                    .map(|p| {
+                        client.backend().upstream.cancel_caller(
+                            client.owner(),
+                            p.request_id.get(),
+                            Some(p.reason.as_deref().unwrap_or("cancelled by the client")),
+                        )
+                    });
+                debug!(found = ?found, "client cancelled a call");
+                record.outcome = Outcome::Ok;
+                accepted()
+            }
+            m => forward_notification(&client.backend().upstream, m, *params, record).await,
+        },
+        Message::Response { id, result } => {
+            client
+                .answer(id.get(), OwnedOutcome::Result((*result).to_owned()))
+                .await;
+            record.outcome = Outcome::Ok;
+            accepted()
+        }
+        Message::Error { id, error } => {
+            let outcome = match ErrorObject::parse(error) {
+                Some(e) => OwnedOutcome::Error {
+                    code: e.code,
+                    message: e.message.into_owned(),
+                    data: e.data.map(|d| d.to_owned()),
+                },
+                None => OwnedOutcome::Error {
+                    code: INTERNAL_ERROR,
+                    message: "the client sent an invalid error object".into(),
+                    data: None,
+                },
+            };
+            match id {
+                Some(id) => {
+                    client.answer(id.get(), outcome).await;
+                }
+                None => debug!("client sent an error without an id; nothing to answer"),
+            }
+            record.outcome = Outcome::Ok;
+            accepted()
+        }
+    }
+}
+
+async fn initialize(
+    ctx: &Context,
+    sessions: &Sessions,
+    target: &Arc<Target>,
+    id: &RawValue,
+    params: Option<&RawValue>,
+    accept: Accept,
+    mut record: Record,
+) -> Response {
+    if !accept.json && !accept.sse {
+        return record.fail(not_acceptable(Some(id)));
+    }
+    let store = match sessions_of(sessions, target) {
+        Ok(s) => s,
+        Err(e) => return record.fail(e.with_id(Some(id))),
+    };
+    let max = target.limits.max_sessions_per_target;
+    let too_many = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SERVER_ERROR,
+            format!("target `{}` has {max} sessions, its limit", target.name()),
+        )
+        .with_id(Some(id))
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    };
+    if store.len() >= max {
+        return record.fail(too_many());
+    }
+    let requested = params
+        .and_then(|p| serde_json::from_str::<InitializeParams<'_>>(p.get()).ok())
+        .and_then(|p| p.protocol_version.map(|v| v.into_owned()));
+    let version = bridge::negotiate(requested.as_deref());
+    let session_id = session::new_session_id();
+    let (backend, private) = if target.per_session() {
+        let p = target.open_private(&session_id[..8]);
+        (p.backend, Some(p.id))
+    } else {
+        (target.shared_backend(), None)
+    };
+    let info = match bridge::ready(&backend.upstream, target.ready_timeout()).await {
+        Ok(info) => info,
+        Err(e) => {
+            if let Some(p) = private {
+                target.close_private(p).await;
+            }
+            return record.fail(not_ready(&e, target.name()).with_id(Some(id)));
+        }
+    };
+    let session = Arc::new(Session::new(
+        session_id,
+        Client::attach(backend),
+        target.clone(),
+        private,
+        ctx.shutdown.child_token(),
+    ));
+    if !store.insert(session.clone(), max) {
+        session.close().await;
+        return record.fail(too_many());
+    }
+    record.session(&session.id);
+    record.outcome = Outcome::Ok;
+    let frame =
+        mcpod_core::json::result_frame(id.get(), &bridge::initialize_result(&info, version));
+    let mut response = reply(frame, accept.json);
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(headers::SESSION_ID, v);
+    }
+    response
+}
+
+/// The legacy session a `GET` or `DELETE` names, or the error to answer.
+fn session_for(
+    sessions: &Sessions,
+    target: &Target,
+    headers: &HeaderMap,
+) -> Result<Arc<Session>, ApiError> {
+    let id = headers::session_id(headers)
+        .map_err(|p| ApiError::bad_request(INVALID_REQUEST, p.to_string()))?;
+    let Some(id) = id else {
+        let legacy = headers::single(headers, headers::PROTOCOL_VERSION)
+            .ok()
+            .flatten()
+            .is_some_and(|v| LEGACY_VERSIONS.contains(&v));
+        return Err(if legacy {
+            ApiError::bad_request(INVALID_REQUEST, "missing Mcp-Session-Id header")
+        } else {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                INVALID_REQUEST,
+                "only POST is served to stateless (2026-07-28) clients; legacy clients send Mcp-Session-Id",
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static("POST"))
+        });
+    };
+    sessions_of(sessions, target)?
+        .get(id)
+        .ok_or_else(session_not_found)
+}
+
+/// A legacy `GET` or `DELETE`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionRequest {
+    /// `GET`: open the session's stream of server-initiated messages.
+    OpenStream,
+    /// `DELETE`: end the session.
+    End,
+}
+
+/// Answers a legacy session's `GET` or `DELETE`.
+pub(crate) async fn session_request(
+    sessions: &Sessions,
+    target: &Target,
+    headers: &HeaderMap,
+    request: SessionRequest,
+    mut record: Record,
+) -> Response {
+    let session = match session_for(sessions, target, headers) {
+        Ok(s) => s,
+        Err(e) => return record.fail(e),
+    };
+    record.session(&session.id);
+    match request {
+        SessionRequest::OpenStream => open_stream(&session, target, headers, record),
+        SessionRequest::End => {
+            if let Ok(store) = sessions_of(sessions, target) {
+                if let Some(session) = store.remove(&session.id) {
+                    session.close().await;
+                }
+            }
+            record.outcome = Outcome::Ok;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// `GET /mcp/{target}`: a legacy session's stream of server-initiated
+/// messages.
+fn open_stream(
+    session: &Session,
+    target: &Target,
+    headers: &HeaderMap,
+    mut record: Record,
+) -> Response {
+    if !Accept::from_headers(headers).sse {
+        return record.fail(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            INVALID_REQUEST,
+            "GET opens an event stream: Accept must include text/event-stream",
+        ));
+    }
+    session.touch();
+    let rx = session.client.open_stream();
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (sse::event(&frame), rx))
+    })
+    .boxed();
+    record.outcome = Outcome::Ok;
+    let mut response = sse::response(
+        events,
+        target.limits.sse_keep_alive,
+        Some(session.closed.clone()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(headers::SESSION_ID, v);
+    }
+    response
+}

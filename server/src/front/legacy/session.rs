@@ -1,0 +1,161 @@
+//! Legacy client sessions (`Mcp-Session-Id`): each is a [`Client`] of one
+//! backend (the target's shared one, or its own in `per_session` mode),
+//! with the HTTP side around it — its id, when it was last used, and the
+//! token that ends its streams.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::Client;
+use crate::targets::{Registry, Target};
+
+/// One legacy client session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The `Mcp-Session-Id`.
+    pub(crate) id: String,
+    /// The session as the bridge sees it.
+    pub(crate) client: Arc<Client>,
+    target: Arc<Target>,
+    /// The session's own backend (`per_session` sharing), by its number.
+    private: Option<u64>,
+    last_seen: Mutex<Instant>,
+    /// Cancelled when the session ends: its streams end.
+    pub(crate) closed: CancellationToken,
+}
+
+/// A random session id: 128 bits as 32 hex digits.
+pub(crate) fn new_session_id() -> String {
+    crate::ids::random_hex(16)
+}
+
+impl Session {
+    /// A session with id `id` whose calls go through `client`; `private`
+    /// names its own backend of `target`, if it has one.
+    pub(crate) fn new(
+        id: String,
+        client: Arc<Client>,
+        target: Arc<Target>,
+        private: Option<u64>,
+        closed: CancellationToken,
+    ) -> Self {
+        Session {
+            id,
+            client,
+            target,
+            private,
+            last_seen: Mutex::new(Instant::now()),
+            closed,
+        }
+    }
+
+    /// Marks the session as used now.
+    pub(crate) fn touch(&self) {
+        *self.last_seen.lock() = Instant::now();
+    }
+
+    /// Whether the session has been idle (no request, no open stream, no
+    /// call) for `timeout`.
+    fn is_idle(&self, timeout: Duration) -> bool {
+        self.client.calls_in_flight() == 0
+            && !self.client.has_stream()
+            && self.last_seen.lock().elapsed() >= timeout
+    }
+
+    /// Ends the session: its streams close, server requests it held are
+    /// answered with an error, and a backend it owns is shut down.
+    pub(crate) async fn close(&self) {
+        self.closed.cancel();
+        self.client.close().await;
+        if let Some(id) = self.private {
+            self.target.close_private(id).await;
+        }
+    }
+}
+
+/// The sessions of one target.
+#[derive(Debug, Default)]
+pub(crate) struct SessionStore {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl SessionStore {
+    /// Adds a session if fewer than `max` exist; returns false otherwise.
+    pub(crate) fn insert(&self, session: Arc<Session>, max: usize) -> bool {
+        let mut map = self.sessions.lock();
+        if map.len() >= max {
+            return false;
+        }
+        map.insert(session.id.clone(), session);
+        true
+    }
+
+    /// The session with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().get(id).cloned()
+    }
+
+    /// Removes a session (the caller closes it).
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().remove(id)
+    }
+
+    /// How many sessions are open.
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Removes and returns the sessions idle for `timeout`.
+    pub(crate) fn take_idle(&self, timeout: Duration) -> Vec<Arc<Session>> {
+        let mut map = self.sessions.lock();
+        let idle: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| s.is_idle(timeout))
+            .map(|(k, _)| k.clone())
+            .collect();
+        idle.iter().filter_map(|k| map.remove(k)).collect()
+    }
+
+    /// Removes and returns every session.
+    pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().drain().map(|(_, s)| s).collect()
+    }
+}
+
+/// The legacy sessions of every configured target.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    by_target: BTreeMap<String, SessionStore>,
+}
+
+impl Sessions {
+    /// An empty store for each target of `registry`.
+    pub(crate) fn new(registry: &Registry) -> Self {
+        Sessions {
+            by_target: registry
+                .all()
+                .map(|t| (t.name().to_owned(), SessionStore::default()))
+                .collect(),
+        }
+    }
+
+    /// The sessions of target `name`.
+    pub(crate) fn of(&self, name: &str) -> Option<&SessionStore> {
+        self.by_target.get(name)
+    }
+
+    /// How many sessions target `name` has.
+    pub(crate) fn count(&self, name: &str) -> usize {
+        self.of(name).map_or(0, SessionStore::len)
+    }
+
+    /// Every target's sessions.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &SessionStore> {
+        self.by_target.values()
+    }
+}

@@ -1,0 +1,300 @@
+//! Stateless (2026-07-28) clients: header validation, `server/discover`,
+//! `subscriptions/listen`, multi round-trip retries, and forwarding.
+
+mod checks;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::response::Response;
+use futures::StreamExt;
+use http::{HeaderMap, StatusCode};
+use mcpod_core::meta::RequestMeta;
+use mcpod_core::{Era, MODERN_VERSIONS, Message};
+use mcpod_tokio::{Deadline, OwnedOutcome, OwnedRequest, RequestOptions};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::context::Context;
+use super::refusals::{target_busy, unsupported_version};
+use super::reply::{Answering, answer, forward_notification, reply};
+use crate::bridge::{self, Caller, ClientCaps, Exchange, ListenFilter, Slots};
+use crate::metrics::Outcome;
+use crate::targets::{Target, no_answer};
+use crate::web::errors::{
+    ApiError, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, accepted, not_ready,
+    upstream_error,
+};
+use crate::web::headers::Accept;
+use crate::web::record::Record;
+use crate::web::sse;
+
+/// Client requests a 2026-07-28 server serves (besides `server/discover`
+/// and `subscriptions/listen`, which the gateway handles itself).
+const FORWARDED_METHODS: &[&str] = &[
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+];
+
+/// What the front end reads of a request's params besides `_meta`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Params<'a> {
+    #[serde(borrow, default)]
+    request_state: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    input_responses: Option<HashMap<String, &'a RawValue>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    uri: Option<Cow<'a, str>>,
+    #[serde(default)]
+    notifications: Option<ListenFilter>,
+}
+
+/// A stateless client's call to forward.
+struct Call {
+    place: bridge::Place,
+    request: OwnedRequest,
+    caps: ClientCaps,
+    deadline: Deadline,
+}
+
+impl Call {
+    /// Takes a call slot, starts the call and answers it.
+    async fn answer(self, target: &Target, how: Answering, mut record: Record) -> Response {
+        let id = self.request.id.clone();
+        let Some(slot) = target.try_call_slot() else {
+            return record.fail(target_busy(target).with_id(Some(&id)));
+        };
+        let opts = RequestOptions {
+            deadline: self.deadline,
+            ..RequestOptions::default()
+        };
+        let started = Exchange::start(
+            self.place,
+            Caller::Stateless(self.caps),
+            self.request,
+            opts,
+            Slots::new(slot, None),
+        )
+        .await;
+        match started {
+            Ok(exchange) => answer(exchange, record, how).await,
+            Err(e) => record.fail(upstream_error(&e).with_id(Some(&id))),
+        }
+    }
+}
+
+fn invalid_params(e: serde_json::Error, id: Option<&RawValue>) -> ApiError {
+    ApiError::bad_request(INVALID_PARAMS, format!("invalid params: {e}")).with_id(id)
+}
+
+/// Handles a modern client's POST.
+pub(crate) async fn post(
+    ctx: &Context,
+    target: Arc<Target>,
+    headers: &HeaderMap,
+    msg: &Message<'_>,
+    meta: Result<RequestMeta<'_>, serde_json::Error>,
+    header_version: Option<String>,
+    mut record: Record,
+) -> Response {
+    let (id, method, raw_params) = match msg {
+        Message::Request { id, method, params } => (Some(*id), method.as_ref(), *params),
+        Message::Notification { method, params } => (None, method.as_ref(), *params),
+        Message::Response { .. } | Message::Error { .. } => {
+            return record.fail(ApiError::bad_request(
+                INVALID_REQUEST,
+                "a 2026-07-28 client has no server requests to answer",
+            ));
+        }
+    };
+    let Some(version) = header_version else {
+        return record.fail(checks::missing_version(id));
+    };
+    if !MODERN_VERSIONS.contains(&version.as_str()) {
+        return record.fail(unsupported_version(&version, id));
+    }
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => return record.fail(invalid_params(e, id)),
+    };
+    let params: Params<'_> = match raw_params.map(|p| serde_json::from_str(p.get())) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return record.fail(invalid_params(e, id)),
+        None => Params::default(),
+    };
+    let named = checks::Named {
+        meta_version: meta.protocol_version.as_deref(),
+        name: params.name.as_deref(),
+        uri: params.uri.as_deref(),
+    };
+    if let Err(e) = checks::check_headers(headers, method, &named, &version, id) {
+        return record.fail(e);
+    }
+
+    let Some(id) = id else {
+        // A notification.
+        return match method {
+            // Stateless clients cancel by closing the response stream.
+            "notifications/cancelled" | "notifications/initialized" => {
+                record.outcome = Outcome::Ok;
+                accepted()
+            }
+            _ => forward_notification(&target.shared_upstream(), method, raw_params, record).await,
+        };
+    };
+
+    let accept = Accept::from_headers(headers);
+    if !accept.json && !accept.sse {
+        return record.fail(
+            ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                INVALID_REQUEST,
+                "Accept must include application/json or text/event-stream",
+            )
+            .with_id(Some(id)),
+        );
+    }
+    let backend = target.shared_backend();
+    let caps = ClientCaps::from_raw(meta.client_capabilities);
+    let how = Answering {
+        accept,
+        keep_alive: target.limits.sse_keep_alive,
+        stop: None,
+    };
+    match method {
+        "server/discover" => {
+            let info = match bridge::ready(&backend.upstream, target.ready_timeout()).await {
+                Ok(info) => info,
+                Err(e) => return record.fail(not_ready(&e, target.name()).with_id(Some(id))),
+            };
+            record.outcome = Outcome::Ok;
+            let result = bridge::discover_result(&info);
+            reply(
+                mcpod_core::json::result_frame(id.get(), &result),
+                accept.json,
+            )
+        }
+        "subscriptions/listen" => {
+            if !accept.sse {
+                return record.fail(
+                    ApiError::new(
+                        StatusCode::NOT_ACCEPTABLE,
+                        INVALID_REQUEST,
+                        "subscriptions/listen answers with an event stream: Accept must include text/event-stream",
+                    )
+                    .with_id(Some(id)),
+                );
+            }
+            let info = match bridge::ready(&backend.upstream, target.ready_timeout()).await {
+                Ok(info) => info,
+                Err(e) => return record.fail(not_ready(&e, target.name()).with_id(Some(id))),
+            };
+            if info.era == Era::Modern {
+                let call = Call {
+                    place: bridge::place(&target, backend, &ctx.inputs),
+                    request: OwnedRequest::new(
+                        id.to_owned(),
+                        method,
+                        raw_params.map(|p| p.to_owned()),
+                    ),
+                    caps,
+                    deadline: Deadline::Never,
+                };
+                let how = Answering {
+                    stop: Some(ctx.shutdown.clone()),
+                    ..how
+                };
+                return call.answer(&target, how, record).await;
+            }
+            record.outcome = Outcome::Ok;
+            let listening = bridge::listen(
+                &backend,
+                &info,
+                id,
+                params.notifications.unwrap_or_default(),
+            );
+            let first = futures::stream::iter([sse::event(&listening.ack)]);
+            let rest = futures::stream::unfold(
+                (listening.rx, listening.guard),
+                |(mut rx, guard)| async move {
+                    rx.recv()
+                        .await
+                        .map(|frame| (sse::event(&frame), (rx, guard)))
+                },
+            );
+            sse::response(
+                first.chain(rest).boxed(),
+                target.limits.sse_keep_alive,
+                Some(ctx.shutdown.clone()),
+            )
+        }
+        m if FORWARDED_METHODS.contains(&m) => {
+            let place = bridge::place(&target, backend, &ctx.inputs);
+            // The retry of a call the gateway parked for client input.
+            let parked = params
+                .request_state
+                .as_deref()
+                .filter(|s| s.starts_with(bridge::STATE_PREFIX))
+                .and_then(|s| ctx.inputs.take(target.name(), s));
+            if let Some(parked) = parked {
+                let answer_given = params
+                    .input_responses
+                    .as_ref()
+                    .and_then(|r| r.get(bridge::INPUT_KEY))
+                    .map(|r| OwnedOutcome::Result((*r).to_owned()));
+                let Some(answer_given) = answer_given else {
+                    let _ = parked
+                        .backend
+                        .upstream
+                        .respond(parked.key, no_answer("the client sent no input"))
+                        .await;
+                    return record.fail(
+                        ApiError::bad_request(
+                            INVALID_PARAMS,
+                            format!("inputResponses.{} is missing", bridge::INPUT_KEY),
+                        )
+                        .with_id(Some(id)),
+                    );
+                };
+                let exchange = match Exchange::resume(
+                    parked,
+                    answer_given,
+                    Caller::Stateless(caps),
+                    id.get().to_owned(),
+                    place,
+                )
+                .await
+                {
+                    Ok(e) => e,
+                    Err(e) => return record.fail(upstream_error(&e).with_id(Some(id))),
+                };
+                return answer(exchange, record, how).await;
+            }
+            let call = Call {
+                place,
+                request: OwnedRequest::new(id.to_owned(), method, raw_params.map(|p| p.to_owned())),
+                caps,
+                deadline: Deadline::Default,
+            };
+            call.answer(&target, how, record).await
+        }
+        other => record.fail(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                METHOD_NOT_FOUND,
+                format!("method not found: {other}"),
+            )
+            .with_id(Some(id)),
+        ),
+    }
+}

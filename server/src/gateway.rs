@@ -1,0 +1,138 @@
+//! The gateway's life: the routes on a listener, shared backends started
+//! up front, idle sessions swept, and a graceful shutdown that lets calls
+//! in flight finish within the grace and then closes every backend.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::routes::{self, App};
+
+/// Serves `config` on `listener` until `stop` resolves, then shuts down
+/// gracefully: stops accepting, ends long-lived streams, lets in-flight
+/// calls finish for up to `limits.shutdown_grace`, then closes every
+/// backend properly.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let app = App::new(config, addr)?;
+    run(app, listener, stop).await
+}
+
+async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    // Start shared backends now, so the first client does not wait and
+    // /readyz tells the truth.
+    for target in app.targets.all() {
+        if !target.per_session() {
+            let upstream = target.shared_upstream();
+            let name = target.name().to_owned();
+            tokio::spawn(async move {
+                match upstream.ready().await {
+                    Ok(info) => {
+                        info!(target = %name, era = ?info.era, version = %info.protocol_version, "backend ready")
+                    }
+                    Err(e) => warn!(target = %name, error = %e, "backend not ready"),
+                }
+            });
+        }
+    }
+    let sweeper = tokio::spawn(sweep(app.clone()));
+    info!(%addr, targets = ?app.config.targets.keys().collect::<Vec<_>>(), "mcpod listening");
+
+    let token = app.ctx.shutdown.clone();
+    tokio::spawn({
+        let token = token.clone();
+        async move {
+            stop.await;
+            token.cancel();
+        }
+    });
+    let router = routes::router(app.clone());
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
+    let grace = app.config.limits.shutdown_grace;
+    let outcome = tokio::select! {
+        r = server.into_future() => r,
+        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+            warn!(grace_ms = grace.as_millis() as u64, "grace period over; dropping calls still in flight");
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    for store in app.sessions.all() {
+        for session in store.drain() {
+            session.close().await;
+        }
+    }
+    for target in app.targets.all() {
+        target.close().await;
+    }
+    app.stdio.close_all().await;
+    if let Some(bots) = &app.bot_containers {
+        bots.close_all().await;
+    }
+    info!("mcpod stopped");
+    outcome
+}
+
+/// Expires idle sessions and stdio connections.
+async fn sweep(app: Arc<App>) {
+    let timeout = app.config.limits.session_idle_timeout;
+    let period = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        for store in app.sessions.all() {
+            for session in store.take_idle(timeout) {
+                info!(session = %session.id, "idle session expired");
+                session.close().await;
+            }
+        }
+        app.stdio.expire(timeout).await;
+    }
+}
+
+/// A gateway running in the background (for tests and embedding).
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts it down gracefully and waits until it has stopped.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts [`serve`] on a task; stop it with [`Server::shutdown`].
+pub fn spawn(config: Config, listener: TcpListener) -> std::io::Result<Server> {
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let app = App::new(config, addr)?;
+    let task = tokio::spawn(run(app, listener, stop.clone().cancelled_owned()));
+    Ok(Server { addr, stop, task })
+}

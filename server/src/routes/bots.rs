@@ -1,0 +1,183 @@
+//! The Memoh-compatible `/bots/{bot_id}/…` routes: who the bot is, whether
+//! the caller may use it (its own tokens, or the global ones), and which
+//! target serves it — a configured bot (its container checked when its
+//! target is a containerd one), or, with `[containerd] serve_bots`, any bot
+//! whose container checks out (400 / 403 / 404 otherwise).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use tracing::Instrument;
+
+use super::app::App;
+use crate::config::BotConfig;
+use crate::front::memoh::{self, StdioBot};
+use crate::targets::{Target, check_target};
+use crate::web::errors::{ApiError, message};
+
+/// Why a bot request was refused before any JSON-RPC.
+#[derive(Debug)]
+enum Refusal {
+    /// Auth failed (401 with `WWW-Authenticate`).
+    Auth(Box<ApiError>),
+    /// An echo-style `{"message": …}` error.
+    Message(StatusCode, &'static str),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Auth(e) => e.into_response(),
+            Refusal::Message(status, text) => message(status, text),
+        }
+    }
+}
+
+const NOT_FOUND: &str = "container not found for bot";
+
+fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotConfig, Refusal> {
+    if bot_id.trim().is_empty() {
+        return Err(Refusal::Message(
+            StatusCode::BAD_REQUEST,
+            "bot id is required",
+        ));
+    }
+    let auth = |e: ApiError| Refusal::Auth(Box::new(e));
+    match app.config.bots.get(bot_id) {
+        Some(bot) => {
+            app.authorize(bot.tokens.as_ref(), headers).map_err(auth)?;
+            Ok(bot)
+        }
+        None => {
+            app.authorize(None, headers).map_err(auth)?;
+            Err(Refusal::Message(StatusCode::NOT_FOUND, NOT_FOUND))
+        }
+    }
+}
+
+/// A bot and the target serving it.
+struct Resolved<'a> {
+    id: &'a str,
+    allow_local_stdio: bool,
+    target: Arc<Target>,
+}
+
+async fn resolve<'a>(
+    app: &'a App,
+    bot_id: &'a str,
+    headers: &HeaderMap,
+) -> Result<Resolved<'a>, Response> {
+    match bot(app, bot_id, headers) {
+        Ok(bot) => {
+            let Some(target) = app.targets.get(&bot.target).cloned() else {
+                return Err(message(StatusCode::NOT_FOUND, NOT_FOUND));
+            };
+            check_target(&target)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            Ok(Resolved {
+                id: bot_id,
+                allow_local_stdio: bot.allow_local_stdio,
+                target,
+            })
+        }
+        Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => {
+            let Some(bots) = app.bot_containers.as_ref() else {
+                return Err(message(StatusCode::NOT_FOUND, NOT_FOUND));
+            };
+            let target = bots
+                .target(&app.targets, bot_id)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            Ok(Resolved {
+                id: bot_id,
+                allow_local_stdio: false,
+                target,
+            })
+        }
+        Err(r) => Err(r.into_response()),
+    }
+}
+
+/// Auth and bot-id checks of the `mcp-stdio/{connection_id}` routes (the
+/// connection itself says whose it is).
+fn stdio_bot(app: &App, bot_id: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+    match bot(app, bot_id, headers) {
+        Ok(_) => Ok(()),
+        Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => Ok(()),
+        Err(r) => Err(r),
+    }
+}
+
+/// `POST /bots/{bot_id}/container/fs-mcp`.
+pub(super) async fn fs_mcp(
+    State(app): State<Arc<App>>,
+    Path(bot_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = tracing::info_span!("memoh", bot = %bot_id, method = tracing::field::Empty, session = tracing::field::Empty);
+    async move {
+        let target = match resolve(&app, &bot_id, &headers).await {
+            Ok(r) => r.target,
+            Err(r) => return r,
+        };
+        let backend = target.shared_backend();
+        memoh::rpc(
+            &app.ctx,
+            target,
+            backend,
+            body,
+            app.config.limits.max_body_bytes,
+        )
+        .await
+    }
+    .instrument(span)
+    .await
+}
+
+/// `POST /bots/{bot_id}/mcp-stdio`.
+pub(super) async fn create_stdio(
+    State(app): State<Arc<App>>,
+    Path(bot_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let resolved = match resolve(&app, &bot_id, &headers).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let bot = StdioBot {
+        id: resolved.id,
+        allow_local_stdio: resolved.allow_local_stdio,
+    };
+    memoh::create_stdio(&app.ctx, &app.stdio, bot, resolved.target, body).await
+}
+
+/// `POST /bots/{bot_id}/mcp-stdio/{connection_id}`.
+pub(super) async fn call_stdio(
+    State(app): State<Arc<App>>,
+    Path((bot_id, connection_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
+        return r.into_response();
+    }
+    memoh::call_stdio(&app.ctx, &app.stdio, &bot_id, &connection_id, body).await
+}
+
+/// `DELETE /bots/{bot_id}/mcp-stdio/{connection_id}`: stops it (204).
+pub(super) async fn delete_stdio(
+    State(app): State<Arc<App>>,
+    Path((bot_id, connection_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
+        return r.into_response();
+    }
+    memoh::delete_stdio(&app.ctx, &app.stdio, &bot_id, &connection_id).await
+}

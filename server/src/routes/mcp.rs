@@ -1,0 +1,190 @@
+//! `/mcp/{target}`: the target and the caller's token, then the client's
+//! era, then the front end of that era.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use mcpod_core::meta::RequestMeta;
+use mcpod_core::{LEGACY_VERSIONS, Message};
+use tracing::Instrument;
+
+use super::app::App;
+use crate::front;
+use crate::front::legacy::SessionRequest;
+use crate::metrics::{Method, Operation};
+use crate::targets::Target;
+use crate::web::body::read_body;
+use crate::web::errors::{ApiError, HEADER_MISMATCH, INVALID_REQUEST, SERVER_ERROR};
+use crate::web::headers;
+use crate::web::record::Record;
+
+/// The era a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientEra {
+    /// `initialize`-based, with sessions.
+    Legacy,
+    /// Stateless; the `MCP-Protocol-Version` header, if sent.
+    Modern(Option<String>),
+}
+
+fn message_params<'a>(msg: &Message<'a>) -> Option<&'a serde_json::value::RawValue> {
+    match msg {
+        Message::Request { params, .. } | Message::Notification { params, .. } => *params,
+        _ => None,
+    }
+}
+
+/// Decides the era: `initialize` or a session id means legacy; a legacy
+/// `MCP-Protocol-Version` means legacy; any other version header, or a
+/// `_meta` protocol version, means modern; nothing at all means legacy
+/// (a client without the header may be treated as 2025-03-26).
+fn detect_era(
+    headers: &HeaderMap,
+    msg: &Message<'_>,
+    meta: Option<&RequestMeta<'_>>,
+) -> Result<ClientEra, ApiError> {
+    let version = headers::single(headers, headers::PROTOCOL_VERSION)
+        .map_err(|p| ApiError::bad_request(HEADER_MISMATCH, p.to_string()))?;
+    let session = headers::session_id(headers)
+        .map_err(|p| ApiError::bad_request(INVALID_REQUEST, p.to_string()))?;
+    if msg.method() == Some("initialize") || session.is_some() {
+        return Ok(ClientEra::Legacy);
+    }
+    match version {
+        Some(v) if LEGACY_VERSIONS.contains(&v) => Ok(ClientEra::Legacy),
+        Some(v) => Ok(ClientEra::Modern(Some(v.to_owned()))),
+        None if meta.is_some_and(|m| m.protocol_version.is_some()) => Ok(ClientEra::Modern(None)),
+        None => Ok(ClientEra::Legacy),
+    }
+}
+
+/// The target label for metrics: unknown names are not echoed into
+/// label values (a client could otherwise create series at will).
+fn metric_target<'a>(app: &App, name: &'a str) -> &'a str {
+    if app.targets.get(name).is_some() {
+        name
+    } else {
+        "unknown"
+    }
+}
+
+/// Finds the target and checks the caller's token (the global tokens
+/// guard the 404 for unknown targets, so names do not leak).
+fn target_for(app: &App, name: &str, headers: &HeaderMap) -> Result<Arc<Target>, ApiError> {
+    match app.targets.get(name) {
+        Some(t) => {
+            app.authorize(t.config.tokens.as_ref(), headers)?;
+            Ok(t.clone())
+        }
+        None => {
+            app.authorize(None, headers)?;
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                SERVER_ERROR,
+                format!("no target named `{name}`"),
+            ))
+        }
+    }
+}
+
+/// `POST /mcp/{target}`.
+pub(super) async fn post(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        target = %name,
+        http = "POST",
+        era = tracing::field::Empty,
+        method = tracing::field::Empty,
+        session = tracing::field::Empty,
+    );
+    handle_post(app, name, headers, body).instrument(span).await
+}
+
+async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body) -> Response {
+    let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
+    let target = match target_for(&app, &name, &headers) {
+        Ok(t) => t,
+        Err(e) => return record.fail(e),
+    };
+    if !headers::is_json_content_type(&headers) {
+        return record.fail(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Content-Type must be application/json",
+        ));
+    }
+    let body = match read_body(body, app.config.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return record.fail(e),
+    };
+    let msg = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(e) => return record.fail(ApiError::bad_request(e.code(), e.to_string())),
+    };
+    match msg.method() {
+        Some(m) => record.method(Method::of(m), m),
+        None => record.method(Method::RESPONSE, "response"),
+    }
+    // Read once: the era depends on it, and the modern front end uses it.
+    let meta = RequestMeta::read(message_params(&msg));
+    let era = match detect_era(&headers, &msg, meta.as_ref().ok()) {
+        Ok(e) => e,
+        Err(e) => return record.fail(e),
+    };
+    match era {
+        ClientEra::Modern(version) => {
+            tracing::Span::current().record("era", "modern");
+            front::modern::post(&app.ctx, target, &headers, &msg, meta, version, record).await
+        }
+        ClientEra::Legacy => {
+            tracing::Span::current().record("era", "legacy");
+            front::legacy::post(&app.ctx, &app.sessions, target, &headers, &msg, record).await
+        }
+    }
+}
+
+/// `GET /mcp/{target}`: a legacy session's stream of server-initiated
+/// messages.
+pub(super) async fn get(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    session_request(&app, &name, &headers, SessionRequest::OpenStream).await
+}
+
+/// `DELETE /mcp/{target}`: ends a legacy session.
+pub(super) async fn delete(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    session_request(&app, &name, &headers, SessionRequest::End).await
+}
+
+async fn session_request(
+    app: &App,
+    name: &str,
+    headers: &HeaderMap,
+    request: SessionRequest,
+) -> Response {
+    let operation = match request {
+        SessionRequest::OpenStream => Operation::OpenStream,
+        SessionRequest::End => Operation::EndSession,
+    };
+    let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
+    match target_for(app, name, headers) {
+        Ok(target) => {
+            front::legacy::session_request(&app.sessions, &target, headers, request, record).await
+        }
+        Err(e) => record.fail(e),
+    }
+}

@@ -1,0 +1,56 @@
+//! HTTP routing and the guards every request passes (Host/Origin, bearer
+//! tokens), then the front end of the request's kind.
+
+mod app;
+mod auth;
+mod bots;
+mod guard;
+mod mcp;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+
+use crate::web::errors::{ApiError, SERVER_ERROR};
+
+pub(crate) use app::App;
+
+/// The router with every route.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/mcp/{target}",
+            post(mcp::post).get(mcp::get).delete(mcp::delete),
+        )
+        .route("/bots/{bot_id}/container/fs-mcp", post(bots::fs_mcp))
+        .route("/bots/{bot_id}/mcp-stdio", post(bots::create_stdio))
+        .route(
+            "/bots/{bot_id}/mcp-stdio/{connection_id}",
+            post(bots::call_stdio).delete(bots::delete_stdio),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+async fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, SERVER_ERROR, "no such route").into_response()
+}
+
+/// DNS-rebinding protection for every route.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Err(e) = app.guard.check(request.headers()) {
+        tracing::warn!(path = %request.uri().path(), error = %e.message, "request refused by Host/Origin check");
+        return e.into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,227 @@
+//! [`Target`]: one configured backend, the [`Backend`]s that run it (one
+//! shared by every client, one per client session in `per_session` mode),
+//! and its call budget; [`Registry`]: all of them by name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::backend::Backend;
+use super::containerd::clients::Clients;
+use super::launch;
+use crate::config::{BackendSpec, Limits, Sharing, TargetConfig};
+
+/// One configured target (or a bot served without configuration).
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// Its configuration.
+    pub(crate) config: TargetConfig,
+    /// Limits shared by all targets.
+    pub(crate) limits: Limits,
+    clients: Clients,
+    shared: Mutex<Option<Arc<Backend>>>,
+    /// Backends of `per_session` sessions, by a number of their own.
+    private: Mutex<HashMap<u64, Arc<Backend>>>,
+    next_private: AtomicU64,
+    /// Calls in flight for the whole target.
+    call_slots: Arc<Semaphore>,
+    /// Restarts counted from private backends already closed.
+    closed_restarts: AtomicU64,
+}
+
+/// A backend of one client session (`per_session` sharing), released with
+/// [`Target::close_private`].
+#[derive(Debug, Clone)]
+pub(crate) struct PrivateBackend {
+    /// Its number within the target.
+    pub(crate) id: u64,
+    /// The backend.
+    pub(crate) backend: Arc<Backend>,
+}
+
+impl Target {
+    /// A target; nothing starts until a backend is asked for.
+    pub(crate) fn new(config: TargetConfig, limits: Limits, clients: Clients) -> Arc<Target> {
+        let slots = config.max_calls_in_flight;
+        Arc::new(Target {
+            config,
+            limits,
+            clients,
+            shared: Mutex::new(None),
+            private: Mutex::new(HashMap::new()),
+            next_private: AtomicU64::new(1),
+            call_slots: Arc::new(Semaphore::new(slots)),
+            closed_restarts: AtomicU64::new(0),
+        })
+    }
+
+    /// The target's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// How long a backend of this target may take to become ready: its
+    /// era probe plus its handshake.
+    pub(crate) fn ready_timeout(&self) -> std::time::Duration {
+        let core = launch::upstream_config(&self.config, String::new()).core;
+        core.probe_timeout + core.handshake_timeout
+    }
+
+    /// The containerd connections its backends use.
+    pub(crate) fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// Whether each client session gets a backend of its own.
+    pub(crate) fn per_session(&self) -> bool {
+        self.config.sharing == Sharing::PerSession
+    }
+
+    /// The backend shared by all clients (in `per_session` mode: by the
+    /// stateless clients), started on first use.
+    pub(crate) fn shared_backend(&self) -> Arc<Backend> {
+        let mut shared = self.shared.lock();
+        if let Some(b) = shared.as_ref() {
+            return b.clone();
+        }
+        let backend = self.start_backend(self.config.name.clone(), false);
+        *shared = Some(backend.clone());
+        backend
+    }
+
+    /// The shared backend's upstream, started on first use.
+    pub(crate) fn shared_upstream(&self) -> mcpod_tokio::Upstream {
+        self.shared_backend().upstream.clone()
+    }
+
+    /// A new backend for one client session (`per_session` sharing).
+    pub(crate) fn open_private(&self, hint: &str) -> PrivateBackend {
+        let id = self.next_private.fetch_add(1, Ordering::Relaxed);
+        let backend = self.start_backend(format!("{}/{hint}", self.config.name), true);
+        self.private.lock().insert(id, backend.clone());
+        PrivateBackend { id, backend }
+    }
+
+    /// Shuts a session's own backend down (its restarts stay counted).
+    pub(crate) async fn close_private(&self, id: u64) {
+        let Some(backend) = self.private.lock().remove(&id) else {
+            return;
+        };
+        self.closed_restarts
+            .fetch_add(backend.upstream.status().restarts, Ordering::Relaxed);
+        backend.upstream.close().await;
+    }
+
+    fn start_backend(&self, name: String, exclusive: bool) -> Arc<Backend> {
+        self.launch_with(&self.config.backend, name, exclusive)
+    }
+
+    /// A backend running `spec` with this target's settings (timeouts,
+    /// era, roots): a Memoh `mcp-stdio` connection's own server. The caller
+    /// closes it.
+    pub(crate) fn launch_with(
+        &self,
+        spec: &BackendSpec,
+        name: String,
+        exclusive: bool,
+    ) -> Arc<Backend> {
+        let upstream = launch::launch(
+            spec,
+            &self.clients,
+            launch::upstream_config(&self.config, name.clone()),
+        );
+        Backend::start(name, upstream, self.config.roots.clone(), exclusive)
+    }
+
+    /// Every running backend (the shared one and the sessions' own).
+    fn backends(&self) -> Vec<Arc<Backend>> {
+        let mut all: Vec<Arc<Backend>> = self.shared.lock().iter().cloned().collect();
+        all.extend(self.private.lock().values().cloned());
+        all
+    }
+
+    /// Backend restarts so far.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.closed_restarts.load(Ordering::Relaxed)
+            + self
+                .backends()
+                .iter()
+                .map(|b| b.upstream.status().restarts)
+                .sum::<u64>()
+    }
+
+    /// Backends running now.
+    pub(crate) fn backends_alive(&self) -> usize {
+        self.backends()
+            .iter()
+            .filter(|b| b.upstream.status().alive)
+            .count()
+    }
+
+    /// One of the target's call slots, if one is free.
+    pub(crate) fn try_call_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.call_slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Calls in flight now.
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        self.config.max_calls_in_flight - self.call_slots.available_permits()
+    }
+
+    /// Closes every backend of the target (at shutdown).
+    pub(crate) async fn close(&self) {
+        let ids: Vec<u64> = self.private.lock().keys().copied().collect();
+        for id in ids {
+            self.close_private(id).await;
+        }
+        let shared = self.shared.lock().take();
+        if let Some(b) = shared {
+            b.upstream.close().await;
+        }
+    }
+}
+
+/// All configured targets by name.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    targets: BTreeMap<String, Arc<Target>>,
+    clients: Clients,
+}
+
+impl Registry {
+    /// Targets from config, sharing containerd connections.
+    pub(crate) fn new(configs: &BTreeMap<String, TargetConfig>, limits: &Limits) -> Self {
+        let clients = Clients::default();
+        Registry {
+            targets: configs
+                .iter()
+                .map(|(k, c)| {
+                    (
+                        k.clone(),
+                        Target::new(c.clone(), limits.clone(), clients.clone()),
+                    )
+                })
+                .collect(),
+            clients,
+        }
+    }
+
+    /// A target by name.
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.get(name)
+    }
+
+    /// Every target.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.targets.values()
+    }
+
+    /// The containerd connections the targets share.
+    pub(crate) fn clients(&self) -> &Clients {
+        &self.clients
+    }
+}

@@ -1,0 +1,77 @@
+//! [`Record`]: each HTTP request counted in the metrics and logged when it
+//! ends (its body streamed to the end, or the client gone).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::response::{IntoResponse, Response};
+use tracing::{debug, info};
+
+use super::errors::ApiError;
+use crate::metrics::{Method, Metrics, Operation, Outcome};
+
+/// Counts a request in the metrics and logs it when dropped.
+#[derive(Debug)]
+pub(crate) struct Record {
+    metrics: Arc<Metrics>,
+    target: String,
+    operation: Operation,
+    session: Option<String>,
+    /// How it ended; [`Outcome::Disconnected`] if nothing else is set.
+    pub(crate) outcome: Outcome,
+    started: Instant,
+}
+
+impl Record {
+    /// Starts timing a request to `target` (a metrics label).
+    pub(crate) fn new(metrics: &Arc<Metrics>, target: &str, operation: Operation) -> Self {
+        Record {
+            metrics: metrics.clone(),
+            target: target.to_owned(),
+            operation,
+            session: None,
+            outcome: Outcome::Disconnected,
+            started: Instant::now(),
+        }
+    }
+
+    /// A JSON-RPC request whose method is not known yet.
+    pub(crate) fn rpc(metrics: &Arc<Metrics>, target: &str) -> Self {
+        Self::new(metrics, target, Operation::Rpc(Method::OTHER))
+    }
+
+    /// Names the session.
+    pub(crate) fn session(&mut self, id: &str) {
+        self.session = Some(id.to_owned());
+        tracing::Span::current().record("session", id);
+    }
+
+    /// Names the JSON-RPC method (or a client's response).
+    pub(crate) fn method(&mut self, method: Method, name: &str) {
+        self.operation = Operation::Rpc(method);
+        tracing::Span::current().record("method", name);
+    }
+
+    /// Answers with an error, recording its outcome.
+    pub(crate) fn fail(&mut self, e: ApiError) -> Response {
+        self.outcome = e.outcome();
+        debug!(status = %e.status, code = e.code, message = %e.message, "request refused");
+        e.into_response()
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .record(&self.target, self.operation, self.outcome, elapsed);
+        info!(
+            target_name = %self.target,
+            method = self.operation.label(),
+            session = self.session.as_deref().unwrap_or("-"),
+            outcome = self.outcome.label(),
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request done"
+        );
+    }
+}
