@@ -19,10 +19,13 @@ use crate::framing::Framer;
 use crate::json::{self, Entries};
 
 use crate::meta::{
-    CLIENT_CAPABILITIES as META_CLIENT_CAPABILITIES, CLIENT_INFO as META_CLIENT_INFO, META,
-    PROGRESS_TOKEN, PROTOCOL_VERSION as META_PROTOCOL_VERSION,
+    CLIENT_CAPABILITIES as META_CLIENT_CAPABILITIES, CLIENT_INFO as META_CLIENT_INFO,
+    ENVELOPE_KEYS, META, PROGRESS_TOKEN, PROTOCOL_VERSION as META_PROTOCOL_VERSION,
     SUBSCRIPTION_ID as META_SUBSCRIPTION_ID,
 };
+
+/// What every 2026-07-28 envelope key starts with.
+const ENVELOPE_PREFIX: &str = "io.modelcontextprotocol/";
 
 /// A request from a caller, in the caller's own terms.
 #[derive(Debug, Clone, Copy)]
@@ -681,9 +684,12 @@ impl State {
         }
     }
 
-    /// Writes a call's request line, rewriting its progress token and, for a
-    /// modern backend, filling in the protocol `_meta` a legacy caller does
-    /// not send. Returns the caller's own progress token.
+    /// Writes a call's request line in the backend's terms: its progress
+    /// token rewritten; for a modern backend the 2026-07-28 envelope in
+    /// `_meta` filled in where the caller did not send it; for a legacy
+    /// backend the envelope keys taken out (a dual-era server initialized
+    /// with the handshake refuses them), every other `_meta` key kept.
+    /// Returns the caller's own progress token.
     fn push_call_frame(
         &mut self,
         id: u64,
@@ -699,14 +705,19 @@ impl State {
                 json::push_request(&mut self.tx, id, method, None);
                 return None;
             };
-            let params = format!("{{\"_meta\":{}}}", self.modern_meta(&[], &version));
+            let params = json::object(&[(META, &self.modern_meta(&[], &version))]);
             json::push_request(&mut self.tx, id, method, Some(&params));
             return None;
         };
         let text = params.get();
         let needs_token = contains(text, PROGRESS_TOKEN);
-        let needs_meta = modern_version.is_some() && !contains(text, META_PROTOCOL_VERSION);
-        if !needs_token && !needs_meta {
+        let needs_envelope = match modern_version {
+            Some(_) => {
+                !contains(text, META_PROTOCOL_VERSION) || !contains(text, META_CLIENT_CAPABILITIES)
+            }
+            None => contains(text, ENVELOPE_PREFIX),
+        };
+        if !needs_token && !needs_envelope {
             json::push_request(&mut self.tx, id, method, Some(text));
             return None;
         }
@@ -719,40 +730,53 @@ impl State {
             .and_then(|m| serde_json::from_str::<Entries<'_>>(m.get()).ok());
         let mut caller_token = None;
         let backend_token = id.to_string();
-        let mut meta_edits: Vec<(&str, &str)> = Vec::new();
+        let mut edits: Vec<(&str, &str)> = Vec::new();
         if let Some(token) = meta.as_ref().and_then(|m| m.get(PROGRESS_TOKEN)) {
             caller_token = Some(Box::<str>::from(token.get()));
-            meta_edits.push((PROGRESS_TOKEN, &backend_token));
+            edits.push((PROGRESS_TOKEN, &backend_token));
         }
-        let meta_json = match (&meta, modern_version) {
+        let quoted_version = modern_version.as_deref().map(json::string);
+        let caps = self.config.client_capabilities.clone();
+        let meta_json = match (&meta, &quoted_version) {
             (Some(meta), Some(version)) => {
-                let mut out = Vec::new();
-                let caps = self.config.client_capabilities.clone();
                 if meta.get(META_PROTOCOL_VERSION).is_none() {
-                    let v = String::from_utf8(quoted(&version)).unwrap_or_default();
-                    let mut edits = meta_edits.clone();
-                    edits.push((META_PROTOCOL_VERSION, &v));
-                    if meta.get(META_CLIENT_CAPABILITIES).is_none() {
-                        edits.push((META_CLIENT_CAPABILITIES, &caps));
-                    }
-                    json::push_object(&mut out, &meta.0, &edits);
-                } else {
-                    json::push_object(&mut out, &meta.0, &meta_edits);
+                    edits.push((META_PROTOCOL_VERSION, version));
                 }
+                if meta.get(META_CLIENT_CAPABILITIES).is_none() {
+                    edits.push((META_CLIENT_CAPABILITIES, &caps));
+                }
+                let mut out = Vec::new();
+                json::push_object(&mut out, &meta.0, &edits);
                 Some(String::from_utf8(out).unwrap_or_default())
             }
             (Some(meta), None) => {
-                let mut out = Vec::new();
-                json::push_object(&mut out, &meta.0, &meta_edits);
-                Some(String::from_utf8(out).unwrap_or_default())
+                let kept: Vec<_> = meta
+                    .0
+                    .iter()
+                    .filter(|(k, _)| !ENVELOPE_KEYS.contains(&k.as_ref()))
+                    .cloned()
+                    .collect();
+                // `_meta` with nothing left in it goes too.
+                (!kept.is_empty()).then(|| {
+                    let mut out = Vec::new();
+                    json::push_object(&mut out, &kept, &edits);
+                    String::from_utf8(out).unwrap_or_default()
+                })
             }
-            (None, Some(version)) => Some(self.modern_meta(&[], &version)),
+            (None, Some(_)) => modern_version.as_deref().map(|v| self.modern_meta(&[], v)),
             (None, None) => None,
         };
+        let others: Vec<_> = entries
+            .0
+            .iter()
+            .filter(|(k, _)| k != META)
+            .cloned()
+            .collect();
         let mut out = Vec::with_capacity(text.len() + 64);
         match &meta_json {
+            // In place when the caller sent `_meta`, else appended.
             Some(m) => json::push_object(&mut out, &entries.0, &[(META, m)]),
-            None => json::push_object(&mut out, &entries.0, &[]),
+            None => json::push_object(&mut out, &others, &[]),
         }
         let params = String::from_utf8(out).unwrap_or_default();
         json::push_request(&mut self.tx, id, method, Some(&params));
@@ -764,7 +788,7 @@ impl State {
         base: &[(std::borrow::Cow<'_, str>, &RawValue)],
         version: &str,
     ) -> String {
-        let v = String::from_utf8(quoted(version)).unwrap_or_default();
+        let v = json::string(version);
         let mut out = Vec::new();
         json::push_object(
             &mut out,
@@ -1142,12 +1166,6 @@ impl State {
         self.tx.clear();
         self.events.push_back(Event::Closed(reason));
     }
-}
-
-fn quoted(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    json::push_str_literal(&mut out, s);
-    out
 }
 
 fn empty_object() -> Box<RawValue> {

@@ -1009,3 +1009,69 @@ fn unrouted_traffic_goes_to_the_only_owner_with_calls_in_flight() {
         "{ev:?}"
     );
 }
+
+// --- The 2026-07-28 envelope in the backend's terms ----------------------------
+
+#[test]
+fn a_legacy_backend_never_sees_the_envelope_keys_but_every_other_meta_key() {
+    let mut h = Harness::legacy_ready();
+    h.call(
+        "1",
+        "tools/call",
+        Some(r#"{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"},"io.modelcontextprotocol/logLevel":"debug","progressToken":"t","traceparent":"00-ab-cd-01","vendor/x":[1.50]},"arguments":{"a":"io.modelcontextprotocol/protocolVersion"}}"#),
+    )
+    .unwrap();
+    let sent = h.take_rx().pop().unwrap();
+    let meta = &sent["params"]["_meta"];
+    assert_eq!(
+        meta.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["progressToken", "traceparent", "vendor/x"]
+    );
+    assert_eq!(
+        sent["params"]["arguments"]["a"],
+        "io.modelcontextprotocol/protocolVersion"
+    );
+    // A `_meta` of envelope keys only goes away entirely.
+    h.call(
+        "2",
+        "tools/list",
+        Some(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}},"cursor":"c1"}"#),
+    )
+    .unwrap();
+    let sent = h.take_rx().pop().unwrap();
+    assert_eq!(sent["params"], json!({"cursor":"c1"}));
+}
+
+#[test]
+fn a_modern_backend_gets_the_callers_envelope_or_one_filled_in() {
+    let mut h = Harness::modern_ready();
+    // The caller's own capabilities and info are kept; the version added.
+    h.call(
+        "1",
+        "tools/list",
+        Some(r#"{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}"#),
+    )
+    .unwrap();
+    let meta = h.take_rx().pop().unwrap()["params"]["_meta"].clone();
+    assert_eq!(
+        meta["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    assert_eq!(
+        meta["io.modelcontextprotocol/clientCapabilities"],
+        json!({"sampling":{}})
+    );
+    assert_eq!(meta["io.modelcontextprotocol/clientInfo"]["name"], "c");
+    // A version without capabilities gets the configured ones.
+    h.call(
+        "2",
+        "tools/list",
+        Some(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#),
+    )
+    .unwrap();
+    let meta = h.take_rx().pop().unwrap()["params"]["_meta"].clone();
+    assert!(
+        meta["io.modelcontextprotocol/clientCapabilities"].is_object(),
+        "{meta}"
+    );
+}

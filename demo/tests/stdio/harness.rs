@@ -235,10 +235,7 @@ fn schema_file(rev: &str) -> Value {
     files
         .entry(rev.to_owned())
         .or_insert_with(|| {
-            let path = format!(
-                "{}/../../shared/mcp-schema/{rev}.json",
-                env!("CARGO_MANIFEST_DIR")
-            );
+            let path = format!("{}/../mcp-schema/{rev}.json", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("cannot read schema {path}: {e}"));
             serde_json::from_str(&text).expect("schema is JSON")

@@ -1,53 +1,84 @@
 //! [`Client`]: a legacy client session as the bridge sees it — the owner tag
-//! its calls carry, its calls in flight, its standing stream (the HTTP GET
-//! stream) and the server requests forwarded to it.
+//! its calls carry, its calls in flight, what it said in `initialize`, the
+//! log level it set, the resources it subscribed to, its standing stream
+//! (the HTTP GET stream), and the requests it was asked to answer.
 //!
-//! A server request goes to the client under an id made from its
+//! A backend's server request goes to the client under an id made from its
 //! [`ServerRequestKey`] ([`ServerRequestKey::wire_id`]), so the answer
 //! names the key again: there is no second id space, only the set of keys
 //! this client holds (an answer for a key it does not hold is ignored).
+//! Requests the gateway itself makes of the client (to carry a modern
+//! backend's `input_required` to it) have ids of their own, `"mcpod-g…"`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
-
 use mcpod_core::Owner;
 use mcpod_tokio::{OwnedOutcome, ServerRequestKey};
+use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use super::adapter::{Adapter, Party, Refused};
+use super::caps::ClientCaps;
+use super::logging::{LogLevel, passes};
+use super::translate::SessionEnvelope;
 use crate::targets::{Backend, Member, no_answer};
 
 /// Frames buffered for a standing stream whose client reads slowly.
 const STREAM_BUFFER: usize = 256;
+/// Requests of the gateway's own awaiting a client's answer, per client.
+const MAX_ASKED: usize = 64;
+/// The prefix of the ids of the gateway's own requests to clients.
+const ASK_PREFIX: &str = "mcpod-g";
 
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+static NEXT_ASK: AtomicU64 = AtomicU64::new(1);
+
+/// What a client said in its `initialize`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientHello {
+    /// `capabilities`, raw.
+    pub(crate) capabilities: Option<Box<RawValue>>,
+    /// `clientInfo`, raw.
+    pub(crate) client_info: Option<Box<RawValue>>,
+}
 
 /// A legacy client session, attached to the backend its calls go to.
 #[derive(Debug)]
 pub(crate) struct Client {
     owner: Owner,
     backend: Arc<Backend>,
+    hello: ClientHello,
+    caps: ClientCaps,
+    log_level: Mutex<Option<LogLevel>>,
+    subscriptions: Mutex<BTreeSet<String>>,
     calls: AtomicUsize,
     stream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     held: Mutex<HashSet<ServerRequestKey>>,
+    asked: Mutex<HashMap<String, oneshot::Sender<OwnedOutcome>>>,
 }
 
 impl Client {
     /// A client of `backend`, attached to it.
-    pub(crate) fn attach(backend: Arc<Backend>) -> Arc<Client> {
+    pub(crate) fn attach(backend: Arc<Backend>, hello: ClientHello) -> Arc<Client> {
         let client = Arc::new(Client {
             owner: Owner(NEXT_OWNER.fetch_add(1, Ordering::Relaxed)),
+            caps: ClientCaps::from_raw(hello.capabilities.as_deref()),
+            hello,
             backend,
+            log_level: Mutex::new(None),
+            subscriptions: Mutex::new(BTreeSet::new()),
             calls: AtomicUsize::new(0),
             stream: Mutex::new(None),
             held: Mutex::new(HashSet::new()),
+            asked: Mutex::new(HashMap::new()),
         });
         let member: Arc<dyn Member> = client.clone();
         client.backend.attach(Arc::downgrade(&member));
+        Adapter::of(&client.backend).session_attached(&client.backend, true);
         client
     }
 
@@ -59,6 +90,70 @@ impl Client {
     /// The backend its calls go to.
     pub(crate) fn backend(&self) -> &Arc<Backend> {
         &self.backend
+    }
+
+    /// The server requests it said it can answer.
+    pub(crate) fn caps(&self) -> ClientCaps {
+        self.caps
+    }
+
+    /// What its requests tell a modern backend in `_meta`.
+    pub(crate) fn envelope(&self) -> SessionEnvelope {
+        SessionEnvelope {
+            capabilities: self.hello.capabilities.clone(),
+            client_info: self.hello.client_info.clone(),
+            log_level: self
+                .log_level
+                .lock()
+                .map(|l| mcpod_core::json::string(l.name())),
+        }
+    }
+
+    /// The level it set (`None`: it never did, and gets what the backend
+    /// sends).
+    pub(crate) fn log_level(&self) -> Option<LogLevel> {
+        *self.log_level.lock()
+    }
+
+    /// Whether it gets a log message of `level`.
+    pub(crate) fn wants_log(&self, frame: &[u8]) -> bool {
+        match self.log_level() {
+            None => true,
+            Some(wanted) => passes(wanted, LogLevel::of_message(frame)),
+        }
+    }
+
+    /// `logging/setLevel`: remembered, and a legacy backend set to it if it
+    /// is the most verbose level wanted.
+    pub(crate) async fn set_log_level(&self, level: LogLevel) -> Result<(), Refused> {
+        *self.log_level.lock() = Some(level);
+        Adapter::of(&self.backend)
+            .want_level(&self.backend, Party::Session(self.owner), Some(level))
+            .await
+    }
+
+    /// `resources/subscribe`.
+    pub(crate) async fn subscribe(&self, uri: &str) -> Result<(), Refused> {
+        if !self.subscriptions.lock().insert(uri.to_owned()) {
+            return Ok(()); // already subscribed: idempotent
+        }
+        let result = Adapter::of(&self.backend)
+            .subscribe(&self.backend, uri)
+            .await;
+        if result.is_err() {
+            self.subscriptions.lock().remove(uri);
+        }
+        result
+    }
+
+    /// `resources/unsubscribe`.
+    pub(crate) async fn unsubscribe(&self, uri: &str) -> Result<(), Refused> {
+        if !self.subscriptions.lock().remove(uri) {
+            return Ok(());
+        }
+        Adapter::of(&self.backend)
+            .unsubscribe(&self.backend, uri)
+            .await
     }
 
     /// Calls in flight now.
@@ -119,9 +214,37 @@ impl Client {
         self.held.lock().remove(&key);
     }
 
+    /// A request of the gateway's own for this client: its frame, and where
+    /// the answer arrives. `None` when too many await answers.
+    pub(crate) fn ask(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Option<(Vec<u8>, oneshot::Receiver<OwnedOutcome>)> {
+        let mut asked = self.asked.lock();
+        asked.retain(|_, tx| !tx.is_closed());
+        if asked.len() >= MAX_ASKED {
+            return None;
+        }
+        let id = format!("{ASK_PREFIX}{}", NEXT_ASK.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        let frame = mcpod_core::json::request_frame(&mcpod_core::json::string(&id), method, params);
+        asked.insert(id, tx);
+        Some((frame, rx))
+    }
+
     /// The client answered request `id_json`: passes the answer on, if the
     /// id names a request this client holds. Returns whether it did.
     pub(crate) async fn answer(&self, id_json: &str, outcome: OwnedOutcome) -> bool {
+        if let Ok(id) = serde_json::from_str::<String>(id_json) {
+            return match self.asked.lock().remove(&id) {
+                Some(tx) => tx.send(outcome).is_ok(),
+                None => {
+                    debug!(id, "answer to an unknown request of the gateway ignored");
+                    false
+                }
+            };
+        }
         let key = id_json
             .trim()
             .parse::<u64>()
@@ -140,10 +263,12 @@ impl Client {
         true
     }
 
-    /// Ends the client: its stream closes, and the server requests it held
-    /// are answered with an error.
+    /// Ends the client: its stream closes, the server requests it held are
+    /// answered with an error, and what it asked of the backend (a log
+    /// level, subscriptions) is given back.
     pub(crate) async fn close(&self) {
         *self.stream.lock() = None;
+        self.asked.lock().clear();
         let held: Vec<ServerRequestKey> = self.held.lock().drain().collect();
         for key in held {
             let _ = self
@@ -152,7 +277,31 @@ impl Client {
                 .respond(key, no_answer("the client session ended before answering"))
                 .await;
         }
+        let adapter = Adapter::of(&self.backend);
+        let subscriptions: Vec<String> = std::mem::take(&mut *self.subscriptions.lock())
+            .into_iter()
+            .collect();
+        for uri in subscriptions {
+            let _ = adapter.unsubscribe(&self.backend, &uri).await;
+        }
+        let _ = adapter
+            .want_level(&self.backend, Party::Session(self.owner), None)
+            .await;
+        adapter.session_attached(&self.backend, false);
     }
+}
+
+/// The `uri` of a `notifications/resources/updated` frame.
+fn updated_uri(frame: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Frame {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        uri: Option<String>,
+    }
+    serde_json::from_slice::<Frame>(frame).ok()?.params?.uri
 }
 
 impl Member for Client {
@@ -160,8 +309,16 @@ impl Member for Client {
         Some(self.owner)
     }
 
-    fn notify(&self, _method: &str, frame: &[u8]) -> bool {
-        self.push(frame.to_vec())
+    fn notify(&self, method: &str, frame: &[u8]) -> bool {
+        let wanted = match method {
+            "notifications/message" => self.wants_log(frame),
+            // Only to the clients subscribed to that resource.
+            "notifications/resources/updated" => {
+                updated_uri(frame).is_some_and(|uri| self.subscriptions.lock().contains(&uri))
+            }
+            _ => true,
+        };
+        wanted && self.push(frame.to_vec())
     }
 
     fn offer(

@@ -2,30 +2,53 @@
 //! what the client's era expects.
 //!
 //! A front end that can send frames before the answer (an SSE reply) asks
-//! for [`Exchange::next_inline`] steps: notifications and server requests
-//! come back as [`Step::Frame`]s. One that cannot asks for
+//! for [`Exchange::next_inline`] steps: notifications and requests for the
+//! client come back as [`Step::Frame`]s. One that cannot asks for
 //! [`Exchange::finish`]: they take the client's standing stream (a legacy
 //! session's GET stream) or, for a server request, are answered from
-//! config. A server request that a stateless
-//! client can answer ends the exchange with an `input_required` result and
-//! parks the call ([`super::inputs`]). Dropping an exchange before its end
-//! cancels the call at the backend.
+//! config. Across eras:
+//!
+//! - a legacy backend's server request that a stateless client can answer
+//!   ends the exchange with an `input_required` result and parks the call
+//!   ([`super::inputs`]);
+//! - a modern backend's `input_required` result for a legacy session
+//!   becomes requests to the session, and their answers a retry of the
+//!   request with `inputResponses` and `requestState`, for as many rounds
+//!   as the backend asks; the session sees one ordinary result;
+//! - results are reshaped for the client's era ([`super::translate`]), and
+//!   log messages reach a caller only at the level it asked for.
+//!
+//! Dropping an exchange before its end cancels the call at the backend.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
+use mcpod_core::envelope::INTERNAL_ERROR;
+use mcpod_core::json::{edit_object, error_frame, object};
+use mcpod_core::{Era, Message};
 use mcpod_tokio::{
     CallItem, CallStream, EndReason, OwnedOutcome, OwnedRequest, RequestOptions, ServerRequestKey,
     UpstreamError,
 };
+use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::adapter::{Adapter, Party};
 use super::caps::ClientCaps;
 use super::client::Client;
 use super::inputs::{Inputs, Parked, input_required_frame};
+use super::logging::{LogLevel, passes};
 use super::slots::Slots;
+use super::translate::{ClientEra, result_for_client, with_envelope};
 use crate::metrics::Outcome;
 use crate::targets::{Backend, no_answer};
+
+/// Rounds of `input_required` a legacy session is carried through for one
+/// call, at most.
+const MAX_ROUNDS: usize = 16;
 
 /// Who is calling, as far as the exchange cares.
 #[derive(Debug, Clone)]
@@ -34,10 +57,35 @@ pub(crate) enum Caller {
     /// notifications it cannot get inline go to its standing stream.
     Session(Arc<Client>),
     /// A stateless (2026-07-28) client: a server request it can answer
-    /// comes back to it as `input_required`.
-    Stateless(ClientCaps),
+    /// comes back to it as `input_required`; it gets log messages at the
+    /// level its request asked for, and none without one.
+    Stateless {
+        /// What it can answer.
+        caps: ClientCaps,
+        /// `_meta["io.modelcontextprotocol/logLevel"]`.
+        log_level: Option<LogLevel>,
+    },
     /// A client that takes no server traffic (the Memoh routes).
     Detached,
+}
+
+impl Caller {
+    fn era(&self) -> ClientEra {
+        match self {
+            Caller::Stateless { .. } => ClientEra::Modern,
+            Caller::Session(_) | Caller::Detached => ClientEra::Legacy,
+        }
+    }
+
+    fn wants_log(&self, frame: &[u8]) -> bool {
+        match self {
+            Caller::Session(client) => client.wants_log(frame),
+            Caller::Stateless { log_level, .. } => {
+                log_level.is_some_and(|wanted| passes(wanted, LogLevel::of_message(frame)))
+            }
+            Caller::Detached => true,
+        }
+    }
 }
 
 /// What an exchange gives next.
@@ -72,23 +120,19 @@ enum Advance {
         method: String,
         params: Option<Box<RawValue>>,
     },
+    /// A request of the gateway's own for a legacy session.
+    Ask(Vec<u8>),
 }
 
-/// Where a call's items go, and what its caller holds.
-#[derive(Debug)]
-pub(crate) struct Exchange {
-    /// `None` once the call is parked or finished.
-    stream: Option<CallStream>,
-    backend: Arc<Backend>,
-    target: String,
-    caller: Caller,
-    id_json: String,
-    /// Resumed for a retry with another id: answers are re-addressed.
-    readdress: bool,
-    slots: Slots,
-    inputs: Arc<Inputs>,
-    /// Whether `roots/list` is answered from config (never parked).
-    config_roots: bool,
+/// One round of a modern backend's `input_required`, carried to a legacy
+/// session.
+struct Round {
+    /// Request frames not yet given to the client.
+    to_send: VecDeque<Vec<u8>>,
+    /// The answers, by input key.
+    answers: Vec<(String, oneshot::Receiver<OwnedOutcome>)>,
+    /// The backend's `requestState`, raw.
+    request_state: Option<Box<RawValue>>,
 }
 
 /// What the exchange needs to know about where it runs.
@@ -102,6 +146,61 @@ pub(crate) struct Place {
     pub(crate) config_roots: bool,
     /// The parked-call store.
     pub(crate) inputs: Arc<Inputs>,
+    /// How long a client gets to answer the gateway's requests.
+    pub(crate) call_timeout: Duration,
+}
+
+/// Where a call's items go, and what its caller holds.
+pub(crate) struct Exchange {
+    /// `None` once the call is parked or finished.
+    stream: Option<CallStream>,
+    place: Place,
+    caller: Caller,
+    method: String,
+    id_json: String,
+    /// The request as the backend got it, for a retry with input.
+    request: Option<OwnedRequest>,
+    opts: RequestOptions,
+    round: Option<Round>,
+    rounds: usize,
+    /// Resumed for a retry with another id: answers are re-addressed.
+    readdress: bool,
+    slots: Slots,
+    /// A stateless caller's log level, wanted of a legacy backend while the
+    /// call runs (given back when the exchange ends).
+    _level: Option<LevelHold>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("target", &self.place.target)
+            .field("method", &self.method)
+            .field("id", &self.id_json)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A log level wanted of a backend for one call; given back when dropped.
+struct LevelHold {
+    backend: Arc<Backend>,
+    party: Party,
+}
+
+impl Drop for LevelHold {
+    fn drop(&mut self) {
+        let backend = self.backend.clone();
+        let party = self.party;
+        tokio::spawn(async move {
+            let _ = Adapter::of(&backend)
+                .want_level(&backend, party, None)
+                .await;
+        });
+    }
+}
+
+fn backend_era(backend: &Backend) -> Option<Era> {
+    backend.upstream.backend_info().map(|i| i.era)
 }
 
 impl Exchange {
@@ -109,25 +208,56 @@ impl Exchange {
     pub(crate) async fn start(
         place: Place,
         caller: Caller,
-        request: OwnedRequest,
+        mut request: OwnedRequest,
         mut opts: RequestOptions,
         slots: Slots,
     ) -> Result<Exchange, UpstreamError> {
-        if let Caller::Session(client) = &caller {
-            opts.owner = Some(client.owner());
+        let backend_modern = backend_era(&place.backend) == Some(Era::Modern);
+        let mut level = None;
+        match &caller {
+            Caller::Session(client) => {
+                opts.owner = Some(client.owner());
+                if backend_modern {
+                    request.params = with_envelope(request.params.as_deref(), &client.envelope());
+                }
+            }
+            Caller::Stateless {
+                log_level: Some(l), ..
+            } if backend_era(&place.backend) == Some(Era::Legacy) => {
+                let party = Party::call();
+                if let Err(e) = Adapter::of(&place.backend)
+                    .want_level(&place.backend, party, Some(*l))
+                    .await
+                {
+                    debug!(target = %place.target, message = %e.message, "the backend refused the log level");
+                }
+                level = Some(LevelHold {
+                    backend: place.backend.clone(),
+                    party,
+                });
+            }
+            _ => {}
         }
         let id_json = request.id.get().to_owned();
+        let method = request.method.clone();
+        // A legacy session of a modern backend may be asked for input:
+        // keep the request to retry it with the answers.
+        let keep = matches!(caller, Caller::Session(_)) && backend_modern;
+        let kept = keep.then(|| request.clone());
         let stream = place.backend.upstream.call(request, opts).await?;
         Ok(Exchange {
             stream: Some(stream),
-            backend: place.backend,
-            target: place.target,
+            place,
             caller,
+            method,
             id_json,
+            request: kept,
+            opts,
+            round: None,
+            rounds: 0,
             readdress: false,
             slots,
-            inputs: place.inputs,
-            config_roots: place.config_roots,
+            _level: level,
         })
     }
 
@@ -144,14 +274,21 @@ impl Exchange {
         parked.backend.upstream.respond(parked.key, answer).await?;
         Ok(Exchange {
             stream: Some(parked.stream),
-            backend: parked.backend,
-            target: parked.target,
+            place: Place {
+                backend: parked.backend,
+                target: parked.target,
+                ..place
+            },
             caller,
+            method: parked.method,
             id_json,
+            request: None,
+            opts: RequestOptions::default(),
+            round: None,
+            rounds: 0,
             readdress: true,
             slots: parked.slots,
-            inputs: place.inputs,
-            config_roots: place.config_roots,
+            _level: None,
         })
     }
 
@@ -161,13 +298,14 @@ impl Exchange {
     }
 
     /// The next step of an answer that can carry frames before its end (an
-    /// SSE reply): notifications and server requests come back as
-    /// [`Step::Frame`]s.
+    /// SSE reply).
     pub(crate) async fn next_inline(&mut self) -> Step {
         loop {
             match self.advance().await {
                 Advance::Final(end) => return Step::Final(end),
-                Advance::Notification { frame, .. } => return Step::Frame(frame),
+                Advance::Notification { frame, .. } | Advance::Ask(frame) => {
+                    return Step::Frame(frame);
+                }
                 Advance::Request {
                     key,
                     method,
@@ -176,15 +314,13 @@ impl Exchange {
                     Caller::Session(client) => {
                         return Step::Frame(client.forward(key, &method, params.as_deref()));
                     }
-                    _ => self.backend.answer_from_config(key, &method).await,
+                    _ => self.place.backend.answer_from_config(key, &method).await,
                 },
             }
         }
     }
 
-    /// The end of an answer that carries nothing before it (a JSON reply):
-    /// notifications and server requests take the client's standing stream
-    /// or, for a server request, are answered from config.
+    /// The end of an answer that carries nothing before it (a JSON reply).
     pub(crate) async fn finish(&mut self) -> Final {
         loop {
             match self.advance().await {
@@ -207,15 +343,34 @@ impl Exchange {
                         }
                         client.forget(key);
                     }
-                    self.backend.answer_from_config(key, &method).await;
+                    self.place.backend.answer_from_config(key, &method).await;
+                }
+                Advance::Ask(frame) => {
+                    let pushed = matches!(&self.caller, Caller::Session(c) if c.push(frame));
+                    if !pushed {
+                        self.round = None;
+                        return self.fail(
+                            "the server asks the client for input, and the client has no open \
+                             stream to be asked on: accept text/event-stream, or open the GET stream",
+                        );
+                    }
                 }
             }
         }
     }
 
-    /// The call's next item that is not parked away.
+    /// The call's next item that is not parked or carried away.
     async fn advance(&mut self) -> Advance {
         loop {
+            if let Some(round) = self.round.as_mut() {
+                if let Some(frame) = round.to_send.pop_front() {
+                    return Advance::Ask(frame);
+                }
+                match self.answer_round().await {
+                    Ok(()) => continue,
+                    Err(end) => return Advance::Final(end),
+                }
+            }
             let item = match self.stream.as_mut() {
                 Some(stream) => stream.next().await,
                 None => None,
@@ -226,8 +381,19 @@ impl Exchange {
             match item {
                 CallItem::Response { frame, is_error } => {
                     self.stream = None;
+                    if !is_error && self.request.is_some() {
+                        match self.begin_round(&frame) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(end) => return Advance::Final(end),
+                        }
+                    }
+                    let frame = self.address(frame);
+                    let backend_modern = backend_era(&self.place.backend) == Some(Era::Modern);
+                    let frame =
+                        result_for_client(frame, &self.method, self.caller.era(), backend_modern);
                     return Advance::Final(Final {
-                        frame: self.address(frame),
+                        frame,
                         outcome: if is_error {
                             Outcome::Error
                         } else {
@@ -250,6 +416,9 @@ impl Exchange {
                     });
                 }
                 CallItem::Notification { method, frame } => {
+                    if method == "notifications/message" && !self.caller.wants_log(&frame) {
+                        continue;
+                    }
                     return Advance::Notification { method, frame };
                 }
                 CallItem::ServerRequest {
@@ -273,15 +442,130 @@ impl Exchange {
         }
     }
 
+    /// A modern backend answered a legacy session with `input_required`:
+    /// asks the session. `Ok(false)`: not such a result.
+    fn begin_round(&mut self, frame: &[u8]) -> Result<bool, Final> {
+        #[derive(Deserialize)]
+        struct InputRequired<'a> {
+            #[serde(rename = "resultType", borrow)]
+            result_type: Option<std::borrow::Cow<'a, str>>,
+            #[serde(rename = "inputRequests", default)]
+            input_requests: std::collections::BTreeMap<String, InputRequest>,
+            #[serde(rename = "requestState", default)]
+            request_state: Option<Box<RawValue>>,
+        }
+        #[derive(Deserialize)]
+        struct InputRequest {
+            method: String,
+            params: Option<Box<RawValue>>,
+        }
+        if memchr::memmem::find(frame, b"input_required").is_none() {
+            return Ok(false);
+        }
+        let Ok(Message::Response { result, .. }) = Message::parse(frame) else {
+            return Ok(false);
+        };
+        let Ok(ir) = serde_json::from_str::<InputRequired<'_>>(result.get()) else {
+            return Ok(false);
+        };
+        if ir.result_type.as_deref() != Some("input_required") {
+            return Ok(false);
+        }
+        let Caller::Session(client) = &self.caller else {
+            return Ok(false);
+        };
+        self.rounds += 1;
+        if self.rounds > MAX_ROUNDS {
+            return Err(self.fail("the server asked for client input too many times"));
+        }
+        let caps = client.caps();
+        let mut round = Round {
+            to_send: VecDeque::new(),
+            answers: Vec::new(),
+            request_state: ir.request_state,
+        };
+        for (key, request) in ir.input_requests {
+            if !caps.can_answer(&request.method) {
+                return Err(self.fail(&format!(
+                    "the server needs `{}` from the client, which did not declare that capability",
+                    request.method
+                )));
+            }
+            let Some((frame, rx)) = client.ask(&request.method, request.params.as_deref()) else {
+                return Err(self.fail("too many requests are waiting for this client's answers"));
+            };
+            round.to_send.push_back(frame);
+            round.answers.push((key, rx));
+        }
+        self.round = Some(round);
+        Ok(true)
+    }
+
+    /// Waits for the session's answers, then retries the request with them.
+    async fn answer_round(&mut self) -> Result<(), Final> {
+        let Some(round) = self.round.take() else {
+            return Ok(());
+        };
+        let mut responses: Vec<(String, String)> = Vec::new();
+        for (key, rx) in round.answers {
+            let answer = tokio::time::timeout(self.place.call_timeout, rx).await;
+            match answer {
+                Ok(Ok(OwnedOutcome::Result(result))) => {
+                    responses.push((key, result.get().to_owned()))
+                }
+                Ok(Ok(OwnedOutcome::Error {
+                    code,
+                    message,
+                    data,
+                })) => {
+                    return Err(Final {
+                        frame: error_frame(&self.id_json, code, &message, data.as_deref()),
+                        outcome: Outcome::Error,
+                        ended: None,
+                    });
+                }
+                Ok(Err(_)) => return Err(self.fail("the client session ended before answering")),
+                Err(_) => return Err(self.fail("the client did not answer in time")),
+            }
+        }
+        let Some(request) = self.request.clone() else {
+            return Err(self.fail("the request cannot be retried"));
+        };
+        let pairs: Vec<(&str, &str)> = responses
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let inputs = object(&pairs);
+        let mut set = vec![("inputResponses", inputs.as_str())];
+        let state = round.request_state.as_ref().map(|s| s.get().to_owned());
+        if let Some(state) = &state {
+            set.push(("requestState", state));
+        }
+        let params = request.params.as_ref().map_or("{}", |p| p.get());
+        let Some(params) =
+            edit_object(params, &set, &[]).and_then(|p| RawValue::from_string(p).ok())
+        else {
+            return Err(self.fail("the request's params are not an object"));
+        };
+        let retry = OwnedRequest::new(request.id.clone(), request.method.clone(), Some(params));
+        match self.place.backend.upstream.call(retry, self.opts).await {
+            Ok(stream) => {
+                self.stream = Some(stream);
+                Ok(())
+            }
+            Err(e) => Err(self.fail(&format!("the retry with the client's input failed: {e}"))),
+        }
+    }
+
     /// A response frame with the retry's id when the call was resumed.
     fn address(&self, frame: Vec<u8>) -> Vec<u8> {
         if !self.readdress {
             return frame;
         }
         mcpod_core::json::readdress(&frame, &self.id_json).unwrap_or_else(|| {
-            mcpod_core::json::error_frame(
+            error_frame(
                 &self.id_json,
-                mcpod_core::envelope::INTERNAL_ERROR,
+                INTERNAL_ERROR,
                 "the backend's answer could not be read",
                 None,
             )
@@ -291,12 +575,7 @@ impl Exchange {
     fn fail(&mut self, message: &str) -> Final {
         self.stream = None;
         Final {
-            frame: mcpod_core::json::error_frame(
-                &self.id_json,
-                mcpod_core::envelope::INTERNAL_ERROR,
-                message,
-                None,
-            ),
+            frame: error_frame(&self.id_json, INTERNAL_ERROR, message, None),
             outcome: Outcome::Failed,
             ended: None,
         }
@@ -306,8 +585,8 @@ impl Exchange {
     /// `input_required` (it can answer it, and config cannot).
     fn should_park(&self, method: &str) -> bool {
         match &self.caller {
-            Caller::Stateless(caps) => {
-                caps.can_answer(method) && !(method == "roots/list" && self.config_roots)
+            Caller::Stateless { caps, .. } => {
+                caps.can_answer(method) && !(method == "roots/list" && self.place.config_roots)
             }
             _ => false,
         }
@@ -325,17 +604,21 @@ impl Exchange {
         let stream = self.stream.take()?;
         let parked = Parked {
             stream,
-            backend: self.backend.clone(),
-            target: self.target.clone(),
+            backend: self.place.backend.clone(),
+            target: self.place.target.clone(),
+            method: self.method.clone(),
             slots: std::mem::take(&mut self.slots),
             key,
         };
-        match self.inputs.park(parked) {
-            Ok(state) => Some(Final {
-                frame: input_required_frame(&self.id_json, method, params, &state),
-                outcome: Outcome::InputRequired,
-                ended: None,
-            }),
+        match self.place.inputs.park(parked) {
+            Ok(state) => {
+                let frame = input_required_frame(&self.id_json, method, params, &state);
+                Some(Final {
+                    frame,
+                    outcome: Outcome::InputRequired,
+                    ended: None,
+                })
+            }
             Err(parked) => {
                 let _ = parked
                     .backend

@@ -38,6 +38,8 @@ pub(crate) struct Parked {
     pub(crate) backend: Arc<Backend>,
     /// Its target's name: a retry on another target does not resume it.
     pub(crate) target: String,
+    /// Its method.
+    pub(crate) method: String,
     /// Its call slots, still held.
     pub(crate) slots: Slots,
     /// The server request awaiting the answer.
@@ -55,12 +57,12 @@ impl Inputs {
     /// call back if too many are parked. A call not resumed within
     /// [`PARK_TTL`] is answered with an error at the backend and dropped
     /// (which cancels it).
-    pub(crate) fn park(self: &Arc<Self>, parked: Parked) -> Result<String, Parked> {
+    pub(crate) fn park(self: &Arc<Self>, parked: Parked) -> Result<String, Box<Parked>> {
         let state = format!("{STATE_PREFIX}{}", crate::ids::random_hex(16));
         {
             let mut map = self.parked.lock();
             if map.len() >= MAX_PARKED {
-                return Err(parked);
+                return Err(Box::new(parked));
             }
             map.insert(state.clone(), parked);
         }

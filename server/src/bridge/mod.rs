@@ -8,22 +8,27 @@
 //! The bridge knows nothing of HTTP: the front ends turn its frames into
 //! responses.
 
+mod adapter;
 mod caps;
 mod client;
 mod exchange;
 mod handshake;
 mod inputs;
 mod listen;
+mod logging;
 mod slots;
+mod translate;
 
 use std::sync::Arc;
 
+pub(crate) use adapter::Refused;
 pub(crate) use caps::ClientCaps;
-pub(crate) use client::Client;
+pub(crate) use client::{Client, ClientHello};
 pub(crate) use exchange::{Caller, Exchange, Place, Step};
 pub(crate) use handshake::{NotReady, discover_result, initialize_result, negotiate, ready};
 pub(crate) use inputs::{INPUT_KEY, Inputs, STATE_PREFIX};
 pub(crate) use listen::{ListenFilter, listen};
+pub(crate) use logging::LogLevel;
 pub(crate) use slots::Slots;
 
 use crate::targets::{Backend, Target};
@@ -35,5 +40,6 @@ pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>
         target: target.name().to_owned(),
         config_roots: target.config.roots.is_some(),
         inputs: inputs.clone(),
+        call_timeout: target.config.call_timeout,
     }
 }

@@ -9,6 +9,7 @@
 //! what it wants), and a server request nobody takes is answered from the
 //! target's config or refused — never left waiting.
 
+use std::any::Any;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -55,6 +56,8 @@ pub(crate) struct Backend {
     /// request is offered to that client.
     exclusive: bool,
     members: Mutex<Vec<Weak<dyn Member>>>,
+    /// State the layers above keep per backend, one value per type.
+    attachments: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -80,6 +83,7 @@ impl Backend {
             roots,
             exclusive,
             members: Mutex::new(Vec::new()),
+            attachments: Mutex::new(Vec::new()),
         });
         spawn_dispatcher(&backend);
         backend
@@ -90,6 +94,24 @@ impl Backend {
         let mut members = self.members.lock();
         members.retain(|m| m.strong_count() > 0);
         members.push(member);
+    }
+
+    /// The value of type `T` attached to this backend, made by `init` on
+    /// first use: state that a layer above keeps per backend (what it has
+    /// asked of the backend for its clients), without this layer knowing it.
+    pub(crate) fn attachment<T: Send + Sync + 'static>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut all = self.attachments.lock();
+        if let Some(found) = all.iter().find_map(|a| a.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(init());
+        all.push(made.clone());
+        made
+    }
+
+    /// The target's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     fn members(&self) -> Vec<Arc<dyn Member>> {
@@ -130,7 +152,10 @@ impl Backend {
         }
     }
 
-    fn deliver_notification(&self, method: &str, frame: &[u8], owner: Option<Owner>) {
+    /// Delivers a notification that names no call: to the members of
+    /// `owner`, or to every member when there is none (each keeps what it
+    /// wants).
+    pub(crate) fn deliver_notification(&self, method: &str, frame: &[u8], owner: Option<Owner>) {
         let members = self.members();
         let mut delivered = 0usize;
         for m in &members {

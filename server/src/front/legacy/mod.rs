@@ -19,12 +19,12 @@ use tracing::debug;
 use super::context::Context;
 use super::refusals::{target_busy, unsupported_version};
 use super::reply::{Answering, answer, forward_notification, reply};
-use crate::bridge::{self, Caller, Client, Exchange, Slots};
+use crate::bridge::{self, Caller, Client, ClientHello, Exchange, LogLevel, Slots};
 use crate::metrics::Outcome;
 use crate::targets::Target;
 use crate::web::errors::{
-    ApiError, INTERNAL_ERROR, INVALID_REQUEST, SERVER_ERROR, SESSION_NOT_FOUND, accepted,
-    not_ready, overloaded, upstream_error,
+    ApiError, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, SERVER_ERROR, SESSION_NOT_FOUND,
+    accepted, not_ready, overloaded, upstream_error,
 };
 use crate::web::headers::{self, Accept};
 use crate::web::record::Record;
@@ -37,6 +37,16 @@ use session::{Session, SessionStore};
 struct InitializeParams<'a> {
     #[serde(rename = "protocolVersion", borrow, default)]
     protocol_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    capabilities: Option<&'a RawValue>,
+    #[serde(rename = "clientInfo", borrow, default)]
+    client_info: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct UriParams<'a> {
+    #[serde(borrow)]
+    uri: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +55,45 @@ struct CancelParams<'a> {
     request_id: &'a RawValue,
     #[serde(default)]
     reason: Option<String>,
+}
+
+/// Why a request the gateway answers itself failed.
+enum Refusal {
+    /// The backend refused what the gateway asked of it for the client.
+    Backend(bridge::Refused),
+    /// The request's params are not what the method takes.
+    Params(&'static str),
+}
+
+/// The requests the gateway answers for a session itself, in either
+/// backend era: `ping`; `logging/setLevel` (remembered, and a legacy
+/// backend set to the most verbose level wanted); `resources/subscribe`
+/// and `unsubscribe` (counted across sessions at a legacy backend, carried
+/// by the gateway's listen at a modern one). `None`: not one of them.
+async fn answered_here(
+    client: &Client,
+    method: &str,
+    params: Option<&RawValue>,
+) -> Option<Result<(), Refusal>> {
+    let uri = || params.and_then(|p| serde_json::from_str::<UriParams<'_>>(p.get()).ok());
+    Some(match method {
+        "ping" => Ok(()),
+        "logging/setLevel" => match LogLevel::of_set_level(params) {
+            Some(level) => client.set_log_level(level).await.map_err(Refusal::Backend),
+            None => Err(Refusal::Params(
+                "logging/setLevel needs a valid params.level",
+            )),
+        },
+        "resources/subscribe" => match uri() {
+            Some(u) => client.subscribe(&u.uri).await.map_err(Refusal::Backend),
+            None => Err(Refusal::Params("resources/subscribe needs params.uri")),
+        },
+        "resources/unsubscribe" => match uri() {
+            Some(u) => client.unsubscribe(&u.uri).await.map_err(Refusal::Backend),
+            None => Err(Refusal::Params("resources/unsubscribe needs params.uri")),
+        },
+        _ => return None,
+    })
 }
 
 fn not_acceptable(id: Option<&RawValue>) -> ApiError {
@@ -117,13 +166,28 @@ pub(crate) async fn post(
             if !accept.json && !accept.sse {
                 return record.fail(not_acceptable(Some(id)));
             }
-            if method == "ping" {
-                record.outcome = Outcome::Ok;
-                let empty = mcpod_core::json::to_raw(&serde_json::json!({}));
-                return reply(
-                    mcpod_core::json::result_frame(id.get(), &empty),
-                    accept.json,
-                );
+            if let Some(done) = answered_here(client, method, *params).await {
+                let frame = match done {
+                    Ok(()) => {
+                        record.outcome = Outcome::Ok;
+                        let empty = mcpod_core::json::to_raw(&serde_json::json!({}));
+                        mcpod_core::json::result_frame(id.get(), &empty)
+                    }
+                    Err(Refusal::Backend(e)) => {
+                        record.outcome = Outcome::Error;
+                        mcpod_core::json::error_frame(
+                            id.get(),
+                            e.code,
+                            &e.message,
+                            e.data.as_deref(),
+                        )
+                    }
+                    Err(Refusal::Params(why)) => {
+                        record.outcome = Outcome::Rejected;
+                        mcpod_core::json::error_frame(id.get(), INVALID_PARAMS, why, None)
+                    }
+                };
+                return reply(frame, accept.json);
             }
             let Some(target_slot) = target.try_call_slot() else {
                 return record.fail(target_busy(&target).with_id(Some(id)));
@@ -249,10 +313,18 @@ async fn initialize(
     if store.len() >= max {
         return record.fail(too_many());
     }
-    let requested = params
-        .and_then(|p| serde_json::from_str::<InitializeParams<'_>>(p.get()).ok())
-        .and_then(|p| p.protocol_version.map(|v| v.into_owned()));
-    let version = bridge::negotiate(requested.as_deref());
+    let init = params.and_then(|p| serde_json::from_str::<InitializeParams<'_>>(p.get()).ok());
+    let version = bridge::negotiate(init.as_ref().and_then(|p| p.protocol_version.as_deref()));
+    let hello = ClientHello {
+        capabilities: init
+            .as_ref()
+            .and_then(|p| p.capabilities)
+            .map(|c| c.to_owned()),
+        client_info: init
+            .as_ref()
+            .and_then(|p| p.client_info)
+            .map(|c| c.to_owned()),
+    };
     let session_id = session::new_session_id();
     let (backend, private) = if target.per_session() {
         let p = target.open_private(&session_id[..8]);
@@ -271,7 +343,7 @@ async fn initialize(
     };
     let session = Arc::new(Session::new(
         session_id,
-        Client::attach(backend),
+        Client::attach(backend, hello),
         target.clone(),
         private,
         ctx.shutdown.child_token(),

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use super::context::Context;
 use super::refusals::{target_busy, unsupported_version};
 use super::reply::{Answering, answer, forward_notification, reply};
-use crate::bridge::{self, Caller, ClientCaps, Exchange, ListenFilter, Slots};
+use crate::bridge::{self, Caller, ClientCaps, Exchange, ListenFilter, LogLevel, Slots};
 use crate::metrics::Outcome;
 use crate::targets::{Target, no_answer};
 use crate::web::errors::{
@@ -64,6 +64,7 @@ struct Call {
     place: bridge::Place,
     request: OwnedRequest,
     caps: ClientCaps,
+    log_level: Option<LogLevel>,
     deadline: Deadline,
 }
 
@@ -80,7 +81,10 @@ impl Call {
         };
         let started = Exchange::start(
             self.place,
-            Caller::Stateless(self.caps),
+            Caller::Stateless {
+                caps: self.caps,
+                log_level: self.log_level,
+            },
             self.request,
             opts,
             Slots::new(slot, None),
@@ -166,6 +170,16 @@ pub(crate) async fn post(
     }
     let backend = target.shared_backend();
     let caps = ClientCaps::from_raw(meta.client_capabilities);
+    let log_level = match meta.log_level.as_deref().map(|l| (l, LogLevel::parse(l))) {
+        None => None,
+        Some((_, Some(level))) => Some(level),
+        Some((name, None)) => {
+            return record.fail(
+                ApiError::bad_request(INVALID_PARAMS, format!("`{name}` is not a log level"))
+                    .with_id(Some(id)),
+            );
+        }
+    };
     let how = Answering {
         accept,
         keep_alive: target.limits.sse_keep_alive,
@@ -208,6 +222,7 @@ pub(crate) async fn post(
                         raw_params.map(|p| p.to_owned()),
                     ),
                     caps,
+                    log_level,
                     deadline: Deadline::Never,
                 };
                 let how = Answering {
@@ -269,7 +284,7 @@ pub(crate) async fn post(
                 let exchange = match Exchange::resume(
                     parked,
                     answer_given,
-                    Caller::Stateless(caps),
+                    Caller::Stateless { caps, log_level },
                     id.get().to_owned(),
                     place,
                 )
@@ -284,6 +299,7 @@ pub(crate) async fn post(
                 place,
                 request: OwnedRequest::new(id.to_owned(), method, raw_params.map(|p| p.to_owned())),
                 caps,
+                log_level,
                 deadline: Deadline::Default,
             };
             call.answer(&target, how, record).await
