@@ -63,6 +63,10 @@ pub struct Config {
     pub max_server_requests: usize,
     /// Answer the backend's `ping` requests inside the core.
     pub answer_ping: bool,
+    /// A server request that comes within this long after one given to a
+    /// call goes to the same call when several are in flight (a server
+    /// asking several things at once sends them together).
+    pub burst_window: Duration,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             max_queued_before_ready: 1024,
             max_server_requests: 256,
             answer_ping: true,
+            burst_window: Duration::from_millis(50),
         }
     }
 }

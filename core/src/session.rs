@@ -108,8 +108,19 @@ struct Call {
     /// The caller's own progress token, restored on progress notifications.
     caller_token: Option<Box<str>>,
     deadline: Option<Instant>,
+    /// Server requests given to this call and not answered yet.
+    asking: u32,
     /// Held until the backend is ready; `None` once sent.
     unsent: Option<Unsent>,
+}
+
+/// A server→client request awaiting its answer.
+#[derive(Debug)]
+struct PendingServerRequest {
+    /// The backend's id for it.
+    raw_id: Box<RawValue>,
+    /// The call it was given to, if one.
+    call: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -155,7 +166,10 @@ struct State {
     queued: VecDeque<Queued>,
     tx: Vec<u8>,
     events: VecDeque<Event>,
-    server_requests: FxHashMap<u64, Box<RawValue>>,
+    server_requests: FxHashMap<u64, PendingServerRequest>,
+    /// The call the last server request went to, and when it came: a
+    /// request right after it is most likely the same call's next one.
+    last_attributed: Option<(u64, Instant)>,
     next_server_request: u64,
     stats: Stats,
 }
@@ -177,6 +191,7 @@ impl Session {
             tx: Vec::new(),
             events: VecDeque::new(),
             server_requests: FxHashMap::default(),
+            last_attributed: None,
             next_server_request: 1,
             stats: Stats::default(),
             config,
@@ -503,7 +518,7 @@ impl State {
                 self.handle_notification(frame, &method, params)
             }
             Message::Request { id, method, params } => {
-                self.handle_server_request(id, &method, params)
+                self.handle_server_request(id, &method, params, now)
             }
         }
     }
@@ -846,6 +861,7 @@ impl State {
             owner: opts.owner,
             caller_token: None,
             deadline,
+            asking: 0,
             unsent: None,
         };
         if ready {
@@ -895,10 +911,12 @@ impl State {
         if let Phase::Closed(reason) = &self.phase {
             return Err(SendError::Closed(reason.clone()));
         }
-        let raw_id = self
+        let pending = self
             .server_requests
             .remove(&to.0)
             .ok_or(SendError::UnknownServerRequest(to))?;
+        self.settle_asking(pending.call);
+        let raw_id = pending.raw_id;
         match outcome {
             Outcome::Result(result) => json::push_result(&mut self.tx, raw_id.get(), result.get()),
             Outcome::Error {
@@ -1069,10 +1087,12 @@ impl State {
         let withdrawn = self
             .server_requests
             .iter()
-            .find(|(_, raw)| raw.get() == p.request_id.get())
+            .find(|(_, pending)| pending.raw_id.get() == p.request_id.get())
             .map(|(k, _)| *k);
         if let Some(key) = withdrawn {
-            self.server_requests.remove(&key);
+            if let Some(pending) = self.server_requests.remove(&key) {
+                self.settle_asking(pending.call);
+            }
             self.events
                 .push_back(Event::ServerRequestCancelled(ServerRequestId(key)));
             return;
@@ -1095,15 +1115,60 @@ impl State {
     /// on; else the only owner with calls in flight (calls without an
     /// owner cannot take such traffic); else nobody in particular.
     fn attribute(&self) -> Route {
-        if self.sent_calls == 1 {
-            if let Some((id, _)) = self.calls.iter().find(|(_, c)| c.unsent.is_none()) {
-                return Route::Call(CallId(*id));
+        if let Some(call) = self.only_sent_call(|_| true) {
+            return Route::Call(call);
+        }
+        self.only_owner()
+    }
+
+    /// Where a server request most likely belongs. Beyond [`attribute`]'s
+    /// rules, with several calls in flight: the call that got the request
+    /// just before, within [`Config::burst_window`] (a server that asks
+    /// several things at once sends them together); else the only call not
+    /// already waiting for an answer (a call parked on a question cannot
+    /// ask another until it is answered).
+    ///
+    /// [`attribute`]: Self::attribute
+    fn attribute_request(&self, now: Instant) -> Route {
+        if let Some(call) = self.only_sent_call(|_| true) {
+            return Route::Call(call);
+        }
+        if let Some((id, at)) = self.last_attributed {
+            let open = matches!(self.calls.get(&id), Some(c) if c.unsent.is_none());
+            if open && now.saturating_duration_since(at) <= self.config.burst_window {
+                return Route::Call(CallId(id));
             }
         }
+        if let Some(call) = self.only_sent_call(|c| c.asking == 0) {
+            return Route::Call(call);
+        }
+        self.only_owner()
+    }
+
+    /// The one sent call that `filter` keeps, if exactly one.
+    fn only_sent_call(&self, filter: impl Fn(&Call) -> bool) -> Option<CallId> {
+        let mut found = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.unsent.is_none() && filter(c));
+        match (found.next(), found.next()) {
+            (Some((id, _)), None) => Some(CallId(*id)),
+            _ => None,
+        }
+    }
+
+    fn only_owner(&self) -> Route {
         let mut owners = self.owners.keys();
         match (owners.next(), owners.next()) {
             (Some(owner), None) => Route::Owner(*owner),
             _ => Route::Broadcast,
+        }
+    }
+
+    /// A server request given to `call` was answered or withdrawn.
+    fn settle_asking(&mut self, call: Option<u64>) {
+        if let Some(c) = call.and_then(|id| self.calls.get_mut(&id)) {
+            c.asking = c.asking.saturating_sub(1);
         }
     }
 
@@ -1121,7 +1186,13 @@ impl State {
         });
     }
 
-    fn handle_server_request(&mut self, id: &RawValue, method: &str, params: Option<&RawValue>) {
+    fn handle_server_request(
+        &mut self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        now: Instant,
+    ) {
         if method == "ping" && self.config.answer_ping {
             json::push_result(&mut self.tx, id.get(), "{}");
             self.tx.push(b'\n');
@@ -1140,8 +1211,24 @@ impl State {
         }
         let key = self.next_server_request;
         self.next_server_request += 1;
-        self.server_requests.insert(key, boxed(id));
-        let route = self.attribute();
+        let route = self.attribute_request(now);
+        let call = match route {
+            Route::Call(CallId(c)) => {
+                if let Some(entry) = self.calls.get_mut(&c) {
+                    entry.asking += 1;
+                }
+                self.last_attributed = Some((c, now));
+                Some(c)
+            }
+            _ => None,
+        };
+        self.server_requests.insert(
+            key,
+            PendingServerRequest {
+                raw_id: boxed(id),
+                call,
+            },
+        );
         self.events.push_back(Event::ServerRequest(ServerRequest {
             id: ServerRequestId(key),
             method: method.to_owned(),

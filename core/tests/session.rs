@@ -605,8 +605,10 @@ fn server_requests_are_surfaced_routed_and_answered_with_the_servers_id() {
         Err(SendError::UnknownServerRequest(req.id)),
         "answered twice"
     );
-    // With two calls in flight the owner is ambiguous.
+    // With two calls in flight, neither waiting, and no request just before,
+    // the owner is ambiguous.
     h.call("2", "tools/call", None).unwrap();
+    h.advance(Duration::from_millis(100));
     h.backend_says(r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage"}"#);
     let ev = h.take_events();
     let Some(Event::ServerRequest(req)) = ev.first() else {
@@ -1073,5 +1075,31 @@ fn a_modern_backend_gets_the_callers_envelope_or_one_filled_in() {
     assert!(
         meta["io.modelcontextprotocol/clientCapabilities"].is_object(),
         "{meta}"
+    );
+}
+
+#[test]
+fn a_call_waiting_on_a_question_cannot_be_the_one_asking_the_next() {
+    let mut h = Harness::legacy_ready();
+    let parked = h.call("1", "tools/call", None).unwrap();
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"q1","method":"elicitation/create"}"#);
+    let ev = h.take_events();
+    assert!(matches!(&ev[0], Event::ServerRequest(r) if r.route == Route::Call(parked)));
+    // Another call starts while the first waits for its answer: the next
+    // question, after the burst window, is the new call's.
+    let fresh = h.call("2", "tools/call", None).unwrap();
+    h.advance(Duration::from_millis(100));
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"q2","method":"elicitation/create"}"#);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[0], Event::ServerRequest(r) if r.route == Route::Call(fresh)),
+        "{ev:?}"
+    );
+    // Questions sent together go to the call that got the first of them.
+    h.backend_says(r#"{"jsonrpc":"2.0","id":"q3","method":"sampling/createMessage"}"#);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[0], Event::ServerRequest(r) if r.route == Route::Call(fresh)),
+        "{ev:?}"
     );
 }

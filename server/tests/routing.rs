@@ -172,34 +172,36 @@ async fn server_request_without_a_client_is_answered_from_config_or_refused() {
         )
         .await;
     assert!(r.text().contains("file:///srv/configured"), "{}", r.body);
-    // No roots configured, or another kind: an error answer, never a hang.
-    let r = gw
-        .modern(
-            "bare",
-            json!(2),
-            "tools/call",
-            json!({"name":"ask","arguments":{"kind":"roots"}}),
-        )
-        .await;
-    assert!(
-        r.text().contains("answered roots/list with an error"),
-        "{}",
-        r.body
-    );
+    // No roots configured, or another kind: the caller did not declare the
+    // capability the backend needs, so it gets the 2026-07-28 error for
+    // that (-32021, HTTP 400, naming the capability) — never a hang.
+    for (target, kind, capability) in [("bare", "roots", "roots"), ("old", "sampling", "sampling")]
+    {
+        let r = gw
+            .modern(
+                target,
+                json!(2),
+                "tools/call",
+                json!({"name":"ask","arguments":{"kind":kind}}),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (400, Some(-32021)), "{}", r.body);
+        assert!(
+            r.json()["error"]["data"]["requiredCapabilities"][capability].is_object(),
+            "{}",
+            r.body
+        );
+    }
+    // The backend was answered and carries on: the next call works.
     let r = gw
         .modern(
             "old",
             json!(3),
             "tools/call",
-            json!({"name":"ask","arguments":{"kind":"sampling"}}),
+            json!({"name":"echo","arguments":{"text":"still here"}}),
         )
         .await;
-    assert!(
-        r.text()
-            .contains("answered sampling/createMessage with an error"),
-        "{}",
-        r.body
-    );
+    assert_eq!(r.text(), "still here");
     gw.shutdown().await;
 }
 

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
 use super::logging::LogLevel;
+use super::tool_headers::ToolHeaders;
 use crate::targets::Backend;
 
 /// How long a gateway-made request to a backend may take.
@@ -81,6 +82,8 @@ pub(crate) struct Adapter {
     listen: Mutex<Listen>,
     /// One change of level or subscription at a time, in order.
     ops: tokio::sync::Mutex<()>,
+    /// The tools' header-mirrored arguments (SEP-2243).
+    pub(crate) tool_headers: ToolHeaders,
 }
 
 impl Adapter {

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpod_core::envelope::INTERNAL_ERROR;
+use mcpod_core::envelope::{INTERNAL_ERROR, MISSING_REQUIRED_CLIENT_CAPABILITY};
 use mcpod_core::json::{edit_object, error_frame, object};
 use mcpod_core::{Era, Message};
 use mcpod_tokio::{
@@ -39,7 +39,7 @@ use tracing::debug;
 use super::adapter::{Adapter, Party};
 use super::caps::ClientCaps;
 use super::client::Client;
-use super::inputs::{Inputs, Parked, input_required_frame};
+use super::inputs::{Inputs, Parked, Question, question_key};
 use super::logging::{LogLevel, passes};
 use super::slots::Slots;
 use super::translate::{ClientEra, result_for_client, with_envelope};
@@ -64,6 +64,9 @@ pub(crate) enum Caller {
         caps: ClientCaps,
         /// `_meta["io.modelcontextprotocol/logLevel"]`.
         log_level: Option<LogLevel>,
+        /// Answers the request brought before being asked
+        /// (`inputResponses` without a state of the gateway's), by key.
+        preset: std::collections::HashMap<String, Box<RawValue>>,
     },
     /// A client that takes no server traffic (the Memoh routes).
     Detached,
@@ -148,12 +151,16 @@ pub(crate) struct Place {
     pub(crate) inputs: Arc<Inputs>,
     /// How long a client gets to answer the gateway's requests.
     pub(crate) call_timeout: Duration,
+    /// How long after a backend's question others count as asked with it.
+    pub(crate) burst_window: Duration,
 }
 
 /// Where a call's items go, and what its caller holds.
 pub(crate) struct Exchange {
     /// `None` once the call is parked or finished.
     stream: Option<CallStream>,
+    /// Items read ahead (while gathering a round of questions).
+    queued: VecDeque<CallItem>,
     place: Place,
     caller: Caller,
     method: String,
@@ -247,6 +254,7 @@ impl Exchange {
         let stream = place.backend.upstream.call(request, opts).await?;
         Ok(Exchange {
             stream: Some(stream),
+            queued: VecDeque::new(),
             place,
             caller,
             method,
@@ -262,18 +270,62 @@ impl Exchange {
     }
 
     /// Resumes a parked call for the client's retry (request id `id_json`):
-    /// the client's answer goes to the backend, the call's items to the
-    /// retry.
+    /// the answers the retry brings go to the backend; if some question is
+    /// left unanswered, the retry gets a new `input_required` for those
+    /// (the call stays parked), else the call's items.
     pub(crate) async fn resume(
-        parked: Parked,
-        answer: OwnedOutcome,
+        mut parked: Parked,
+        answers: &std::collections::HashMap<String, &RawValue>,
         caller: Caller,
         id_json: String,
         place: Place,
-    ) -> Result<Exchange, UpstreamError> {
-        parked.backend.upstream.respond(parked.key, answer).await?;
-        Ok(Exchange {
+    ) -> Result<Resumed, UpstreamError> {
+        let questions = std::mem::take(&mut parked.questions);
+        for q in questions {
+            match answers.get(&q.key) {
+                Some(answer) => {
+                    let outcome = OwnedOutcome::Result((*answer).to_owned());
+                    parked.backend.upstream.respond(q.request, outcome).await?;
+                }
+                None => parked.questions.push(q),
+            }
+        }
+        if !parked.questions.is_empty() {
+            // Ask again for what is missing, under a new state.
+            let inputs = place.inputs.clone();
+            return Ok(match inputs.park(parked, &id_json) {
+                Ok(frame) => Resumed::AskedAgain(Final {
+                    frame,
+                    outcome: Outcome::InputRequired,
+                    ended: None,
+                }),
+                Err(parked) => {
+                    for q in parked.questions {
+                        let _ = parked
+                            .backend
+                            .upstream
+                            .respond(
+                                q.request,
+                                no_answer("too many calls are waiting for client input"),
+                            )
+                            .await;
+                    }
+                    Resumed::AskedAgain(Final {
+                        frame: error_frame(
+                            &id_json,
+                            INTERNAL_ERROR,
+                            "too many calls are waiting for client input",
+                            None,
+                        ),
+                        outcome: Outcome::Overloaded,
+                        ended: None,
+                    })
+                }
+            });
+        }
+        Ok(Resumed::Exchange(Box::new(Exchange {
             stream: Some(parked.stream),
+            queued: VecDeque::new(),
             place: Place {
                 backend: parked.backend,
                 target: parked.target,
@@ -289,7 +341,7 @@ impl Exchange {
             readdress: true,
             slots: parked.slots,
             _level: None,
-        })
+        })))
     }
 
     /// The client's id for the call, as JSON.
@@ -371,9 +423,10 @@ impl Exchange {
                     Err(end) => return Advance::Final(end),
                 }
             }
-            let item = match self.stream.as_mut() {
-                Some(stream) => stream.next().await,
-                None => None,
+            let item = match (self.queued.pop_front(), self.stream.as_mut()) {
+                (Some(item), _) => Some(item),
+                (None, Some(stream)) => stream.next().await,
+                (None, None) => None,
             };
             let Some(item) = item else {
                 return Advance::Final(self.fail("the backend connection ended without answering"));
@@ -389,6 +442,13 @@ impl Exchange {
                         }
                     }
                     let frame = self.address(frame);
+                    if self.method == "tools/list" && !is_error {
+                        if let Ok(Message::Response { result, .. }) = Message::parse(&frame) {
+                            Adapter::of(&self.place.backend)
+                                .tool_headers
+                                .note_result(result.get());
+                        }
+                    }
                     let backend_modern = backend_era(&self.place.backend) == Some(Era::Modern);
                     let frame =
                         result_for_client(frame, &self.method, self.caller.era(), backend_modern);
@@ -426,8 +486,8 @@ impl Exchange {
                     method,
                     params,
                 } => {
-                    if self.should_park(&method) {
-                        if let Some(end) = self.park(key, &method, params.as_deref()).await {
+                    if let Caller::Stateless { .. } = self.caller {
+                        if let Some(end) = self.ask_stateless(key, method, params).await {
                             return Advance::Final(end);
                         }
                         continue;
@@ -581,57 +641,176 @@ impl Exchange {
         }
     }
 
-    /// Whether a server request goes back to a stateless caller as
-    /// `input_required` (it can answer it, and config cannot).
-    fn should_park(&self, method: &str) -> bool {
-        match &self.caller {
-            Caller::Stateless { caps, .. } => {
-                caps.can_answer(method) && !(method == "roots/list" && self.place.config_roots)
+    /// A legacy backend's server request for a stateless caller, with the
+    /// others it sends at once: those the client can answer go back to it
+    /// as one `input_required` result (the call parks); the others are
+    /// answered from config or refused at the backend. When the client can
+    /// answer none and config cannot either, the call ends with the error a
+    /// 2026-07-28 server gives: -32021, the capability it lacks. `None`:
+    /// nothing for the client, the call goes on.
+    async fn ask_stateless(
+        &mut self,
+        first: ServerRequestKey,
+        method: String,
+        params: Option<Box<RawValue>>,
+    ) -> Option<Final> {
+        let mut round = vec![(first, method, params)];
+        self.gather(&mut round).await;
+        let Caller::Stateless { caps, preset, .. } = &mut self.caller else {
+            return None;
+        };
+        let caps = *caps;
+        let mut questions = Vec::new();
+        let mut lacking: Vec<&'static str> = Vec::new();
+        let mut answered = Vec::new();
+        for (key, method, params) in round {
+            let by_config = method == "roots/list" && self.place.config_roots;
+            if caps.can_answer(&method) && !by_config {
+                let (name, params) = question_key(params.as_deref(), questions.len() + 1);
+                // Answered in advance by the request itself.
+                if let Some(answer) = preset.remove(&name) {
+                    answered.push((key, answer));
+                    continue;
+                }
+                questions.push(Question {
+                    key: name,
+                    request: key,
+                    method,
+                    params,
+                });
+                continue;
             }
-            _ => false,
+            if !by_config {
+                if let Some(cap) = capability_of(&method) {
+                    lacking.push(cap);
+                }
+            }
+            self.place.backend.answer_from_config(key, &method).await;
+        }
+        for (key, answer) in answered {
+            let _ = self
+                .place
+                .backend
+                .upstream
+                .respond(key, OwnedOutcome::Result(answer))
+                .await;
+        }
+        if questions.is_empty() {
+            if lacking.is_empty() {
+                return None; // answered from config or in advance: the call goes on
+            }
+            let required: Vec<(&str, &str)> = lacking.iter().map(|c| (*c, "{}")).collect();
+            let data = object(&[("requiredCapabilities", &object(&required))]);
+            let data = RawValue::from_string(data).ok();
+            self.stream = None; // the call is cancelled at the backend
+            return Some(Final {
+                frame: error_frame(
+                    &self.id_json,
+                    MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    &format!(
+                        "the server needs the client capability `{}`, which this request did not declare",
+                        lacking.join("`, `")
+                    ),
+                    data.as_deref(),
+                ),
+                outcome: Outcome::Error,
+                ended: None,
+            });
+        }
+        self.park(questions).await
+    }
+
+    /// Adds to `round` the server requests that follow within the burst
+    /// window; anything else read meanwhile is kept for later.
+    async fn gather(&mut self, round: &mut Vec<(ServerRequestKey, String, Option<Box<RawValue>>)>) {
+        let window = self.place.burst_window;
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        while let Ok(item) = tokio::time::timeout(window, stream.next()).await {
+            match item {
+                Some(CallItem::ServerRequest {
+                    key,
+                    method,
+                    params,
+                }) => round.push((key, method, params)),
+                Some(other) => {
+                    self.queued.push_back(other);
+                    break;
+                }
+                None => break,
+            }
         }
     }
 
     /// Parks the call for the client's retry; the `input_required` frame
     /// ends this exchange. `None` when too many calls are parked: the
-    /// backend's request is refused and the call goes on.
-    async fn park(
-        &mut self,
-        key: ServerRequestKey,
-        method: &str,
-        params: Option<&RawValue>,
-    ) -> Option<Final> {
+    /// backend's requests are refused and the call goes on.
+    async fn park(&mut self, questions: Vec<Question>) -> Option<Final> {
         let stream = self.stream.take()?;
+        if self.queued.iter().any(CallItem::is_terminal) {
+            // The call ended while asking: its end answers this exchange.
+            self.stream = Some(stream);
+            for q in questions {
+                let _ = self
+                    .place
+                    .backend
+                    .upstream
+                    .respond(q.request, no_answer("the call ended"))
+                    .await;
+            }
+            return None;
+        }
         let parked = Parked {
             stream,
             backend: self.place.backend.clone(),
             target: self.place.target.clone(),
             method: self.method.clone(),
             slots: std::mem::take(&mut self.slots),
-            key,
+            questions,
         };
-        match self.place.inputs.park(parked) {
-            Ok(state) => {
-                let frame = input_required_frame(&self.id_json, method, params, &state);
-                Some(Final {
-                    frame,
-                    outcome: Outcome::InputRequired,
-                    ended: None,
-                })
-            }
+        let inputs = self.place.inputs.clone();
+        match inputs.park(parked, &self.id_json) {
+            Ok(frame) => Some(Final {
+                frame,
+                outcome: Outcome::InputRequired,
+                ended: None,
+            }),
             Err(parked) => {
-                let _ = parked
-                    .backend
-                    .upstream
-                    .respond(
-                        key,
-                        no_answer("too many calls are waiting for client input"),
-                    )
-                    .await;
+                let parked = *parked;
+                for q in &parked.questions {
+                    let _ = parked
+                        .backend
+                        .upstream
+                        .respond(
+                            q.request,
+                            no_answer("too many calls are waiting for client input"),
+                        )
+                        .await;
+                }
                 self.stream = Some(parked.stream);
                 self.slots = parked.slots;
                 None
             }
         }
+    }
+}
+
+/// What a retry of a parked call became.
+#[derive(Debug)]
+pub(crate) enum Resumed {
+    /// The call goes on: answer the retry from it.
+    Exchange(Box<Exchange>),
+    /// Some questions are unanswered: this `input_required` asks again.
+    AskedAgain(Final),
+}
+
+/// The capability a server request needs of the client.
+fn capability_of(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
     }
 }

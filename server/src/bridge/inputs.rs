@@ -1,19 +1,27 @@
-//! Multi round-trip requests (2026-07-28) for legacy backends: a server
-//! request (`roots/list`, `sampling/createMessage`, `elicitation/create`)
-//! that arrives during a stateless client's call is carried to that client
-//! as an `input_required` result; the backend call stays parked until the
-//! client retries with `inputResponses` and the gateway's `requestState`,
-//! then the answer goes to the backend and the retry gets the call's
-//! result.
+//! Multi round-trip requests (2026-07-28) for legacy backends: the server
+//! requests (`roots/list`, `sampling/createMessage`, `elicitation/create`)
+//! that a legacy backend sends during a stateless client's call — one, or
+//! several at once — are carried to that client as one `input_required`
+//! result; the backend call stays parked until the client retries with
+//! `inputResponses` and the gateway's `requestState`, then the answers go
+//! to the backend and the retry gets the call's result (or the next round).
+//!
+//! The `requestState` is `mcpod-input.<token>.<mac>`: the token names the
+//! parked call, the MAC (HMAC-SHA-256 under a key of this gateway process)
+//! binds it to the target, so a tampered or foreign state is refused,
+//! while an authentic one whose call is gone (answered, expired) starts the
+//! request afresh.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use mcpod_tokio::{CallStream, ServerRequestKey};
+use parking_lot::Mutex;
+use rand::RngCore;
 use serde_json::value::RawValue;
+use sha2::Sha256;
 use tracing::debug;
 
 use super::slots::Slots;
@@ -21,13 +29,27 @@ use crate::targets::{Backend, no_answer};
 
 /// Prefix of the `requestState` values the gateway issues.
 pub(crate) const STATE_PREFIX: &str = "mcpod-input.";
-/// The key of the one input request in an `inputRequests` object.
-pub(crate) const INPUT_KEY: &str = "mcpod";
+/// The `_meta` key by which a legacy backend may name the input key of a
+/// server request (a dual-era server keeping its keys across the bridge).
+pub(crate) const INPUT_KEY_HINT: &str = "mcpod/inputKey";
 /// How long a parked call waits for the client's retry.
 const PARK_TTL: Duration = Duration::from_secs(120);
 /// Calls parked at once, gateway-wide; beyond it the backend's request is
 /// refused instead.
 const MAX_PARKED: usize = 4096;
+
+/// One server request carried to the client under `key`.
+#[derive(Debug)]
+pub(crate) struct Question {
+    /// Its key in `inputRequests`.
+    pub(crate) key: String,
+    /// The backend's request.
+    pub(crate) request: ServerRequestKey,
+    /// Its method.
+    pub(crate) method: String,
+    /// Its params.
+    pub(crate) params: Option<Box<RawValue>>,
+}
 
 /// A backend call waiting for a stateless client's input.
 #[derive(Debug)]
@@ -42,73 +64,133 @@ pub(crate) struct Parked {
     pub(crate) method: String,
     /// Its call slots, still held.
     pub(crate) slots: Slots,
-    /// The server request awaiting the answer.
-    pub(crate) key: ServerRequestKey,
+    /// The questions awaiting answers.
+    pub(crate) questions: Vec<Question>,
 }
 
-/// The parked calls, by `requestState` token.
-#[derive(Debug, Default)]
+/// What a retry's `requestState` names.
+#[derive(Debug)]
+pub(crate) enum Retry {
+    /// The parked call, to resume.
+    Parked(Box<Parked>),
+    /// An authentic state whose call is gone: start the request afresh.
+    Gone,
+    /// Not a state this gateway made for this target.
+    Forged,
+}
+
+/// The parked calls, by token.
+#[derive(Debug)]
 pub(crate) struct Inputs {
     parked: Mutex<HashMap<String, Parked>>,
+    key: [u8; 32],
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Inputs {
+            parked: Mutex::new(HashMap::new()),
+            key,
+        }
+    }
 }
 
 impl Inputs {
-    /// Parks a call; returns the `requestState` to give the client, or the
+    fn mac(&self, token: &str, target: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return String::new(); // any key length is accepted by HMAC
+        };
+        mac.update(token.as_bytes());
+        mac.update(b"\0");
+        mac.update(target.as_bytes());
+        crate::ids::hex(&mac.finalize().into_bytes())
+    }
+
+    /// Parks a call; returns the `input_required` frame for the client's
+    /// request `id_json`, whose `requestState` names the parked call, or the
     /// call back if too many are parked. A call not resumed within
-    /// [`PARK_TTL`] is answered with an error at the backend and dropped
-    /// (which cancels it).
-    pub(crate) fn park(self: &Arc<Self>, parked: Parked) -> Result<String, Box<Parked>> {
-        let state = format!("{STATE_PREFIX}{}", crate::ids::random_hex(16));
+    /// [`PARK_TTL`] gets errors for its questions and is dropped (which
+    /// cancels it).
+    pub(crate) fn park(
+        self: &Arc<Self>,
+        parked: Parked,
+        id_json: &str,
+    ) -> Result<Vec<u8>, Box<Parked>> {
+        let token = crate::ids::random_hex(16);
+        let state = format!("{STATE_PREFIX}{token}.{}", self.mac(&token, &parked.target));
+        let frame = input_required_frame(id_json, &parked.questions, &state);
         {
             let mut map = self.parked.lock();
             if map.len() >= MAX_PARKED {
                 return Err(Box::new(parked));
             }
-            map.insert(state.clone(), parked);
+            map.insert(token.clone(), parked);
         }
         let store = Arc::downgrade(self);
-        let expiring = state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(PARK_TTL).await;
             let Some(store) = store.upgrade() else { return };
-            let Some(p) = store.parked.lock().remove(&expiring) else {
+            let Some(p) = store.parked.lock().remove(&token) else {
                 return;
             };
             debug!(target = %p.target, "parked call expired: the client never retried");
-            let _ = p
-                .backend
-                .upstream
-                .respond(p.key, no_answer("the client did not retry in time"))
-                .await;
+            for q in p.questions {
+                let _ = p
+                    .backend
+                    .upstream
+                    .respond(q.request, no_answer("the client did not retry in time"))
+                    .await;
+            }
         });
-        Ok(state)
+        Ok(frame)
     }
 
-    /// Takes the call of `target` parked under `state`, if any.
-    pub(crate) fn take(&self, target: &str, state: &str) -> Option<Parked> {
-        let mut map = self.parked.lock();
-        match map.get(state) {
-            Some(p) if p.target == target => map.remove(state),
-            _ => None,
+    /// What the `requestState` of a retry on `target` names.
+    pub(crate) fn take(&self, target: &str, state: &str) -> Retry {
+        let Some((token, mac)) = state
+            .strip_prefix(STATE_PREFIX)
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            return Retry::Forged;
+        };
+        let expected = self.mac(token, target);
+        if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+            return Retry::Forged;
+        }
+        match self.parked.lock().remove(token) {
+            Some(p) => Retry::Parked(Box::new(p)),
+            None => Retry::Gone,
         }
     }
 }
 
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 /// The `input_required` result frame for request `id_json`.
-pub(crate) fn input_required_frame(
-    id_json: &str,
-    method: &str,
-    params: Option<&RawValue>,
-    state: &str,
-) -> Vec<u8> {
+pub(crate) fn input_required_frame(id_json: &str, questions: &[Question], state: &str) -> Vec<u8> {
     use mcpod_core::json::{object, result_frame, string};
-    let request = object(&[
-        ("method", &string(method)),
-        ("params", params.map_or("{}", RawValue::get)),
-    ]);
+    let requests: Vec<String> = questions
+        .iter()
+        .map(|q| {
+            object(&[
+                ("method", &string(&q.method)),
+                ("params", q.params.as_deref().map_or("{}", RawValue::get)),
+            ])
+        })
+        .collect();
+    let keyed: Vec<(&str, &str)> = questions
+        .iter()
+        .zip(&requests)
+        .map(|(q, r)| (q.key.as_str(), r.as_str()))
+        .collect();
     let result = object(&[
         ("resultType", "\"input_required\""),
-        ("inputRequests", &object(&[(INPUT_KEY, &request)])),
+        ("inputRequests", &object(&keyed)),
         ("requestState", &string(state)),
     ]);
     match RawValue::from_string(result) {
@@ -122,23 +204,118 @@ pub(crate) fn input_required_frame(
     }
 }
 
+/// The key a question goes under: the backend's hint in the request's
+/// `_meta` ([`INPUT_KEY_HINT`]), else `mcpod-{n}`; and the params without
+/// the hint.
+pub(crate) fn question_key(params: Option<&RawValue>, n: usize) -> (String, Option<Box<RawValue>>) {
+    #[derive(serde::Deserialize)]
+    struct WithMeta<'a> {
+        #[serde(rename = "_meta", borrow)]
+        meta: Option<Hint<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Hint<'a> {
+        #[serde(rename = "mcpod/inputKey", borrow)]
+        key: Option<std::borrow::Cow<'a, str>>,
+    }
+    let fallback = format!("mcpod-{n}");
+    let Some(params) = params else {
+        return (fallback, None);
+    };
+    let hint = serde_json::from_str::<WithMeta<'_>>(params.get())
+        .ok()
+        .and_then(|w| w.meta?.key.map(|k| k.into_owned()))
+        .filter(|k| !k.is_empty());
+    let Some(key) = hint else {
+        return (fallback, Some(params.to_owned()));
+    };
+    let stripped = strip_hint(params.get()).and_then(|p| RawValue::from_string(p).ok());
+    (key, stripped.or_else(|| Some(params.to_owned())))
+}
+
+fn strip_hint(params: &str) -> Option<String> {
+    use mcpod_core::json::edit_object;
+    #[derive(serde::Deserialize)]
+    struct WithMeta<'a> {
+        #[serde(rename = "_meta", borrow)]
+        meta: Option<&'a RawValue>,
+    }
+    let meta = serde_json::from_str::<WithMeta<'_>>(params).ok()?.meta?;
+    let meta = edit_object(meta.get(), &[], &[INPUT_KEY_HINT])?;
+    if meta == "{}" {
+        edit_object(params, &[], &["_meta"])
+    } else {
+        edit_object(params, &[("_meta", &meta)], &[])
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn input_required_frame_carries_the_request_and_state() {
+    fn the_frame_carries_every_question_under_its_key() {
         let params = RawValue::from_string(r#"{"x":[1]}"#.into()).unwrap();
-        let frame = input_required_frame("7", "roots/list", Some(&params), "mcpod-input.x");
+        let questions = vec![
+            Question {
+                key: "user_name".into(),
+                request: ServerRequestKey::from_wire_id(1),
+                method: "elicitation/create".into(),
+                params: Some(params),
+            },
+            Question {
+                key: "mcpod-2".into(),
+                request: ServerRequestKey::from_wire_id(2),
+                method: "roots/list".into(),
+                params: None,
+            },
+        ];
+        let frame = input_required_frame("7", &questions, "mcpod-input.x.y");
         let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["result"]["resultType"], "input_required");
         assert_eq!(
-            v["result"]["inputRequests"][INPUT_KEY]["method"],
+            v["result"]["inputRequests"]["user_name"]["method"],
+            "elicitation/create"
+        );
+        assert_eq!(
+            v["result"]["inputRequests"]["user_name"]["params"]["x"][0],
+            1
+        );
+        assert_eq!(
+            v["result"]["inputRequests"]["mcpod-2"]["method"],
             "roots/list"
         );
-        assert_eq!(v["result"]["inputRequests"][INPUT_KEY]["params"]["x"][0], 1);
-        assert_eq!(v["result"]["requestState"], "mcpod-input.x");
+        assert_eq!(v["result"]["requestState"], "mcpod-input.x.y");
+    }
+
+    #[test]
+    fn a_backend_may_name_the_key_and_the_hint_does_not_reach_the_client() {
+        let p =
+            RawValue::from_string(r#"{"message":"m","_meta":{"mcpod/inputKey":"confirm"}}"#.into())
+                .unwrap();
+        let (key, params) = question_key(Some(&p), 1);
+        assert_eq!(key, "confirm");
+        assert_eq!(params.unwrap().get(), r#"{"message":"m"}"#);
+        let p = RawValue::from_string(r#"{"message":"m"}"#.into()).unwrap();
+        assert_eq!(question_key(Some(&p), 3).0, "mcpod-3");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_or_foreign_state_is_refused_and_a_spent_one_starts_afresh() {
+        let inputs = Arc::new(Inputs::default());
+        let token = "00".repeat(16);
+        let good = format!("{STATE_PREFIX}{token}.{}", inputs.mac(&token, "t"));
+        assert!(matches!(inputs.take("t", &good), Retry::Gone));
+        assert!(matches!(inputs.take("other", &good), Retry::Forged));
+        let tampered = good.replace(&token, &"11".repeat(16));
+        assert!(matches!(inputs.take("t", &tampered), Retry::Forged));
+        assert!(matches!(
+            inputs.take("t", "mcpod-input.nodot"),
+            Retry::Forged
+        ));
+        let other_gateway = Inputs::default();
+        assert!(matches!(other_gateway.take("t", &good), Retry::Forged));
     }
 }

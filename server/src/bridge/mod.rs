@@ -17,6 +17,7 @@ mod inputs;
 mod listen;
 mod logging;
 mod slots;
+mod tool_headers;
 mod translate;
 
 use std::sync::Arc;
@@ -24,14 +25,25 @@ use std::sync::Arc;
 pub(crate) use adapter::Refused;
 pub(crate) use caps::ClientCaps;
 pub(crate) use client::{Client, ClientHello};
-pub(crate) use exchange::{Caller, Exchange, Place, Step};
+pub(crate) use exchange::{Caller, Exchange, Place, Resumed, Step};
 pub(crate) use handshake::{NotReady, discover_result, initialize_result, negotiate, ready};
-pub(crate) use inputs::{INPUT_KEY, Inputs, STATE_PREFIX};
+pub(crate) use inputs::{Inputs, Retry, STATE_PREFIX};
 pub(crate) use listen::{ListenFilter, listen};
 pub(crate) use logging::LogLevel;
 pub(crate) use slots::Slots;
 
 use crate::targets::{Backend, Target};
+
+pub(crate) use tool_headers::HeaderParam;
+
+/// The arguments of `tool` that a 2026-07-28 client mirrors into
+/// `Mcp-Param-*` headers, as far as `backend`'s tool list says.
+pub(crate) async fn header_params(backend: &Backend, tool: &str) -> Vec<HeaderParam> {
+    adapter::Adapter::of(backend)
+        .tool_headers
+        .of(backend, tool)
+        .await
+}
 
 /// Where a call of `target` on `backend` runs.
 pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>) -> Place {
@@ -41,5 +53,6 @@ pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>
         config_roots: target.config.roots.is_some(),
         inputs: inputs.clone(),
         call_timeout: target.config.call_timeout,
+        burst_window: target.burst_window(),
     }
 }

@@ -1,7 +1,6 @@
 //! Refusals every front end gives the same way.
 
 use http::StatusCode;
-use mcpod_core::{LEGACY_VERSIONS, MODERN_VERSIONS};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -20,14 +19,15 @@ pub(crate) fn target_busy(target: &Target) -> ApiError {
     )
 }
 
-/// The -32022 answer for a version the gateway does not serve.
-pub(crate) fn unsupported_version(requested: &str, id: Option<&RawValue>) -> ApiError {
-    let supported: Vec<&str> = MODERN_VERSIONS
-        .iter()
-        .rev()
-        .chain(LEGACY_VERSIONS.iter().rev())
-        .copied()
-        .collect();
+/// The -32022 answer for a version the gateway does not serve to this
+/// kind of client; `supported` lists what it does (what discovery says, for
+/// a 2026-07-28 client).
+pub(crate) fn unsupported_version(
+    requested: &str,
+    id: Option<&RawValue>,
+    supported: &[&str],
+) -> ApiError {
+    let supported: Vec<&str> = supported.iter().rev().copied().collect();
     ApiError::bad_request(
         UNSUPPORTED_PROTOCOL_VERSION,
         format!("protocol version `{requested}` is not supported"),

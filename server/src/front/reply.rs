@@ -44,6 +44,44 @@ pub(crate) struct Answering {
     /// Ends an SSE reply early (gateway shutdown), for calls that never end
     /// by themselves (`subscriptions/listen`).
     pub(crate) stop: Option<CancellationToken>,
+    /// A 2026-07-28 client: the protocol errors that HTTP status codes
+    /// carry too (-32020, -32021, -32022 → 400) get them on a JSON reply.
+    pub(crate) statuses: bool,
+}
+
+/// The HTTP status a 2026-07-28 JSON reply carrying this error frame gets.
+fn status_of(frame: &[u8]) -> Option<http::StatusCode> {
+    use mcpod_core::envelope::{
+        ErrorObject, HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY,
+        UNSUPPORTED_PROTOCOL_VERSION,
+    };
+    let mcpod_core::Message::Error { error, .. } = mcpod_core::Message::parse(frame).ok()? else {
+        return None;
+    };
+    match ErrorObject::parse(error)?.code {
+        HEADER_MISMATCH | MISSING_REQUIRED_CLIENT_CAPABILITY | UNSUPPORTED_PROTOCOL_VERSION => {
+            Some(http::StatusCode::BAD_REQUEST)
+        }
+        _ => None,
+    }
+}
+
+/// A final frame as a JSON reply (with its status, for a 2026-07-28
+/// client), or a one-event stream.
+fn final_reply(frame: Vec<u8>, how: &Answering) -> Response {
+    let status = if how.statuses
+        && how.accept.json
+        && memchr::memmem::find(&frame, b"\"error\"").is_some()
+    {
+        status_of(&frame)
+    } else {
+        None
+    };
+    let mut response = reply(frame, how.accept.json);
+    if let Some(status) = status {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 /// Answers the call behind `exchange`; `record` notes how it ended.
@@ -51,12 +89,12 @@ pub(crate) async fn answer(mut exchange: Exchange, mut record: Record, how: Answ
     if !how.accept.sse {
         let end = exchange.finish().await;
         record.outcome = end.outcome;
-        return reply(end.frame, how.accept.json);
+        return final_reply(end.frame, &how);
     }
     match exchange.next_inline().await {
         Step::Final(end) => {
             record.outcome = end.outcome;
-            reply(end.frame, how.accept.json)
+            final_reply(end.frame, &how)
         }
         Step::Frame(first) => {
             let events = futures::stream::unfold(

@@ -50,7 +50,10 @@ fn detect_era(
         .map_err(|p| ApiError::bad_request(HEADER_MISMATCH, p.to_string()))?;
     let session = headers::session_id(headers)
         .map_err(|p| ApiError::bad_request(INVALID_REQUEST, p.to_string()))?;
-    if msg.method() == Some("initialize") || session.is_some() {
+    // `initialize` is the legacy handshake, unless the client says it
+    // speaks 2026-07-28 (which has no such method).
+    let modern_header = version.is_some_and(|v| !LEGACY_VERSIONS.contains(&v));
+    if (msg.method() == Some("initialize") && !modern_header) || session.is_some() {
         return Ok(ClientEra::Legacy);
     }
     match version {

@@ -71,6 +71,14 @@ impl Target {
         core.probe_timeout + core.handshake_timeout
     }
 
+    /// How long after a backend's server request others count as sent
+    /// with it (its core's burst window).
+    pub(crate) fn burst_window(&self) -> std::time::Duration {
+        launch::upstream_config(&self.config, String::new())
+            .core
+            .burst_window
+    }
+
     /// The containerd connections its backends use.
     pub(crate) fn clients(&self) -> &Clients {
         &self.clients

@@ -157,7 +157,7 @@ pub(crate) async fn post(
     session.touch();
     if let Ok(Some(v)) = headers::single(headers, headers::PROTOCOL_VERSION) {
         if !LEGACY_VERSIONS.contains(&v) {
-            return record.fail(unsupported_version(v, None));
+            return record.fail(unsupported_version(v, None, LEGACY_VERSIONS));
         }
     }
     let client = &session.client;
@@ -228,6 +228,7 @@ pub(crate) async fn post(
                 accept,
                 keep_alive: target.limits.sse_keep_alive,
                 stop: None,
+                statuses: false,
             };
             answer(exchange, record, how).await
         }

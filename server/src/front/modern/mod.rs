@@ -12,16 +12,18 @@ use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
 use mcpod_core::meta::RequestMeta;
 use mcpod_core::{Era, MODERN_VERSIONS, Message};
-use mcpod_tokio::{Deadline, OwnedOutcome, OwnedRequest, RequestOptions};
+use mcpod_tokio::{Deadline, OwnedRequest, RequestOptions};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::context::Context;
 use super::refusals::{target_busy, unsupported_version};
 use super::reply::{Answering, answer, forward_notification, reply};
-use crate::bridge::{self, Caller, ClientCaps, Exchange, ListenFilter, LogLevel, Slots};
+use crate::bridge::{
+    self, Caller, ClientCaps, Exchange, ListenFilter, LogLevel, Resumed, Retry, Slots,
+};
 use crate::metrics::Outcome;
-use crate::targets::{Target, no_answer};
+use crate::targets::Target;
 use crate::web::errors::{
     ApiError, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, accepted, not_ready,
     upstream_error,
@@ -57,6 +59,8 @@ struct Params<'a> {
     uri: Option<Cow<'a, str>>,
     #[serde(default)]
     notifications: Option<ListenFilter>,
+    #[serde(borrow, default)]
+    arguments: Option<HashMap<String, &'a RawValue>>,
 }
 
 /// A stateless client's call to forward.
@@ -65,6 +69,7 @@ struct Call {
     request: OwnedRequest,
     caps: ClientCaps,
     log_level: Option<LogLevel>,
+    preset: HashMap<String, Box<RawValue>>,
     deadline: Deadline,
 }
 
@@ -84,6 +89,7 @@ impl Call {
             Caller::Stateless {
                 caps: self.caps,
                 log_level: self.log_level,
+                preset: self.preset,
             },
             self.request,
             opts,
@@ -125,7 +131,7 @@ pub(crate) async fn post(
         return record.fail(checks::missing_version(id));
     };
     if !MODERN_VERSIONS.contains(&version.as_str()) {
-        return record.fail(unsupported_version(&version, id));
+        return record.fail(unsupported_version(&version, id, MODERN_VERSIONS));
     }
     let meta = match meta {
         Ok(m) => m,
@@ -138,6 +144,7 @@ pub(crate) async fn post(
     };
     let named = checks::Named {
         meta_version: meta.protocol_version.as_deref(),
+        has_capabilities: meta.client_capabilities.is_some(),
         name: params.name.as_deref(),
         uri: params.uri.as_deref(),
     };
@@ -169,6 +176,16 @@ pub(crate) async fn post(
         );
     }
     let backend = target.shared_backend();
+    if method == "tools/call" {
+        if let Some(tool) = params.name.as_deref() {
+            let mirrored = bridge::header_params(&backend, tool).await;
+            if let Err(e) =
+                checks::check_param_headers(headers, params.arguments.as_ref(), &mirrored, Some(id))
+            {
+                return record.fail(e);
+            }
+        }
+    }
     let caps = ClientCaps::from_raw(meta.client_capabilities);
     let log_level = match meta.log_level.as_deref().map(|l| (l, LogLevel::parse(l))) {
         None => None,
@@ -184,6 +201,7 @@ pub(crate) async fn post(
         accept,
         keep_alive: target.limits.sse_keep_alive,
         stop: None,
+        statuses: true,
     };
     match method {
         "server/discover" => {
@@ -223,6 +241,7 @@ pub(crate) async fn post(
                     ),
                     caps,
                     log_level,
+                    preset: HashMap::new(),
                     deadline: Deadline::Never,
                 };
                 let how = Answering {
@@ -256,50 +275,75 @@ pub(crate) async fn post(
         m if FORWARDED_METHODS.contains(&m) => {
             let place = bridge::place(&target, backend, &ctx.inputs);
             // The retry of a call the gateway parked for client input.
-            let parked = params
+            let retry = params
                 .request_state
                 .as_deref()
                 .filter(|s| s.starts_with(bridge::STATE_PREFIX))
-                .and_then(|s| ctx.inputs.take(target.name(), s));
-            if let Some(parked) = parked {
-                let answer_given = params
-                    .input_responses
-                    .as_ref()
-                    .and_then(|r| r.get(bridge::INPUT_KEY))
-                    .map(|r| OwnedOutcome::Result((*r).to_owned()));
-                let Some(answer_given) = answer_given else {
-                    let _ = parked
-                        .backend
-                        .upstream
-                        .respond(parked.key, no_answer("the client sent no input"))
-                        .await;
+                .map(|s| ctx.inputs.take(target.name(), s));
+            let mut forward_params = raw_params.map(|p| p.to_owned());
+            match retry {
+                Some(Retry::Forged) => {
                     return record.fail(
                         ApiError::bad_request(
                             INVALID_PARAMS,
-                            format!("inputResponses.{} is missing", bridge::INPUT_KEY),
+                            "requestState was not issued by this gateway for this target \
+                             (tampered with, or from another gateway); start the request again",
                         )
                         .with_id(Some(id)),
                     );
-                };
-                let exchange = match Exchange::resume(
-                    parked,
-                    answer_given,
-                    Caller::Stateless { caps, log_level },
-                    id.get().to_owned(),
-                    place,
-                )
-                .await
-                {
-                    Ok(e) => e,
-                    Err(e) => return record.fail(upstream_error(&e).with_id(Some(id))),
-                };
-                return answer(exchange, record, how).await;
+                }
+                Some(Retry::Parked(parked)) => {
+                    let empty = HashMap::new();
+                    let answers = params.input_responses.as_ref().unwrap_or(&empty);
+                    let caller = Caller::Stateless {
+                        caps,
+                        log_level,
+                        preset: HashMap::new(),
+                    };
+                    let resumed =
+                        Exchange::resume(*parked, answers, caller, id.get().to_owned(), place)
+                            .await;
+                    return match resumed {
+                        Ok(Resumed::Exchange(exchange)) => answer(*exchange, record, how).await,
+                        Ok(Resumed::AskedAgain(end)) => {
+                            record.outcome = end.outcome;
+                            reply(end.frame, accept.json)
+                        }
+                        Err(e) => record.fail(upstream_error(&e).with_id(Some(id))),
+                    };
+                }
+                // The call it named is gone (answered, expired): the
+                // request starts afresh, without the spent state.
+                Some(Retry::Gone) => {
+                    forward_params = raw_params.and_then(|p| {
+                        let edited = mcpod_core::json::edit_object(
+                            p.get(),
+                            &[],
+                            &["requestState", "inputResponses"],
+                        )?;
+                        RawValue::from_string(edited).ok()
+                    });
+                }
+                None => {}
             }
+            // Answers brought without a state of ours answer the backend's
+            // questions of the same keys, if it asks them.
+            let preset = if matches!(retry, Some(Retry::Gone)) {
+                HashMap::new()
+            } else {
+                params
+                    .input_responses
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), (*v).to_owned()))
+                    .collect()
+            };
             let call = Call {
                 place,
-                request: OwnedRequest::new(id.to_owned(), method, raw_params.map(|p| p.to_owned())),
+                request: OwnedRequest::new(id.to_owned(), method, forward_params),
                 caps,
                 log_level,
+                preset,
                 deadline: Deadline::Default,
             };
             call.answer(&target, how, record).await
