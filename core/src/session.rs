@@ -110,6 +110,9 @@ struct Call {
     deadline: Option<Instant>,
     /// Server requests given to this call and not answered yet.
     asking: u32,
+    /// A `subscriptions/listen` stream: it takes only the notifications
+    /// tagged with it, never traffic that names no call.
+    listen: bool,
     /// Held until the backend is ready; `None` once sent.
     unsent: Option<Unsent>,
 }
@@ -862,6 +865,7 @@ impl State {
             caller_token: None,
             deadline,
             asking: 0,
+            listen: req.method == "subscriptions/listen",
             unsent: None,
         };
         if ready {
@@ -1150,7 +1154,7 @@ impl State {
         let mut found = self
             .calls
             .iter()
-            .filter(|(_, c)| c.unsent.is_none() && filter(c));
+            .filter(|(_, c)| c.unsent.is_none() && !c.listen && filter(c));
         match (found.next(), found.next()) {
             (Some((id, _)), None) => Some(CallId(*id)),
             _ => None,

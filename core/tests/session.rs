@@ -1103,3 +1103,25 @@ fn a_call_waiting_on_a_question_cannot_be_the_one_asking_the_next() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn a_listen_stream_never_takes_traffic_that_names_no_call() {
+    let mut h = Harness::modern_ready();
+    h.call_with(
+        r#""listen""#,
+        "subscriptions/listen",
+        Some(r#"{"notifications":{"toolsListChanged":true}}"#),
+        RequestOptions {
+            deadline: Deadline::Never,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let call = h.call("7", "tools/call", None).unwrap();
+    h.backend_says(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[0], Event::Notification { route: Route::Call(c), .. } if *c == call),
+        "the call, not the listen: {ev:?}"
+    );
+}

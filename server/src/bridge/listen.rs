@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use tracing::debug;
+
+use super::adapter::Adapter;
 use crate::targets::{Backend, Member};
 
 /// Notifications buffered for a listener that reads slowly.
@@ -18,7 +21,7 @@ const LISTEN_BUFFER: usize = 64;
 
 /// Which notification types a `subscriptions/listen` opted in to (the ones
 /// the gateway can honour for a legacy backend).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListenFilter {
     /// `notifications/tools/list_changed`.
@@ -30,6 +33,9 @@ pub(crate) struct ListenFilter {
     /// `notifications/resources/list_changed`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) resources_list_changed: bool,
+    /// `notifications/resources/updated` for these URIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) resource_subscriptions: Vec<String>,
 }
 
 impl ListenFilter {
@@ -43,7 +49,8 @@ impl ListenFilter {
     }
 
     /// What of `self` the backend can honour: the list changes its
-    /// capabilities announce.
+    /// capabilities announce, and resource updates if it takes
+    /// subscriptions.
     pub(crate) fn honoured(self, info: &BackendInfo) -> ListenFilter {
         #[derive(Deserialize, Default)]
         struct Caps {
@@ -59,6 +66,8 @@ impl ListenFilter {
         struct ListChanged {
             #[serde(default)]
             list_changed: bool,
+            #[serde(default)]
+            subscribe: bool,
         }
         let caps: Caps = serde_json::from_str(info.capabilities.get()).unwrap_or_default();
         let has = |c: &Option<ListChanged>| c.as_ref().is_some_and(|c| c.list_changed);
@@ -66,6 +75,11 @@ impl ListenFilter {
             tools_list_changed: self.tools_list_changed && has(&caps.tools),
             prompts_list_changed: self.prompts_list_changed && has(&caps.prompts),
             resources_list_changed: self.resources_list_changed && has(&caps.resources),
+            resource_subscriptions: if caps.resources.as_ref().is_some_and(|r| r.subscribe) {
+                self.resource_subscriptions
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -79,6 +93,47 @@ fn tagged(method: &str, subscription: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     notification_frame(method, Some(&object(&params)))
 }
 
+/// `frame` (a backend notification) tagged with `subscription`: its params
+/// kept, `_meta` gaining the subscription id.
+fn tag(frame: &[u8], subscription: &str) -> Option<Vec<u8>> {
+    use mcpod_core::json::{edit_object, notification_frame};
+    let mcpod_core::Message::Notification { method, params } =
+        mcpod_core::Message::parse(frame).ok()?
+    else {
+        return None;
+    };
+    let params = params.map_or("{}", |p| p.get());
+    #[derive(Deserialize)]
+    struct WithMeta<'a> {
+        #[serde(rename = "_meta", borrow)]
+        meta: Option<&'a RawValue>,
+    }
+    let meta = serde_json::from_str::<WithMeta<'_>>(params).ok()?.meta;
+    let meta = match meta {
+        Some(m) => edit_object(
+            m.get(),
+            &[(mcpod_core::meta::SUBSCRIPTION_ID, subscription)],
+            &[],
+        )?,
+        None => mcpod_core::json::object(&[(mcpod_core::meta::SUBSCRIPTION_ID, subscription)]),
+    };
+    let params = edit_object(params, &[(mcpod_core::meta::META, &meta)], &[])?;
+    Some(notification_frame(&method, Some(&params)))
+}
+
+/// The `uri` of a `notifications/resources/updated` frame.
+fn updated_uri(frame: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Frame {
+        params: Option<Params>,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        uri: Option<String>,
+    }
+    serde_json::from_slice::<Frame>(frame).ok()?.params?.uri
+}
+
 /// One client's listen stream.
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -86,6 +141,7 @@ pub(crate) struct Listener {
     subscription: String,
     filter: ListenFilter,
     tx: mpsc::Sender<Vec<u8>>,
+    backend: Arc<Backend>,
 }
 
 /// An open listen: the acknowledgement to send first, and the tagged
@@ -100,14 +156,25 @@ pub(crate) struct Listening {
     pub(crate) guard: Arc<Listener>,
 }
 
-/// Opens a listen for request `id` on a legacy `backend`.
-pub(crate) fn listen(
-    backend: &Backend,
+/// Opens a listen for request `id` on a legacy `backend`: the resources it
+/// asks about are subscribed at the backend (counted with every other
+/// subscriber's) until the listen ends.
+pub(crate) async fn listen(
+    backend: &Arc<Backend>,
     info: &BackendInfo,
     id: &RawValue,
     asked: ListenFilter,
 ) -> Listening {
-    let filter = asked.honoured(info);
+    let mut filter = asked.honoured(info);
+    let adapter = Adapter::of(backend);
+    let mut subscribed = Vec::new();
+    for uri in std::mem::take(&mut filter.resource_subscriptions) {
+        match adapter.subscribe(backend, &uri).await {
+            Ok(()) => subscribed.push(uri),
+            Err(e) => debug!(uri, message = %e.message, "the backend refused a subscription"),
+        }
+    }
+    filter.resource_subscriptions = subscribed;
     let subscription = id.get().to_owned();
     let filter_json = serde_json::to_string(&filter).unwrap_or_else(|_| "{}".into());
     let ack = tagged(
@@ -120,6 +187,7 @@ pub(crate) fn listen(
         subscription,
         filter,
         tx,
+        backend: backend.clone(),
     });
     let member: Arc<dyn Member> = listener.clone();
     backend.attach(Arc::downgrade(&member));
@@ -130,17 +198,39 @@ pub(crate) fn listen(
     }
 }
 
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let uris = std::mem::take(&mut self.filter.resource_subscriptions);
+        if uris.is_empty() {
+            return;
+        }
+        let backend = self.backend.clone();
+        tokio::spawn(async move {
+            let adapter = Adapter::of(&backend);
+            for uri in uris {
+                let _ = adapter.unsubscribe(&backend, &uri).await;
+            }
+        });
+    }
+}
+
 impl Member for Listener {
     fn owner(&self) -> Option<Owner> {
         None
     }
 
-    fn notify(&self, method: &str, _frame: &[u8]) -> bool {
-        self.filter.wants(method)
-            && self
-                .tx
-                .try_send(tagged(method, &self.subscription, &[]))
-                .is_ok()
+    fn notify(&self, method: &str, frame: &[u8]) -> bool {
+        let wanted = match method {
+            "notifications/resources/updated" => updated_uri(frame)
+                .is_some_and(|uri| self.filter.resource_subscriptions.contains(&uri)),
+            _ => self.filter.wants(method),
+        };
+        if !wanted {
+            return false;
+        }
+        let tagged = tag(frame, &self.subscription)
+            .unwrap_or_else(|| tagged(method, &self.subscription, &[]));
+        self.tx.try_send(tagged).is_ok()
     }
 
     fn offer(&self, _: &Backend, _: ServerRequestKey, _: &str, _: Option<&RawValue>) -> bool {
@@ -171,11 +261,29 @@ mod tests {
             tools_list_changed: true,
             prompts_list_changed: true,
             resources_list_changed: true,
+            resource_subscriptions: vec!["a://b".into()],
         };
         let got = asked.honoured(&info);
         assert!(got.tools_list_changed);
         assert!(!got.prompts_list_changed, "prompts has no listChanged");
         assert!(!got.resources_list_changed);
+        assert!(
+            got.resource_subscriptions.is_empty(),
+            "no resources.subscribe"
+        );
+    }
+
+    #[test]
+    fn a_backend_notification_keeps_its_params_when_tagged() {
+        let f = br#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://b","_meta":{"k":1}}}"#;
+        let v: serde_json::Value = serde_json::from_slice(&tag(f, "7").unwrap()).unwrap();
+        assert_eq!(v["params"]["uri"], "a://b");
+        assert_eq!(v["params"]["_meta"]["k"], 1);
+        assert_eq!(
+            v["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            7
+        );
+        assert_eq!(updated_uri(f).as_deref(), Some("a://b"));
     }
 
     #[test]

@@ -256,7 +256,8 @@ pub(crate) async fn post(
                 &info,
                 id,
                 params.notifications.unwrap_or_default(),
-            );
+            )
+            .await;
             let first = futures::stream::iter([sse::event(&listening.ack)]);
             let rest = futures::stream::unfold(
                 (listening.rx, listening.guard),
