@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine of this project's
 # kind (Debian 12, Rust stable + nightly): installs what it needs, checks
-# formatting, lints and docs, starts a private containerd, runs every test, and
-# smoke-runs every fuzz target.
+# formatting, lints and docs, starts a private containerd, runs every test
+# (the official MCP conformance suite, SDK clients and servers among them,
+# from interop/), and smoke-runs every fuzz target.
 #
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=60 scripts/test.sh   longer fuzz smoke
@@ -20,6 +21,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+command -v git >/dev/null || missing+=(git)
+command -v npm >/dev/null || missing+=(npm)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "need root to install: ${missing[*]}"
   apt-get update -qq
@@ -27,6 +31,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 rustup toolchain list | grep -q '^nightly' || die "the nightly toolchain is needed for cargo-fuzz (rustup toolchain install nightly)"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+
+step "interop parts: the MCP conformance suite, SDK clients and servers (npm, PyPI)"
+interop/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check

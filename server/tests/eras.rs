@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Gateway, call, demo_target, stats};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn legacy_client_full_lifecycle() {
@@ -470,5 +470,127 @@ async fn log_messages_reach_the_caller() {
     )
     .await;
     assert!(nothing.is_err(), "{nothing:?}");
+    gw.shutdown().await;
+}
+
+/// Reads SSE events (name, data) from `resp` until `until` holds.
+async fn read_named_events(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    mut until: impl FnMut(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let mut name = "message".to_owned();
+            let mut data = String::new();
+            for line in event.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            if !data.is_empty() {
+                out.push((name, data));
+            }
+        }
+        if until(&out) {
+            return out;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), resp.chunk())
+            .await
+            .expect("an SSE event in time")
+            .unwrap()
+            .expect("the stream still open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn the_2024_11_05_http_sse_transport_carries_a_whole_session() {
+    let gw = Gateway::demo().await;
+    let mut sse = gw
+        .http
+        .get(gw.url("/mcp/demo/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut buf = String::new();
+    let events = read_named_events(&mut sse, &mut buf, |e| !e.is_empty()).await;
+    assert_eq!(events[0].0, "endpoint");
+    let endpoint = events[0].1.clone();
+    assert!(
+        endpoint.starts_with("/mcp/demo/messages?sessionId="),
+        "{endpoint}"
+    );
+    let post = |body: Value| {
+        let http = gw.http.clone();
+        let url = gw.url(&endpoint);
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Every POST is accepted at once; its answer comes on the stream.
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"old","version":"1"}}});
+    assert_eq!(post(init).await, 202);
+    let got = read_named_events(&mut sse, &mut buf, |e| !e.is_empty()).await;
+    let answer: Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(answer["id"], 1);
+    assert_eq!(answer["result"]["protocolVersion"], "2024-11-05");
+    assert_eq!(
+        post(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await,
+        202
+    );
+    assert_eq!(
+        post(call(json!("p"), "progress", json!({"steps": 2}))).await,
+        202
+    );
+    let got = read_named_events(&mut sse, &mut buf, |e| {
+        e.iter().any(|(_, d)| d.contains("\"result\""))
+    })
+    .await;
+    let frames: Vec<Value> = got
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["id"] == "p" || f["method"].is_string()),
+        "{frames:?}"
+    );
+    assert_eq!(frames.last().unwrap()["id"], "p");
+    // An unknown endpoint is told to open the stream again.
+    let r = gw
+        .http
+        .post(gw.url("/mcp/demo/messages?sessionId=nope"))
+        .header("content-type", "application/json")
+        .body(call(json!(9), "echo", json!({"text":"x"})).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Closing the stream ends the session.
+    drop(sse);
+    let mut ended = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if post(call(json!(10), "echo", json!({"text":"x"}))).await == 404 {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the session outlived its stream");
     gw.shutdown().await;
 }

@@ -1,10 +1,9 @@
 //! A real `mcpod-demo` child process and the official MCP schemas.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -206,78 +205,11 @@ pub(crate) fn text_of(reply: &Value) -> &str {
         .unwrap_or_else(|| panic!("no text content: {reply}"))
 }
 
-fn uses_draft7(rev: &str) -> bool {
-    matches!(rev, "2025-03-26" | "2025-06-18")
-}
-
-fn result_envelope(rev: &str) -> &'static str {
-    if uses_draft7(rev) {
-        "JSONRPCResponse"
-    } else {
-        "JSONRPCResultResponse"
-    }
-}
-
-fn error_envelope(rev: &str) -> &'static str {
-    if uses_draft7(rev) {
-        "JSONRPCError"
-    } else {
-        "JSONRPCErrorResponse"
-    }
-}
-
-type Validators = HashMap<(String, String), Arc<jsonschema::Validator>>;
-
-fn schema_file(rev: &str) -> Value {
-    static FILES: OnceLock<Mutex<HashMap<String, Value>>> = OnceLock::new();
-    let files = FILES.get_or_init(Mutex::default);
-    let mut files = files.lock().expect("schema cache");
-    files
-        .entry(rev.to_owned())
-        .or_insert_with(|| {
-            let path = format!("{}/../mcp-schema/{rev}.json", env!("CARGO_MANIFEST_DIR"));
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("cannot read schema {path}: {e}"));
-            serde_json::from_str(&text).expect("schema is JSON")
-        })
-        .clone()
-}
-
-/// The compiled validator for `$defs/<def>` (or `definitions/<def>`) of revision `rev`.
-pub(crate) fn validator(rev: &str, def: &str) -> Arc<jsonschema::Validator> {
-    static CACHE: OnceLock<Mutex<Validators>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    let key = (rev.to_owned(), def.to_owned());
-    if let Some(v) = cache.lock().expect("validator cache").get(&key) {
-        return Arc::clone(v);
-    }
-    let file = schema_file(rev);
-    let (defs_key, pointer) = if uses_draft7(rev) {
-        ("definitions", format!("#/definitions/{def}"))
-    } else {
-        ("$defs", format!("#/$defs/{def}"))
-    };
-    let defs = file[defs_key].clone();
-    assert!(defs.get(def).is_some(), "{rev} has no definition {def}");
-    let schema = json!({ "$schema": file["$schema"], "$ref": pointer, defs_key: defs });
-    let compiled = Arc::new(
-        jsonschema::validator_for(&schema)
-            .unwrap_or_else(|e| panic!("schema {rev}/{def} does not compile: {e}")),
-    );
-    cache
-        .lock()
-        .expect("validator cache")
-        .insert(key, Arc::clone(&compiled));
-    compiled
-}
+pub(crate) use mcpod_schema::{error_envelope, result_envelope, validator};
 
 /// Panics unless `instance` validates against `def` of revision `rev`.
 pub(crate) fn assert_valid(rev: &str, def: &str, instance: &Value) {
-    let validator = validator(rev, def);
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
+    let errors = mcpod_schema::errors(rev, def, instance);
     assert!(
         errors.is_empty(),
         "not a valid {rev} {def}: {}\n{instance}",

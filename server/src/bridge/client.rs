@@ -180,6 +180,12 @@ impl Client {
         rx
     }
 
+    /// Takes `stream` as its standing stream (the 2024-11-05 transport's
+    /// SSE stream, opened before the session was).
+    pub(crate) fn adopt_stream(&self, stream: mpsc::Sender<Vec<u8>>) {
+        *self.stream.lock() = Some(stream);
+    }
+
     /// Whether a standing stream is open.
     pub(crate) fn has_stream(&self) -> bool {
         self.stream

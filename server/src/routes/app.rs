@@ -26,7 +26,7 @@ pub(crate) struct App {
     /// What the front ends share (metrics, parked calls, shutdown).
     pub(crate) ctx: Context,
     /// Legacy sessions, per target.
-    pub(crate) sessions: Sessions,
+    pub(crate) sessions: Arc<Sessions>,
     /// Memoh `mcp-stdio` connections.
     pub(crate) stdio: StdioConnections,
     /// Bots served from their containers without configuration
@@ -61,7 +61,7 @@ impl App {
                 BotContainers::new(c.clone(), config.limits.clone(), targets.clients().clone())
             });
         Ok(Arc::new(App {
-            sessions: Sessions::new(&targets),
+            sessions: Arc::new(Sessions::new(&targets)),
             targets,
             guard,
             ctx: Context::new(),

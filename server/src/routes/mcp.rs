@@ -1,10 +1,11 @@
 //! `/mcp/{target}`: the target and the caller's token, then the client's
 //! era, then the front end of that era.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use mcpod_core::meta::RequestMeta;
@@ -190,4 +191,61 @@ async fn session_request(
         }
         Err(e) => record.fail(e),
     }
+}
+
+/// `GET /mcp/{target}/sse`: an endpoint of the 2024-11-05 transport.
+pub(super) async fn sse_open(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut record = Record::new(
+        &app.ctx.metrics,
+        metric_target(&app, &name),
+        Operation::OpenStream,
+    );
+    match target_for(&app, &name, &headers) {
+        Ok(target) => front::legacy::sse_transport::open(&app.sessions, &target, &headers, record),
+        Err(e) => record.fail(e),
+    }
+}
+
+/// `POST /mcp/{target}/messages?sessionId=…`: a message of the 2024-11-05
+/// transport.
+pub(super) async fn sse_message(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
+    let target = match target_for(&app, &name, &headers) {
+        Ok(t) => t,
+        Err(e) => return record.fail(e),
+    };
+    let Some(session_id) = query.get("sessionId") else {
+        return record.fail(ApiError::bad_request(
+            INVALID_REQUEST,
+            "the messages endpoint needs ?sessionId= (from the SSE endpoint event)",
+        ));
+    };
+    if !headers::is_json_content_type(&headers) {
+        return record.fail(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Content-Type must be application/json",
+        ));
+    }
+    let body = match read_body(body, app.config.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return record.fail(e),
+    };
+    if let Ok(msg) = Message::parse(&body) {
+        match msg.method() {
+            Some(m) => record.method(Method::of(m), m),
+            None => record.method(Method::RESPONSE, "response"),
+        }
+    }
+    front::legacy::sse_transport::post(&app.ctx, &app.sessions, target, session_id, body, record)
 }

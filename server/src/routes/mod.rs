@@ -28,6 +28,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/mcp/{target}",
             post(mcp::post).get(mcp::get).delete(mcp::delete),
         )
+        // The deprecated 2024-11-05 HTTP+SSE transport.
+        .route("/mcp/{target}/sse", get(mcp::sse_open))
+        .route("/mcp/{target}/messages", post(mcp::sse_message))
         .route("/bots/{bot_id}/container/fs-mcp", post(bots::fs_mcp))
         .route("/bots/{bot_id}/mcp-stdio", post(bots::create_stdio))
         .route(

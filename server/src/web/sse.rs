@@ -26,6 +26,20 @@ pub(crate) fn event(frame: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// One SSE event named `name` (the 2024-11-05 transport's `endpoint`).
+pub(crate) fn named_event(name: &str, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + name.len() + 16);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend(
+        data.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// An SSE response from a stream of ready events (see [`event`]).

@@ -3,6 +3,7 @@
 //! and answers to server requests.
 
 mod session;
+pub(crate) mod sse_transport;
 
 use std::sync::Arc;
 
@@ -130,12 +131,36 @@ pub(crate) async fn post(
     target: Arc<Target>,
     headers: &HeaderMap,
     msg: &Message<'_>,
+    record: Record,
+) -> Response {
+    post_bound(ctx, sessions, target, headers, msg, record, None).await
+}
+
+/// A session of the 2024-11-05 HTTP+SSE transport being made: its id is
+/// the endpoint's, and its stream is the endpoint's SSE stream.
+#[derive(Debug)]
+pub(crate) struct Binding {
+    /// The session id the endpoint announced.
+    pub(crate) id: String,
+    /// The endpoint's stream.
+    pub(crate) stream: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+/// [`post`], with the binding an `initialize` of the 2024-11-05 transport
+/// makes its session with.
+pub(crate) async fn post_bound(
+    ctx: &Context,
+    sessions: &Sessions,
+    target: Arc<Target>,
+    headers: &HeaderMap,
+    msg: &Message<'_>,
     mut record: Record,
+    binding: Option<Binding>,
 ) -> Response {
     let accept = Accept::from_headers(headers);
     if let Message::Request { id, method, params } = msg {
         if method == "initialize" {
-            return initialize(ctx, sessions, &target, id, *params, accept, record).await;
+            return initialize(ctx, sessions, &target, id, *params, accept, record, binding).await;
         }
     }
     let session_id = match headers::session_id(headers) {
@@ -285,6 +310,7 @@ pub(crate) async fn post(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one of each thing a handshake needs
 async fn initialize(
     ctx: &Context,
     sessions: &Sessions,
@@ -293,6 +319,7 @@ async fn initialize(
     params: Option<&RawValue>,
     accept: Accept,
     mut record: Record,
+    binding: Option<Binding>,
 ) -> Response {
     if !accept.json && !accept.sse {
         return record.fail(not_acceptable(Some(id)));
@@ -326,7 +353,16 @@ async fn initialize(
             .and_then(|p| p.client_info)
             .map(|c| c.to_owned()),
     };
-    let session_id = session::new_session_id();
+    let (session_id, bound_stream) = match binding {
+        Some(b) => (b.id, Some(b.stream)),
+        None => (session::new_session_id(), None),
+    };
+    if store.get(&session_id).is_some() {
+        return record.fail(
+            ApiError::bad_request(INVALID_REQUEST, "this session is already initialized")
+                .with_id(Some(id)),
+        );
+    }
     let (backend, private) = if target.per_session() {
         let p = target.open_private(&session_id[..8]);
         (p.backend, Some(p.id))
@@ -342,9 +378,13 @@ async fn initialize(
             return record.fail(not_ready(&e, target.name()).with_id(Some(id)));
         }
     };
+    let client = Client::attach(backend, hello);
+    if let Some(stream) = bound_stream {
+        client.adopt_stream(stream);
+    }
     let session = Arc::new(Session::new(
         session_id,
-        Client::attach(backend, hello),
+        client,
         target.clone(),
         private,
         ctx.shutdown.child_token(),

@@ -127,10 +127,43 @@ impl SessionStore {
     }
 }
 
+/// The open endpoints of the 2024-11-05 HTTP+SSE transport: session id →
+/// the stream of its SSE response (the session itself is made by its
+/// `initialize`).
+#[derive(Debug, Default)]
+pub(crate) struct Endpoints {
+    open: Mutex<HashMap<String, tokio::sync::mpsc::Sender<Vec<u8>>>>,
+}
+
+impl Endpoints {
+    /// Endpoints open now.
+    pub(crate) fn count(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// Opens endpoint `id`.
+    pub(crate) fn open(&self, id: String, stream: tokio::sync::mpsc::Sender<Vec<u8>>) {
+        self.open.lock().insert(id, stream);
+    }
+
+    /// The stream of endpoint `id`.
+    pub(crate) fn stream(&self, id: &str) -> Option<tokio::sync::mpsc::Sender<Vec<u8>>> {
+        self.open.lock().get(id).cloned()
+    }
+
+    /// Closes endpoint `id`.
+    pub(crate) fn close(&self, id: &str) {
+        self.open.lock().remove(id);
+    }
+}
+
 /// The legacy sessions of every configured target.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     by_target: BTreeMap<String, SessionStore>,
+    /// Endpoints of the 2024-11-05 transport (their ids are unique across
+    /// targets).
+    pub(crate) endpoints: Endpoints,
 }
 
 impl Sessions {
@@ -141,6 +174,7 @@ impl Sessions {
                 .all()
                 .map(|t| (t.name().to_owned(), SessionStore::default()))
                 .collect(),
+            endpoints: Endpoints::default(),
         }
     }
 

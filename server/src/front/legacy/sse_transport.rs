@@ -1,0 +1,169 @@
+//! The deprecated 2024-11-05 HTTP+SSE transport, for the older clients
+//! still in use: the client opens `GET /mcp/{target}/sse`, whose first event
+//! (`endpoint`) names where to POST its messages
+//! (`/mcp/{target}/messages?sessionId=…`); each POST is accepted at once
+//! (202), and everything the server sends — responses included — comes on
+//! the SSE stream.
+//!
+//! Underneath it is a legacy session like any other: its id is the
+//! endpoint's, its standing stream is the SSE stream, and each message is
+//! handled as a Streamable HTTP POST of that session whose answer is moved
+//! onto the stream.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::response::Response;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use mcpod_core::Message;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::session::Sessions;
+use super::{Binding, post_bound};
+use crate::front::context::Context;
+use crate::targets::Target;
+use crate::web::errors::{ApiError, SERVER_ERROR, accepted};
+use crate::web::headers;
+use crate::web::record::Record;
+use crate::web::sse;
+
+/// Frames buffered for an endpoint's stream.
+const STREAM_BUFFER: usize = 256;
+/// The largest answer moved onto a stream (the core's frame limit).
+const MAX_ANSWER: usize = mcpod_core::framing::DEFAULT_MAX_FRAME_LEN;
+
+/// Ends an endpoint (and its session) when its SSE stream ends.
+struct Closing {
+    id: String,
+    target: Arc<Target>,
+    sessions: Arc<Sessions>,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.sessions.endpoints.close(&self.id);
+        let session = self
+            .sessions
+            .of(self.target.name())
+            .and_then(|s| s.remove(&self.id));
+        if let Some(session) = session {
+            tokio::spawn(async move { session.close().await });
+        }
+    }
+}
+
+/// `GET /mcp/{target}/sse`: opens an endpoint.
+pub(crate) fn open(
+    sessions: &Arc<Sessions>,
+    target: &Arc<Target>,
+    headers: &HeaderMap,
+    mut record: Record,
+) -> Response {
+    if !headers::Accept::from_headers(headers).sse {
+        return record.fail(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            crate::web::errors::INVALID_REQUEST,
+            "the SSE transport answers with an event stream: Accept must include text/event-stream",
+        ));
+    }
+    let max = target.limits.max_sessions_per_target;
+    if sessions.count(target.name()) + sessions.endpoints.count() >= max {
+        return record.fail(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SERVER_ERROR,
+            format!("target `{}` has {max} sessions, its limit", target.name()),
+        ));
+    }
+    let id = super::session::new_session_id();
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    sessions.endpoints.open(id.clone(), tx);
+    let endpoint = format!("/mcp/{}/messages?sessionId={id}", target.name());
+    let first = futures::stream::iter([sse::named_event("endpoint", endpoint.as_bytes())]);
+    let closing = Closing {
+        id: id.clone(),
+        target: target.clone(),
+        sessions: sessions.clone(),
+    };
+    let rest = futures::stream::unfold((rx, closing), |(mut rx, closing)| async move {
+        rx.recv()
+            .await
+            .map(|frame| (sse::event(&frame), (rx, closing)))
+    });
+    record.session(&id);
+    record.outcome = crate::metrics::Outcome::Ok;
+    sse::response(
+        first.chain(rest).boxed(),
+        target.limits.sse_keep_alive,
+        None,
+    )
+}
+
+/// `POST /mcp/{target}/messages?sessionId=…`: a message of an endpoint's
+/// client, accepted at once; its answer goes onto the endpoint's stream.
+pub(crate) fn post(
+    ctx: &Context,
+    sessions: &Arc<Sessions>,
+    target: Arc<Target>,
+    session_id: &str,
+    body: Bytes,
+    mut record: Record,
+) -> Response {
+    let Some(stream) = sessions.endpoints.stream(session_id) else {
+        return record.fail(ApiError::new(
+            StatusCode::NOT_FOUND,
+            crate::web::errors::SESSION_NOT_FOUND,
+            "no open SSE endpoint with this sessionId; open /sse again",
+        ));
+    };
+    if let Err(e) = Message::parse(&body) {
+        return record.fail(ApiError::bad_request(e.code(), e.to_string()));
+    }
+    // Handled as a Streamable HTTP POST of the session, answered in JSON.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    let is_initialize = matches!(Message::parse(&body), Ok(m) if m.method() == Some("initialize"));
+    if !is_initialize {
+        if let Ok(v) = HeaderValue::from_str(session_id) {
+            headers.insert(headers::SESSION_ID, v);
+        }
+    }
+    let ctx = ctx.clone();
+    let sessions = sessions.clone();
+    let binding = Binding {
+        id: session_id.to_owned(),
+        stream: stream.clone(),
+    };
+    tokio::spawn(async move {
+        let Ok(msg) = Message::parse(&body) else {
+            return;
+        };
+        let answer = post_bound(
+            &ctx,
+            &sessions,
+            target,
+            &headers,
+            &msg,
+            record,
+            Some(binding),
+        )
+        .await;
+        if answer.status() == StatusCode::ACCEPTED {
+            return; // a notification or an answer: nothing to send back
+        }
+        match axum::body::to_bytes(answer.into_body(), MAX_ANSWER).await {
+            Ok(frame) if !frame.is_empty() => {
+                if stream.send(frame.to_vec()).await.is_err() {
+                    debug!("an SSE endpoint closed before its answer");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "an answer could not be moved onto the SSE stream"),
+        }
+    });
+    accepted()
+}
