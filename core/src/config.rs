@@ -39,7 +39,9 @@ pub struct Config {
     /// How long the `initialize` handshake (or a forced-modern discovery)
     /// may take before the session fails.
     pub handshake_timeout: Duration,
-    /// Deadline of a call that names none.
+    /// Deadline of a call that names none. This and the two timeouts above
+    /// may be anything: one too long for the clock (`Duration::MAX`) is
+    /// no timeout.
     pub default_call_timeout: Duration,
     /// `clientInfo` sent to the backend.
     pub client_name: String,

@@ -325,6 +325,380 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Longest id a [`ResponseIdScanner`] keeps, in bytes; a longer one is
+/// taken as unreadable.
+pub const MAX_SCANNED_ID_LEN: usize = 1024;
+
+/// Reads the `id` of a JSON-RPC response from its bytes as they stream by,
+/// in constant memory, for a message too large to keep (see
+/// [`Framer`](crate::Framer)): the call it answers can then be ended at
+/// once rather than left to its deadline.
+///
+/// It follows only the top level of one JSON object: keys, and values
+/// skipped over (nested objects, arrays and strings, escapes included). The
+/// message is a response when the object has an `id` that is a string or a
+/// number and a `result` or an `error` key, and no `method` key. Key order
+/// does not matter: the id may come first (most servers write it so) or
+/// after a huge `result` (the TypeScript SDK does); as soon as both an
+/// `id` and a `result`/`error` key have been seen the outcome is known and
+/// the rest can be skipped unread. Keys are compared as written, so an id
+/// key spelled with escapes is not recognised.
+///
+/// ```
+/// use mcpod_core::envelope::ResponseIdScanner;
+/// let mut scan = ResponseIdScanner::new();
+/// assert!(!scan.push(br#"{"jsonrpc":"2.0","id":7,"#));
+/// assert!(scan.push(br#""result":{"content":[{"type":"text","text":"xxxx"#)); // known now
+/// assert_eq!(scan.finish().unwrap().as_json(), "7");
+///
+/// let mut scan = ResponseIdScanner::new();
+/// scan.push(br#"{"jsonrpc":"2.0","id":8,"method":"sampling/createMessage","params":{"#);
+/// assert!(scan.finish().is_none()); // a request, not a response
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResponseIdScanner {
+    at: Scan,
+    /// Nesting inside the top-level value being skipped.
+    depth: u32,
+    /// Inside a string (of a key or of a value).
+    in_string: bool,
+    escaped: bool,
+    /// The top-level key being read, as written (only short keys matter).
+    key: [u8; 8],
+    key_len: usize,
+    key_long: bool,
+    /// What the current top-level key is.
+    current: Key,
+    /// The id value being read, or read.
+    id: Vec<u8>,
+    id_state: IdState,
+    has_reply: bool,
+    has_method: bool,
+    /// The bytes are not one JSON object.
+    broken: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Before the opening brace.
+    Start,
+    /// Expecting a key (or `}` for an empty object).
+    Key,
+    /// Inside a top-level key.
+    InKey,
+    /// Expecting `:`.
+    Colon,
+    /// Expecting a value.
+    Value,
+    /// Reading the id: a string.
+    IdString,
+    /// Reading the id: a number (or another scalar).
+    IdScalar,
+    /// Skipping a string, array or object value (`depth`, `in_string`).
+    Skip,
+    /// Skipping a scalar value.
+    SkipScalar,
+    /// Expecting `,` or `}`.
+    AfterValue,
+    /// Nothing more matters.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Id,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdState {
+    /// No `id` key seen.
+    Absent,
+    /// Being read.
+    Reading,
+    /// Read in full.
+    Read,
+    /// Not a string or number, too long, or given twice.
+    Unusable,
+}
+
+impl Default for ResponseIdScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResponseIdScanner {
+    /// A scanner at the start of a message.
+    pub fn new() -> Self {
+        ResponseIdScanner {
+            at: Scan::Start,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            key: [0; 8],
+            key_len: 0,
+            key_long: false,
+            current: Key::Other,
+            id: Vec::new(),
+            id_state: IdState::Absent,
+            has_reply: false,
+            has_method: false,
+            broken: false,
+        }
+    }
+
+    /// Feeds the next bytes of the message. Returns `true` once the outcome
+    /// is known: later bytes would not change [`finish`](Self::finish).
+    pub fn push(&mut self, bytes: &[u8]) -> bool {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.at == Scan::Done {
+                return true;
+            }
+            if self.in_string && !self.escaped && matches!(self.at, Scan::Skip) {
+                // The bulk of a large message is strings: jump to what ends one.
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    Some(n) => i += n,
+                    None => return false,
+                }
+            }
+            self.step(bytes[i]);
+            i += 1;
+        }
+        self.at == Scan::Done
+    }
+
+    /// The id of the response the bytes seen so far show, if they show one
+    /// (call it once the message has ended, or once [`push`](Self::push)
+    /// said the outcome is known).
+    pub fn finish(&self) -> Option<Id> {
+        if self.broken || self.has_method || !self.has_reply || self.id_state != IdState::Read {
+            return None;
+        }
+        let text = std::str::from_utf8(&self.id).ok()?;
+        Id::parse(text).ok()
+    }
+
+    fn step(&mut self, b: u8) {
+        match self.at {
+            Scan::Start => match b {
+                b'{' => self.at = Scan::Key,
+                _ if b.is_ascii_whitespace() => {}
+                _ => self.fail(),
+            },
+            Scan::Key => match b {
+                b'"' => {
+                    self.key_len = 0;
+                    self.key_long = false;
+                    self.escaped = false;
+                    self.at = Scan::InKey;
+                }
+                b'}' => self.at = Scan::Done,
+                _ if b.is_ascii_whitespace() => {}
+                _ => self.fail(),
+            },
+            Scan::InKey => {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.key_done();
+                    return;
+                }
+                if self.key_len < self.key.len() {
+                    self.key[self.key_len] = b;
+                    self.key_len += 1;
+                } else {
+                    self.key_long = true;
+                }
+            }
+            Scan::Colon => match b {
+                b':' => self.at = Scan::Value,
+                _ if b.is_ascii_whitespace() => {}
+                _ => self.fail(),
+            },
+            Scan::Value => {
+                if b.is_ascii_whitespace() {
+                    return;
+                }
+                if self.current == Key::Id && self.id_state == IdState::Absent {
+                    self.id_state = IdState::Reading;
+                    self.id.clear();
+                    self.id.push(b);
+                    self.at = match b {
+                        b'"' => {
+                            self.escaped = false;
+                            Scan::IdString
+                        }
+                        b'{' | b'[' => {
+                            self.id_state = IdState::Unusable;
+                            self.id = Vec::new();
+                            self.skip_from(b)
+                        }
+                        _ => Scan::IdScalar,
+                    };
+                    return;
+                }
+                if self.current == Key::Id {
+                    self.id_state = IdState::Unusable; // a second `id`
+                }
+                self.at = self.skip_from(b);
+            }
+            Scan::IdString => {
+                if !self.keep_id_byte(b) {
+                    return;
+                }
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.id_read();
+                }
+            }
+            Scan::IdScalar => match b {
+                b',' | b'}' => {
+                    self.id_read();
+                    self.after_value(b);
+                }
+                _ if b.is_ascii_whitespace() => self.id_read(),
+                _ => {
+                    self.keep_id_byte(b);
+                }
+            },
+            Scan::Skip => {
+                if self.in_string {
+                    if self.escaped {
+                        self.escaped = false;
+                    } else if b == b'\\' {
+                        self.escaped = true;
+                    } else if b == b'"' {
+                        self.in_string = false;
+                        if self.depth == 0 {
+                            self.at = Scan::AfterValue;
+                        }
+                    }
+                    return;
+                }
+                match b {
+                    b'"' => {
+                        self.in_string = true;
+                        self.escaped = false;
+                    }
+                    b'{' | b'[' => self.depth = self.depth.saturating_add(1),
+                    b'}' | b']' => {
+                        self.depth = self.depth.saturating_sub(1);
+                        if self.depth == 0 {
+                            self.at = Scan::AfterValue;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Scan::SkipScalar => match b {
+                b',' | b'}' => self.after_value(b),
+                _ if b.is_ascii_whitespace() => self.at = Scan::AfterValue,
+                b'"' | b'{' | b'[' | b':' | b']' => self.fail(),
+                _ => {}
+            },
+            Scan::AfterValue => match b {
+                b',' | b'}' => self.after_value(b),
+                _ if b.is_ascii_whitespace() => {}
+                _ => self.fail(),
+            },
+            Scan::Done => {}
+        }
+    }
+
+    /// Starts skipping a value whose first byte is `b`.
+    fn skip_from(&mut self, b: u8) -> Scan {
+        match b {
+            b'"' => {
+                self.depth = 0;
+                self.in_string = true;
+                self.escaped = false;
+                Scan::Skip
+            }
+            b'{' | b'[' => {
+                self.depth = 1;
+                self.in_string = false;
+                Scan::Skip
+            }
+            b'}' | b']' | b',' | b':' => {
+                self.fail();
+                Scan::Done
+            }
+            _ => Scan::SkipScalar,
+        }
+    }
+
+    fn key_done(&mut self) {
+        let key = &self.key[..self.key_len];
+        self.current = Key::Other;
+        if !self.key_long {
+            match key {
+                b"id" => self.current = Key::Id,
+                b"result" | b"error" => self.has_reply = true,
+                b"method" => self.has_method = true,
+                _ => {}
+            }
+        }
+        self.at = Scan::Colon;
+        self.check_known();
+    }
+
+    /// Keeps a byte of the id; `false` if that made it too long, and the
+    /// rest of the value is being skipped instead.
+    fn keep_id_byte(&mut self, b: u8) -> bool {
+        if self.id.len() >= MAX_SCANNED_ID_LEN {
+            // Too long to be one of ours: skip the rest of it.
+            self.id_state = IdState::Unusable;
+            self.id = Vec::new();
+            self.at = if self.at == Scan::IdString {
+                self.depth = 0;
+                self.in_string = true;
+                Scan::Skip
+            } else {
+                Scan::SkipScalar
+            };
+            // `b` itself is read again in the skipping state.
+            self.step(b);
+            return false;
+        }
+        self.id.push(b);
+        true
+    }
+
+    fn id_read(&mut self) {
+        if self.id_state == IdState::Reading {
+            self.id_state = IdState::Read;
+        }
+        self.at = Scan::AfterValue;
+        self.check_known();
+    }
+
+    /// After a top-level value: `,` (another key) or `}` (the end).
+    fn after_value(&mut self, b: u8) {
+        self.at = if b == b',' { Scan::Key } else { Scan::Done };
+        self.check_known();
+    }
+
+    /// Done as soon as the outcome cannot change.
+    fn check_known(&mut self) {
+        let id_known = matches!(self.id_state, IdState::Read | IdState::Unusable);
+        if self.has_method || (self.has_reply && id_known) {
+            self.at = Scan::Done;
+        }
+    }
+
+    fn fail(&mut self) {
+        self.broken = true;
+        self.at = Scan::Done;
+    }
+}
+
 /// The fields of a JSON-RPC error object that routing needs; `data` is kept
 /// raw.
 #[derive(Debug, Deserialize)]
@@ -459,6 +833,48 @@ mod tests {
         assert_eq!(id(br#"{"id":{},"method":"a"}"#), None);
         assert_eq!(id(b"[1]"), None);
         assert_eq!(id(b"nope"), None);
+    }
+
+    fn scanned(text: &str) -> Option<String> {
+        let mut scan = ResponseIdScanner::new();
+        scan.push(text.as_bytes());
+        scan.finish().map(|id| id.as_json().to_owned())
+    }
+
+    #[test]
+    fn the_scanner_takes_only_the_top_level_id_of_a_response() {
+        let cases = [
+            (r#"{"jsonrpc":"2.0","id":5,"result":{}}"#, Some("5")),
+            (
+                r#"{"result":{"id":9,"s":"\"}{,","a":[{"id":1}]},"id":"q\\"}"#,
+                Some(r#""q\\""#),
+            ),
+            (
+                r#" { "error" : {"code":1} , "id" : -1.5e3 } "#,
+                Some("-1.5e3"),
+            ),
+            (r#"{"id":true,"result":1}"#, None),
+            (r#"{"id":{"a":1},"result":1}"#, None),
+            (r#"{"id":1,"id":2,"result":1}"#, None),
+            (r#"{"id":1}"#, None),
+            (r#"{"id":1,"method":"m"}"#, None),
+            (r#"{"method":"m","result":1,"id":1}"#, None),
+            (r#"["id",1]"#, None),
+            (r#"{"id" 1,"result":1}"#, None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(scanned(text).as_deref(), want, "{text}");
+        }
+        let long = format!(
+            r#"{{"id":"{}","result":1}}"#,
+            "x".repeat(MAX_SCANNED_ID_LEN)
+        );
+        assert_eq!(scanned(&long), None);
+        let long = format!(
+            r#"{{"id":{},"result":1}}"#,
+            "1".repeat(MAX_SCANNED_ID_LEN + 1)
+        );
+        assert_eq!(scanned(&long), None);
     }
 
     #[test]

@@ -122,6 +122,15 @@ pub enum EndReason {
     /// ends a `subscriptions/listen` stream with `notifications/cancelled`.
     #[error("ended by the backend: {0}")]
     EndedByBackend(String),
+    /// The backend answered with a line longer than
+    /// [`Config::max_frame_len`](crate::Config::max_frame_len): the answer
+    /// was discarded unread (its id read from its first bytes), the call
+    /// ended at once.
+    #[error("the backend's reply was larger than the {limit}-byte limit")]
+    ResponseTooLarge {
+        /// The limit in force, in bytes.
+        limit: usize,
+    },
 }
 
 impl EndReason {
@@ -131,7 +140,9 @@ impl EndReason {
         match self {
             EndReason::TimedOut => REQUEST_TIMEOUT,
             EndReason::Cancelled => REQUEST_CANCELLED,
-            EndReason::BackendClosed(_) | EndReason::EndedByBackend(_) => SERVER_ERROR,
+            EndReason::BackendClosed(_)
+            | EndReason::EndedByBackend(_)
+            | EndReason::ResponseTooLarge { .. } => SERVER_ERROR,
         }
     }
 }

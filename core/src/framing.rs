@@ -4,13 +4,19 @@
 //! cuts an arbitrarily chunked byte stream into lines without ever scanning a
 //! byte twice, strips a trailing `\r`, skips blank lines, and enforces a
 //! maximum frame length: an oversize line is reported once and discarded up
-//! to the next `\n`, after which framing carries on.
+//! to the next `\n`, after which framing carries on. The report carries the
+//! line's JSON-RPC response id when it can be read from the line's bytes
+//! as they pass (in constant memory, see
+//! [`ResponseIdScanner`]), so the call
+//! it answers can be ended at once.
 //!
 //! [`CappedLines`] does the same for free-form text such as a backend's
 //! stderr: lines are cut at a cap (the cut bytes counted) instead of
 //! refused, so a log line of any length costs bounded memory.
 
 use thiserror::Error;
+
+use crate::envelope::{Id, ResponseIdScanner};
 
 /// Default maximum frame length: 8 MiB, room for tool results carrying images.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
@@ -19,16 +25,27 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum FrameError {
-    /// A line grew past the configured limit; its bytes are being discarded
-    /// up to the next newline.
-    #[error("frame exceeds the maximum length of {limit} bytes; discarded up to the next newline")]
+    /// A line grew past the configured limit; its bytes are discarded up
+    /// to the next newline.
+    #[error(
+        "frame exceeds the maximum length of {limit} bytes; discarded up to the next newline{}",
+        id.as_ref().map(|id| format!(" (a response to id {id})")).unwrap_or_default()
+    )]
     Oversize {
         /// The limit in force.
         limit: usize,
+        /// The id of the JSON-RPC response the line was, when it could be
+        /// read from the line's bytes ([`ResponseIdScanner`]).
+        id: Option<Id>,
     },
 }
 
 /// Splits a byte stream into newline-delimited frames.
+///
+/// An oversize line is reported once, with [`FrameError::Oversize`]: as
+/// soon as its bytes show whether it is a JSON-RPC response and to which
+/// id, at the latest when the line ends; its bytes are scanned as they pass
+/// and never kept.
 ///
 /// ```
 /// use mcpod_core::Framer;
@@ -45,6 +62,9 @@ pub struct Framer {
     partial: Vec<u8>,
     /// Discarding the rest of an oversize line.
     discarding: bool,
+    /// Reading the id of the oversize line being discarded, until its
+    /// report is made.
+    scan: Option<ResponseIdScanner>,
     max_frame_len: usize,
 }
 
@@ -55,6 +75,7 @@ impl Framer {
         Self {
             partial: Vec::new(),
             discarding: false,
+            scan: None,
             max_frame_len,
         }
     }
@@ -72,7 +93,8 @@ impl Framer {
     /// Feeds `input` and hands every complete frame to `on_frame`, in order.
     /// A trailing incomplete line is kept for the next call. Frames exclude
     /// the `\n` and a trailing `\r`; blank lines are skipped. Each input
-    /// byte is scanned once.
+    /// byte of a frame is scanned once (the bytes of an oversize line are
+    /// also read for its id, until that is known).
     pub fn decode(
         &mut self,
         mut input: &[u8],
@@ -81,10 +103,15 @@ impl Framer {
         while !input.is_empty() {
             let newline = memchr::memchr(b'\n', input);
             if self.discarding {
-                match newline {
+                let (part, rest) = match newline {
+                    Some(pos) => (&input[..pos], Some(&input[pos + 1..])),
+                    None => (input, None),
+                };
+                self.scan_discarded(part, rest.is_some(), &mut on_frame);
+                match rest {
                     None => return,
-                    Some(pos) => {
-                        input = &input[pos + 1..];
+                    Some(rest) => {
+                        input = rest;
                         self.discarding = false;
                         continue;
                     }
@@ -93,9 +120,7 @@ impl Framer {
             let Some(pos) = newline else {
                 // Incomplete line: keep it, unless that makes it oversize.
                 if self.partial.len() + input.len() > self.max_frame_len + 1 {
-                    self.partial.clear();
-                    self.discarding = true;
-                    on_frame(Err(self.oversize()));
+                    self.start_discarding(input, false, &mut on_frame);
                 } else {
                     self.partial.extend_from_slice(input);
                 }
@@ -105,8 +130,7 @@ impl Framer {
             input = &input[pos + 1..];
             // +1 tolerates the `\r` of a `\r\n` ending on a maximal line.
             if self.partial.len() + line.len() > self.max_frame_len + 1 {
-                self.partial.clear();
-                on_frame(Err(self.oversize()));
+                self.start_discarding(line, true, &mut on_frame);
                 continue;
             }
             if self.partial.is_empty() {
@@ -124,15 +148,58 @@ impl Framer {
     fn emit(&self, line: &[u8], on_frame: &mut impl FnMut(Result<&[u8], FrameError>)) {
         let frame = line.strip_suffix(b"\r").unwrap_or(line);
         if frame.len() > self.max_frame_len {
-            on_frame(Err(self.oversize()));
+            let mut scan = ResponseIdScanner::new();
+            scan.push(frame);
+            on_frame(Err(self.oversize(&scan)));
         } else if !frame.iter().all(u8::is_ascii_whitespace) {
             on_frame(Ok(frame));
         }
     }
 
-    fn oversize(&self) -> FrameError {
+    /// The line held in `partial` and continued by `more` is oversize:
+    /// reads what it can of its id and drops its bytes; `ended`: `more`
+    /// reaches the end of the line. Reports it now if its id is known (or
+    /// the line is over), else once the rest shows it.
+    fn start_discarding(
+        &mut self,
+        more: &[u8],
+        ended: bool,
+        on_frame: &mut impl FnMut(Result<&[u8], FrameError>),
+    ) {
+        let mut scan = ResponseIdScanner::new();
+        let known = scan.push(&self.partial) || scan.push(more);
+        // Give the memory back: a one-off huge line must not pin it.
+        self.partial = Vec::new();
+        self.discarding = !ended;
+        if known || ended {
+            on_frame(Err(self.oversize(&scan)));
+        } else {
+            self.scan = Some(scan);
+        }
+    }
+
+    /// More of the oversize line being discarded; `ended`: the line ends
+    /// after `part`.
+    fn scan_discarded(
+        &mut self,
+        part: &[u8],
+        ended: bool,
+        on_frame: &mut impl FnMut(Result<&[u8], FrameError>),
+    ) {
+        let Some(scan) = self.scan.as_mut() else {
+            return; // already reported
+        };
+        if scan.push(part) || ended {
+            if let Some(scan) = self.scan.take() {
+                on_frame(Err(self.oversize(&scan)));
+            }
+        }
+    }
+
+    fn oversize(&self, scan: &ResponseIdScanner) -> FrameError {
         FrameError::Oversize {
             limit: self.max_frame_len,
+            id: scan.finish(),
         }
     }
 }
@@ -236,7 +303,10 @@ mod tests {
         let got = frames(&mut f, &[b"abc", b"defgh", b"ijk\nok\n"]);
         assert_eq!(
             got,
-            vec![Err(FrameError::Oversize { limit: 4 }), Ok(b"ok".to_vec())]
+            vec![
+                Err(FrameError::Oversize { limit: 4, id: None }),
+                Ok(b"ok".to_vec())
+            ]
         );
     }
 
@@ -246,8 +316,81 @@ mod tests {
         let got = frames(&mut f, &[b"abcdefgh\nok\n"]);
         assert_eq!(
             got,
-            vec![Err(FrameError::Oversize { limit: 4 }), Ok(b"ok".to_vec())]
+            vec![
+                Err(FrameError::Oversize { limit: 4, id: None }),
+                Ok(b"ok".to_vec())
+            ]
         );
+    }
+
+    fn oversize(id: Option<&str>) -> Result<Vec<u8>, FrameError> {
+        Err(FrameError::Oversize {
+            limit: 32,
+            id: id.map(|id| Id::parse(id).unwrap()),
+        })
+    }
+
+    #[test]
+    fn an_oversize_response_is_reported_with_its_id_before_it_ends() {
+        let mut f = Framer::new(32);
+        let head = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"text":""#;
+        // The head alone shows the id: reported at once, the rest unseen.
+        assert_eq!(frames(&mut f, &[head]), vec![oversize(Some("42"))]);
+        let rest = [b'x'; 1000];
+        assert_eq!(
+            frames(&mut f, &[&rest, b"\"}]}}\n{}\n"]),
+            vec![Ok(b"{}".to_vec())]
+        );
+    }
+
+    #[test]
+    fn an_id_after_a_huge_result_is_found_when_the_line_ends() {
+        let mut f = Framer::new(32);
+        let big = "y".repeat(500);
+        let line =
+            format!(r#"{{"result":{{"text":"{big}","id":"inner"}},"jsonrpc":"2.0","id":"a\"b"}}"#);
+        let (a, b) = line.as_bytes().split_at(100);
+        assert_eq!(frames(&mut f, &[a]), vec![]);
+        assert_eq!(
+            frames(&mut f, &[b, b"\n"]),
+            vec![oversize(Some(r#""a\"b""#))]
+        );
+        // A whole line in one chunk, too.
+        assert_eq!(
+            frames(&mut f, &[line.as_bytes(), b"\n"]),
+            vec![oversize(Some(r#""a\"b""#))]
+        );
+    }
+
+    #[test]
+    fn oversize_lines_that_are_not_responses_have_no_id() {
+        let mut f = Framer::new(32);
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{{"t":"{}"}}}}"#,
+            "z".repeat(100)
+        );
+        let notification = format!(
+            r#"{{"jsonrpc":"2.0","method":"n","params":"{}"}}"#,
+            "z".repeat(100)
+        );
+        let null_id = format!(
+            r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":1,"message":"{}"}}}}"#,
+            "z".repeat(100)
+        );
+        for line in [request, notification, null_id, "[".repeat(100)] {
+            let got = frames(&mut f, &[line.as_bytes(), b"\n"]);
+            assert_eq!(got, vec![oversize(None)], "{line}");
+        }
+    }
+
+    #[test]
+    fn an_oversize_line_gives_its_memory_back() {
+        let mut f = Framer::new(1 << 16);
+        let chunk = vec![b'x'; 1 << 15];
+        for _ in 0..3 {
+            f.decode(&chunk, |_| {});
+        }
+        assert!(f.partial.capacity() < 1024, "{}", f.partial.capacity());
     }
 
     #[test]

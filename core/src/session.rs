@@ -15,7 +15,7 @@ use crate::event::{
     BackendInfo, CallId, CloseReason, EndReason, Era, Event, Owner, PeerFault, Route, SendError,
     ServerRequest, ServerRequestId,
 };
-use crate::framing::Framer;
+use crate::framing::{FrameError, Framer};
 use crate::json::{self, Entries};
 
 use crate::meta::{
@@ -44,7 +44,7 @@ pub enum Deadline {
     /// After [`Config::default_call_timeout`].
     #[default]
     Default,
-    /// After this long.
+    /// After this long (never, if that is beyond what the clock holds).
     After(Duration),
     /// Never (for long-lived calls such as `subscriptions/listen`).
     Never,
@@ -95,8 +95,19 @@ pub struct Stats {
 
 #[derive(Debug)]
 enum Phase {
-    Probing { id: u64, retried: bool },
-    Initializing { id: u64 },
+    /// `server/discover` sent; `fallback`: on failure, try `initialize`.
+    Probing {
+        id: u64,
+        retried: bool,
+        fallback: bool,
+    },
+    /// `initialize` sent; `late_probe`: a `server/discover` that timed out
+    /// and may still be answered (a slow modern server that adopted the
+    /// 2026-07-28 era from it refuses the `initialize`).
+    Initializing {
+        id: u64,
+        late_probe: Option<u64>,
+    },
     Ready(Arc<BackendInfo>),
     Closed(CloseReason),
 }
@@ -204,7 +215,7 @@ impl Session {
                 let version = state.config.modern_version.clone();
                 state.send_discover(&version, false, now);
             }
-            EraMode::Legacy => state.send_initialize(now),
+            EraMode::Legacy => state.send_initialize(None, now),
         }
         Session { framer, state }
     }
@@ -217,10 +228,7 @@ impl Session {
         let state = &mut self.state;
         self.framer.decode(bytes, |frame| match frame {
             Ok(frame) => state.handle_frame(frame, now),
-            Err(e) => {
-                state.stats.bad_frames += 1;
-                state.events.push_back(Event::PeerFault(e.into()));
-            }
+            Err(e) => state.handle_bad_line(e, now),
         });
     }
 
@@ -471,11 +479,17 @@ impl State {
             EraMode::Auto => self.config.probe_timeout,
             _ => self.config.handshake_timeout,
         };
-        self.deadlines.insert((now + timeout, id));
-        self.phase = Phase::Probing { id, retried };
+        if let Some(at) = now.checked_add(timeout) {
+            self.deadlines.insert((at, id));
+        }
+        self.phase = Phase::Probing {
+            id,
+            retried,
+            fallback: self.config.era_mode == EraMode::Auto,
+        };
     }
 
-    fn send_initialize(&mut self, now: Instant) {
+    fn send_initialize(&mut self, late_probe: Option<u64>, now: Instant) {
         let id = self.next_id();
         let mut params = Vec::new();
         params.extend_from_slice(b"{\"protocolVersion\":");
@@ -487,9 +501,58 @@ impl State {
         params.push(b'}');
         let params = String::from_utf8(params).unwrap_or_default();
         json::push_request(&mut self.tx, id, "initialize", Some(&params));
-        self.deadlines
-            .insert((now + self.config.handshake_timeout, id));
-        self.phase = Phase::Initializing { id };
+        if let Some(at) = now.checked_add(self.config.handshake_timeout) {
+            self.deadlines.insert((at, id));
+        }
+        self.phase = Phase::Initializing { id, late_probe };
+    }
+
+    /// A line that was no frame (too long). When it was a response whose
+    /// id could be read, what it answered ends now: a call with
+    /// [`EndReason::ResponseTooLarge`], the handshake as if it had failed.
+    fn handle_bad_line(&mut self, e: FrameError, now: Instant) {
+        if matches!(self.phase, Phase::Closed(_)) {
+            return;
+        }
+        self.stats.bad_frames += 1;
+        let FrameError::Oversize { limit, id } = &e;
+        let (limit, backend_id) = (
+            *limit,
+            id.as_ref().and_then(|id| id.as_json().parse::<u64>().ok()),
+        );
+        self.events.push_back(Event::PeerFault(e.into()));
+        let Some(backend_id) = backend_id else {
+            return;
+        };
+        match self.phase {
+            Phase::Probing {
+                id: probe,
+                fallback,
+                ..
+            } if probe == backend_id => {
+                self.deadlines.retain(|&(_, d)| d != probe);
+                match fallback {
+                    true => self.send_initialize(None, now),
+                    false => self.close_with(CloseReason::HandshakeFailed(
+                        format!(
+                            "the server/discover result was larger than the {limit}-byte limit"
+                        )
+                        .into(),
+                    )),
+                }
+            }
+            Phase::Initializing { id: init, .. } if init == backend_id => {
+                self.close_with(CloseReason::HandshakeFailed(
+                    format!("the initialize result was larger than the {limit}-byte limit").into(),
+                ));
+            }
+            _ => {
+                let sent = matches!(self.calls.get(&backend_id), Some(c) if c.unsent.is_none());
+                if sent {
+                    self.end_call(backend_id, EndReason::ResponseTooLarge { limit }, None);
+                }
+            }
+        }
     }
 
     fn handle_frame(&mut self, frame: &[u8], now: Instant) {
@@ -542,13 +605,37 @@ impl State {
             return;
         };
         match self.phase {
-            Phase::Probing { id: probe, retried } if probe == backend_id => {
+            Phase::Probing {
+                id: probe,
+                retried,
+                fallback,
+            } if probe == backend_id => {
                 self.deadlines.retain(|&(_, d)| d != probe);
-                return self.handle_discover(outcome, retried, now);
+                return self.handle_discover(outcome, retried, fallback, now);
             }
-            Phase::Initializing { id: init } if init == backend_id => {
+            Phase::Initializing {
+                id: init,
+                late_probe: Some(probe),
+            } if probe == backend_id => {
+                // The timed-out probe answered after all: a result means
+                // the server speaks 2026-07-28 (and will refuse the
+                // handshake); an error is the legacy answer, moot now.
+                if outcome.is_ok() {
+                    self.deadlines.retain(|&(_, d)| d != init);
+                    return self.handle_discover(outcome, false, false, now);
+                }
+                self.phase = Phase::Initializing {
+                    id: init,
+                    late_probe: None,
+                };
+                return;
+            }
+            Phase::Initializing {
+                id: init,
+                late_probe,
+            } if init == backend_id => {
                 self.deadlines.retain(|&(_, d)| d != init);
-                return self.handle_initialize(outcome);
+                return self.handle_initialize(outcome, late_probe, now);
             }
             _ => {}
         }
@@ -586,11 +673,12 @@ impl State {
         &mut self,
         outcome: Result<&RawValue, &RawValue>,
         retried: bool,
+        may_fall_back: bool,
         now: Instant,
     ) {
-        let fallback = |this: &mut Self, why: String, now: Instant| match this.config.era_mode {
-            EraMode::Auto => this.send_initialize(now),
-            _ => this.close_with(CloseReason::HandshakeFailed(why.into())),
+        let fallback = |this: &mut Self, why: String, now: Instant| match may_fall_back {
+            true => this.send_initialize(None, now),
+            false => this.close_with(CloseReason::HandshakeFailed(why.into())),
         };
         match outcome {
             Ok(result) => {
@@ -648,10 +736,29 @@ impl State {
         }
     }
 
-    fn handle_initialize(&mut self, outcome: Result<&RawValue, &RawValue>) {
-        let result = match outcome {
-            Ok(result) => result,
-            Err(error) => {
+    fn handle_initialize(
+        &mut self,
+        outcome: Result<&RawValue, &RawValue>,
+        late_probe: Option<u64>,
+        now: Instant,
+    ) {
+        let result = match (outcome, late_probe) {
+            (Ok(result), _) => result,
+            (Err(_), Some(probe)) => {
+                // Refused, with the probe still unanswered: the server may
+                // have taken the 2026-07-28 era from it. Wait for the probe
+                // (once more a handshake's time), with no fallback left.
+                if let Some(at) = now.checked_add(self.config.handshake_timeout) {
+                    self.deadlines.insert((at, probe));
+                }
+                self.phase = Phase::Probing {
+                    id: probe,
+                    retried: false,
+                    fallback: false,
+                };
+                return;
+            }
+            (Err(error), None) => {
                 let message = ErrorObject::parse(error)
                     .map(|e| e.message.into_owned())
                     .unwrap_or_else(|| error.get().to_owned());
@@ -849,8 +956,9 @@ impl State {
         }
         let id = self.next_id();
         let deadline = match opts.deadline {
-            Deadline::Default => Some(now + self.config.default_call_timeout),
-            Deadline::After(d) => Some(now + d),
+            // A timeout too long for the clock is no timeout at all.
+            Deadline::Default => now.checked_add(self.config.default_call_timeout),
+            Deadline::After(d) => now.checked_add(d),
             Deadline::Never => None,
         };
         if let Some(at) = deadline {
@@ -977,7 +1085,9 @@ impl State {
         };
         let backend_knows = matches!(
             reason,
-            EndReason::BackendClosed(_) | EndReason::EndedByBackend(_)
+            EndReason::BackendClosed(_)
+                | EndReason::EndedByBackend(_)
+                | EndReason::ResponseTooLarge { .. }
         );
         if call.unsent.is_none() && !backend_knows {
             let mut params = Vec::new();
@@ -1011,16 +1121,20 @@ impl State {
             }
             self.deadlines.pop_first();
             match self.phase {
-                Phase::Probing { id: probe, .. } if probe == id => {
-                    match self.config.era_mode {
-                        EraMode::Auto => self.send_initialize(now),
-                        _ => self.close_with(CloseReason::HandshakeFailed(
+                Phase::Probing {
+                    id: probe,
+                    fallback,
+                    ..
+                } if probe == id => {
+                    match fallback {
+                        true => self.send_initialize(Some(probe), now),
+                        false => self.close_with(CloseReason::HandshakeFailed(
                             "server/discover timed out".into(),
                         )),
                     }
                     continue;
                 }
-                Phase::Initializing { id: init } if init == id => {
+                Phase::Initializing { id: init, .. } if init == id => {
                     // `initialize` is never cancelled: the session just fails.
                     self.close_with(CloseReason::HandshakeFailed("initialize timed out".into()));
                     return;

@@ -55,7 +55,7 @@ proptest! {
             .iter()
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace) || l.len() > 64)
-            .map(|l| if l.len() > 64 { Err(mcpod_core::FrameError::Oversize { limit: 64 }) } else { Ok(l) })
+            .map(|l| if l.len() > 64 { Err(mcpod_core::FrameError::Oversize { limit: 64, id: None }) } else { Ok(l) })
             .collect();
         prop_assert_eq!(whole, expected);
     }
@@ -109,6 +109,98 @@ proptest! {
     }
 }
 
+/// Any JSON value, with strings full of the bytes that end strings and
+/// containers.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        r#"[a-z"\\{}\[\],: \n\u{e9}]{0,12}"#.prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec((r#"id|result|method|[a-z"{}]{0,6}"#, inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// A JSON-RPC message as one object's text, its top-level keys in any
+/// order, with extra keys: a response, an error, a request or a
+/// notification.
+fn message_text() -> impl Strategy<Value = String> {
+    let extras = proptest::collection::vec(("[a-z]{3,7}|idx|i", json_value()), 0..3);
+    (0..4u8, caller_id(), json_value(), extras)
+        .prop_flat_map(|(kind, id, value, extras)| {
+            let value = value.to_string();
+            let mut entries = vec![r#""jsonrpc":"2.0""#.to_owned()];
+            match kind {
+                0 => entries.extend([format!(r#""id":{id}"#), format!(r#""result":{value}"#)]),
+                1 => entries.extend([
+                    format!(r#""id":{id}"#),
+                    format!(r#""error":{{"code":-1,"message":"m","data":{value}}}"#),
+                ]),
+                2 => entries.extend([
+                    format!(r#""id":{id}"#),
+                    r#""method":"m""#.to_owned(),
+                    format!(r#""params":{value}"#),
+                ]),
+                _ => entries.extend([r#""method":"m""#.to_owned(), format!(r#""params":{value}"#)]),
+            }
+            for (key, value) in extras {
+                if !["jsonrpc", "id", "result", "error", "method", "params"].contains(&key.as_str())
+                {
+                    entries.push(format!("{}:{value}", Value::String(key)));
+                }
+            }
+            Just(entries).prop_shuffle()
+        })
+        .prop_map(|entries| format!("{{{}}}", entries.join(" ,\n")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// The streaming scanner finds exactly the id the full parser finds for
+    /// a response (and none for anything else), in any chunking; once it
+    /// says the outcome is known, the rest never changes it.
+    #[test]
+    fn the_response_id_scanner_agrees_with_the_parser(
+        text in message_text(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        use mcpod_core::envelope::ResponseIdScanner;
+        use mcpod_core::Message;
+        let expected = match Message::parse(text.as_bytes()) {
+            Ok(Message::Response { id, .. }) | Ok(Message::Error { id: Some(id), .. }) => {
+                Some(id.get().to_owned())
+            }
+            Ok(_) => None,
+            Err(e) => return Err(TestCaseError::reject(format!("not a message: {e}"))),
+        };
+        let bytes = text.as_bytes();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        points.sort_unstable();
+        points.push(bytes.len());
+        let mut scan = ResponseIdScanner::new();
+        let mut last = 0;
+        let mut early = None;
+        for p in points {
+            if scan.push(&bytes[last..p]) && early.is_none() {
+                early = Some(scan.finish().map(|id| id.as_json().to_owned()));
+            }
+            last = p;
+        }
+        let got = scan.finish().map(|id| id.as_json().to_owned());
+        prop_assert_eq!(&got, &expected, "{}", text);
+        if let Some(early) = early {
+            prop_assert_eq!(early, expected);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Submit {
@@ -123,6 +215,11 @@ enum Op {
         pick: prop::sample::Index,
     },
     Garbage,
+    /// An answer over the frame limit (its call must end at once).
+    Oversize {
+        pick: prop::sample::Index,
+        id_last: bool,
+    },
     Cancel {
         pick: prop::sample::Index,
     },
@@ -138,6 +235,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(pick, error)| Op::Answer { pick, error }),
         2 => any::<prop::sample::Index>().prop_map(|pick| Op::AnswerAgain { pick }),
         1 => Just(Op::Garbage),
+        2 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(pick, id_last)| Op::Oversize { pick, id_last }),
         2 => any::<prop::sample::Index>().prop_map(|pick| Op::Cancel { pick }),
         2 => (1u64..30).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Eof),
@@ -211,7 +309,7 @@ proptest! {
     #[test]
     fn every_call_ends_exactly_once_with_its_own_answer(ops in proptest::collection::vec(op(), 1..60)) {
         let ids = ["1", "\"1\"", "\"a\"", "18446744073709551617"];
-        let mut h = Harness::legacy_ready();
+        let mut h = Harness::legacy_ready_with(mcpod_core::Config { max_frame_len: 256, ..Default::default() });
         let mut model = Model::default();
         let mut submitted = 0u64;
         for op in ops {
@@ -240,6 +338,16 @@ proptest! {
                 }
                 Op::Answer { .. } | Op::AnswerAgain { .. } => {}
                 Op::Garbage => h.backend_says("{\"jsonrpc\":\"2.0\",\"id\":"),
+                Op::Oversize { pick, id_last } if !model.issued.is_empty() => {
+                    let bid = model.issued[pick.index(model.issued.len())].clone();
+                    let pad = "p".repeat(300);
+                    h.backend_says(&if id_last {
+                        format!(r#"{{"result":{{"pad":"{pad}"}},"jsonrpc":"2.0","id":{bid}}}"#)
+                    } else {
+                        format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{"pad":"{pad}"}}}}"#)
+                    });
+                }
+                Op::Oversize { .. } => {}
                 Op::Cancel { pick } => {
                     let open: Vec<CallId> = { let mut v: Vec<_> = model.open.keys().copied().collect(); v.sort(); v };
                     if !open.is_empty() {

@@ -220,6 +220,171 @@ fn garbage_and_oversize_lines_are_reported_and_skipped() {
     assert_eq!(h.session.stats().bad_frames, 4);
 }
 
+/// A legacy backend, ready, with a small frame limit.
+fn small_frames(limit: usize) -> Harness {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_frame_len: limit,
+        ..Config::default()
+    });
+    let init = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#,
+        init[0]["id"]
+    ));
+    h.take_rx();
+    h.take_events();
+    h
+}
+
+#[test]
+fn an_oversize_response_ends_its_call_at_once_and_the_backend_keeps_working() {
+    let mut h = small_frames(1024);
+    let big = h.call("\"big\"", "tools/call", None).unwrap();
+    let other = h.call("7", "tools/call", None).unwrap();
+    let rx = h.take_rx();
+    let (big_bid, other_bid) = (rx[0]["id"].clone(), rx[1]["id"].clone());
+    // Only the head of the answer has arrived: the call ends already.
+    let head = format!(
+        r#"{{"jsonrpc":"2.0","id":{big_bid},"result":{{"content":[{{"type":"text","text":""#
+    );
+    h.session.handle_input(head.as_bytes(), h.now);
+    h.session.handle_input(&[b'x'; 2000], h.now);
+    h.drain();
+    let ev = h.take_events();
+    let ends = ended(&ev);
+    assert_eq!(ends.len(), 1, "{ev:?}");
+    let (call, reason, frame) = &ends[0];
+    assert_eq!(*call, big);
+    assert_eq!(*reason, EndReason::ResponseTooLarge { limit: 1024 });
+    assert_eq!(frame["id"], "big");
+    assert_eq!(frame["error"]["code"], -32000);
+    assert_eq!(
+        frame["error"]["message"],
+        "the backend's reply was larger than the 1024-byte limit"
+    );
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::PeerFault(PeerFault::Frame(mcpod_core::FrameError::Oversize {
+            id: Some(_),
+            ..
+        }))
+    )));
+    // The backend answered: it is not told to cancel.
+    assert!(h.take_rx().is_empty());
+    assert_eq!(h.session.calls_in_flight(), 1);
+    // The rest of the line is skipped; the next answer is read as usual.
+    h.session.handle_input(&[b'x'; 5000], h.now);
+    h.backend_says(r#""}]}}"#);
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{other_bid},"result":{{}}}}"#
+    ));
+    assert_eq!(
+        response_for(&h.take_events(), other).unwrap(),
+        r#"{"jsonrpc":"2.0","id":7,"result":{}}"#
+    );
+    assert_eq!(h.session.stats().bad_frames, 1);
+}
+
+#[test]
+fn an_oversize_response_with_its_id_last_ends_its_call_when_the_line_ends() {
+    let mut h = small_frames(256);
+    let call = h.call("1", "tools/call", None).unwrap();
+    let bid = h.take_rx()[0]["id"].clone();
+    // The TypeScript SDK writes `result` first, the id last.
+    let line = format!(
+        r#"{{"result":{{"id":999,"text":"{}"}},"jsonrpc":"2.0","id":{bid}}}"#,
+        "y".repeat(1000)
+    );
+    let (a, b) = line.as_bytes().split_at(600);
+    h.session.handle_input(a, h.now);
+    h.drain();
+    assert!(ended(&h.take_events()).is_empty(), "not known yet");
+    h.session.handle_input(b, h.now);
+    h.session.handle_input(b"\n", h.now);
+    h.drain();
+    let ends = ended(&h.take_events());
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].0, call);
+    assert_eq!(ends[0].1, EndReason::ResponseTooLarge { limit: 256 });
+}
+
+#[test]
+fn an_oversize_line_naming_no_open_call_is_only_reported() {
+    let mut h = small_frames(256);
+    let call = h.call("1", "tools/call", None).unwrap();
+    let bid = h.take_rx()[0]["id"].as_u64().unwrap();
+    let pad = "z".repeat(500);
+    for line in [
+        // An id never issued, a server request with our call's number, a
+        // notification, an id that is the caller's own.
+        format!(r#"{{"jsonrpc":"2.0","id":{},"result":"{pad}"}}"#, bid + 100),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{bid},"method":"sampling/createMessage","params":"{pad}"}}"#
+        ),
+        format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":"{pad}"}}"#),
+        format!(r#"{{"jsonrpc":"2.0","id":"1","result":"{pad}"}}"#),
+    ] {
+        h.backend_says(&line);
+    }
+    let ev = h.take_events();
+    assert!(ended(&ev).is_empty(), "{ev:?}");
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    assert_eq!(h.session.calls_in_flight(), 1);
+    h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{bid},"result":{{}}}}"#));
+    assert!(response_for(&h.take_events(), call).is_some());
+}
+
+#[test]
+fn an_oversize_handshake_result_fails_the_handshake_at_once() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        max_frame_len: 64,
+        ..Config::default()
+    });
+    let queued = h.call("1", "tools/list", None).unwrap();
+    let init = h.take_rx();
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{{"instructions":"{}"}}}}"#,
+        init[0]["id"],
+        "i".repeat(100)
+    ));
+    let ev = h.take_events();
+    let ends = ended(&ev);
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].0, queued);
+    match h.session.close_reason() {
+        Some(CloseReason::HandshakeFailed(why)) => {
+            assert!(why.contains("larger than the 64-byte limit"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn timeouts_beyond_the_clock_mean_none_and_never_panic() {
+    let mut h = Harness::new(Config {
+        era_mode: EraMode::Legacy,
+        handshake_timeout: Duration::MAX,
+        default_call_timeout: Duration::MAX,
+        ..Config::default()
+    });
+    assert_eq!(h.session.poll_timeout(), None);
+    h.call("1", "m", None).unwrap();
+    h.call_with(
+        "2",
+        "m",
+        None,
+        RequestOptions {
+            deadline: Deadline::After(Duration::MAX),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(h.session.poll_timeout(), None);
+    assert_eq!(h.session.calls_in_flight(), 2);
+}
+
 #[test]
 fn input_split_anywhere_gives_the_same_result() {
     let mut h = Harness::legacy_ready();
@@ -299,7 +464,7 @@ fn auto_mode_falls_back_to_initialize_on_any_other_error() {
 }
 
 #[test]
-fn auto_mode_falls_back_after_the_probe_timeout_and_drops_the_late_answer() {
+fn auto_mode_falls_back_after_the_probe_timeout_but_takes_a_late_discover_result() {
     let mut h = Harness::new(Config {
         probe_timeout: Duration::from_secs(2),
         ..Config::default()
@@ -310,12 +475,60 @@ fn auto_mode_falls_back_after_the_probe_timeout_and_drops_the_late_answer() {
     h.advance(Duration::from_millis(1));
     let rx = h.take_rx();
     assert_eq!(rx[0]["method"], "initialize");
+    // A slow modern server: its discover result comes after all (and it
+    // will refuse the handshake, which it saw after the probe).
     h.backend_says(&format!(
         r#"{{"jsonrpc":"2.0","id":{},"result":{DISCOVER_RESULT}}}"#,
         probe[0]["id"]
     ));
+    assert_eq!(h.session.backend_info().unwrap().era, Era::Modern);
+    h.backend_says(&format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32600,"message":"this connection serves 2026-07-28"}}}}"#,
+        rx[0]["id"]
+    ));
     assert_eq!(h.session.stats().late_responses, 1);
-    assert!(h.session.backend_info().is_none());
+    assert_eq!(h.session.backend_info().unwrap().era, Era::Modern);
+}
+
+#[test]
+fn a_refused_fallback_waits_for_the_late_probe_then_fails_only_without_it() {
+    for probe_answers in [true, false] {
+        let mut h = Harness::new(Config {
+            probe_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(5),
+            ..Config::default()
+        });
+        let probe = h.take_rx();
+        h.advance(Duration::from_secs(2));
+        let init = h.take_rx();
+        assert_eq!(init[0]["method"], "initialize");
+        h.backend_says(&format!(
+            r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32600,"message":"this connection serves 2026-07-28"}}}}"#,
+            init[0]["id"]
+        ));
+        assert!(
+            h.session.backend_info().is_none(),
+            "still waiting for the probe"
+        );
+        assert!(h.session.poll_timeout().is_some());
+        if probe_answers {
+            h.advance(Duration::from_secs(1));
+            h.backend_says(&format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{DISCOVER_RESULT}}}"#,
+                probe[0]["id"]
+            ));
+            assert_eq!(h.session.backend_info().unwrap().era, Era::Modern);
+        } else {
+            h.advance(Duration::from_secs(5));
+            assert!(h.session.backend_info().is_none());
+            assert!(h.take_rx().is_empty(), "no second initialize");
+            let closed = h
+                .take_events()
+                .iter()
+                .any(|e| format!("{e:?}").contains("server/discover timed out"));
+            assert!(closed, "the handshake failed, saying why");
+        }
+    }
 }
 
 #[test]

@@ -28,9 +28,32 @@ pub(crate) enum Command {
     /// `tools/call echo` itself (no backend, no checks), to measure what the
     /// HTTP layer alone costs on this machine.
     FloorServer(FloorArgs),
+    /// Hold silent and slow-body connections against a server until it
+    /// closes them (or `--hold` ends), and report what became of them.
+    Abuse(AbuseArgs),
     /// Serve the mcpod demo MCP server on stdin/stdout (used by the tests).
     #[command(hide = true)]
     DemoServer,
+}
+
+/// `mcpod-loadgen abuse`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AbuseArgs {
+    /// The server, `http://host:port[/…]` or `host:port`.
+    pub(crate) url: String,
+    /// Connections that send nothing.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) silent: u32,
+    /// Connections that send a request head promising a 100 000-byte body,
+    /// then one byte of it.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) slow: u32,
+    /// How long to hold them at most.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) hold: Duration,
+    /// Print one JSON object instead of the text line.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Options shared by every load mode.

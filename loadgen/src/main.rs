@@ -7,6 +7,7 @@
 //! sent). It prints requests per second, p50/p99 latency and the peak RSS of
 //! a process, and exits non-zero if any request failed. See the README.
 
+mod abuse;
 mod check;
 mod cli;
 mod floor;
@@ -62,6 +63,34 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("mcpod-loadgen floor-server: {e}");
+                    ExitCode::from(EXIT_SETUP)
+                }
+            }
+        }
+        Command::Abuse(args) => {
+            let json = args.json;
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(abuse::run(args)));
+            match outcome {
+                Ok(report) if json => match serde_json::to_string(&report) {
+                    Ok(line) => {
+                        println!("{line}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("mcpod-loadgen abuse: cannot encode the result: {e}");
+                        ExitCode::from(EXIT_SETUP)
+                    }
+                },
+                Ok(report) => {
+                    println!("{}", report.line());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcpod-loadgen abuse: {e}");
                     ExitCode::from(EXIT_SETUP)
                 }
             }

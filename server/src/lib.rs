@@ -26,7 +26,8 @@
 //!
 //! | module | job |
 //! | --- | --- |
-//! | `cli`, `gateway` | the binary's commands; the gateway's life (listen, sweep, shut down) |
+//! | `cli`, `gateway` | the binary's commands; the gateway's life (listen, connections and their limits, sweep, shut down) |
+//! | `fuzzing` | (feature `fuzzing`) one client connection's bytes through the routes, for the fuzz target |
 //! | `routes` | HTTP routing and the guards: Host/Origin, bearer tokens, health and metrics |
 //! | `front` | the era front ends: legacy sessions, 2026-07-28 requests, Memoh routes |
 //! | `web` | the HTTP vocabulary they share: errors, SSE, headers, bodies, the request record |
@@ -38,6 +39,8 @@
 #![warn(missing_docs)]
 
 mod cli;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gateway;
 
 mod routes;

@@ -4,6 +4,7 @@
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Latency histogram bucket bounds, in seconds.
@@ -101,6 +102,7 @@ impl Outcome {
             401 => Outcome::Unauthorized,
             403 => Outcome::Forbidden,
             404 => Outcome::NotFound,
+            408 => Outcome::Timeout,
             413 => Outcome::TooLarge,
             429 | 503 => Outcome::Overloaded,
             s if s >= 500 => Outcome::Failed,
@@ -194,10 +196,82 @@ pub(crate) struct TargetGauges {
     pub(crate) backends_alive: usize,
 }
 
+/// Why the gateway closed a client connection it had accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionEnd {
+    /// It did not complete a request head in time.
+    HeaderTimeout,
+    /// It stayed idle between requests too long.
+    IdleTimeout,
+}
+
+/// Client connections: open now, refused at the limit, closed by a
+/// timeout.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    open: AtomicU64,
+    refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+}
+
+impl Connections {
+    /// A connection was accepted and is served.
+    pub(crate) fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A served connection closed.
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was refused: the limit was reached.
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The gateway closed a connection for `why`.
+    pub(crate) fn ended(&self, why: ConnectionEnd) {
+        match why {
+            ConnectionEnd::HeaderTimeout => &self.header_timeouts,
+            ConnectionEnd::IdleTimeout => &self.idle_timeouts,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP mcpod_connections Client connections served now.\n\
+             # TYPE mcpod_connections gauge\nmcpod_connections {}",
+            get(&self.open)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mcpod_connections_refused_total Client connections refused at the connection limit.\n\
+             # TYPE mcpod_connections_refused_total counter\nmcpod_connections_refused_total {}",
+            get(&self.refused)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mcpod_connections_timed_out_total Client connections the gateway closed, by the timeout that closed them.\n\
+             # TYPE mcpod_connections_timed_out_total counter\n\
+             mcpod_connections_timed_out_total{{timeout=\"header\"}} {}\n\
+             mcpod_connections_timed_out_total{{timeout=\"idle\"}} {}",
+            get(&self.header_timeouts),
+            get(&self.idle_timeouts)
+        );
+    }
+}
+
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     inner: Mutex<Inner>,
+    /// Client connections.
+    pub(crate) connections: Connections,
 }
 
 impl Metrics {
@@ -349,6 +423,7 @@ impl Metrics {
             "gauge",
             &|g| g.backends_alive.to_string(),
         );
+        self.connections.render(&mut out);
         out
     }
 }

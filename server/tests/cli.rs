@@ -180,3 +180,69 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn serve_raises_its_open_file_limit_and_sizes_the_connection_limit_by_it() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // prlimit runs the gateway with a soft limit of 256 under a hard 4096.
+    let mut child = tokio::process::Command::new("prlimit")
+        .args(["--nofile=256:4096", DEMO])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("MCPOD_CONFIG")
+        .env("MCPOD_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway did not become ready");
+    let pid = child.id().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = open_files.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["4096", "4096"], "{open_files}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let listening = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "mcpod listening")
+        .unwrap_or_else(|| panic!("no listening log in {stderr}"));
+    assert_eq!(listening["fields"]["max_connections"], 3072, "{listening}");
+    assert_eq!(listening["fields"]["open_files"], 4096, "{listening}");
+}

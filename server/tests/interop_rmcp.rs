@@ -1,4 +1,3 @@
-#![cfg(feature = "interop-tests")]
 //! The gateway against the official Rust SDK client, `rmcp` 3.11, in both
 //! eras: a legacy client (`initialize` at 2025-11-25) and a modern one
 //! (`server/discover` at 2026-07-28, no fallback), each running the checks
@@ -16,6 +15,7 @@
 //! `notifications/cancelled` the SDK sends, and every message received
 //! against its revision's schema.
 
+#![cfg(feature = "interop-tests")]
 #![allow(clippy::unwrap_used, missing_docs)]
 // logging/setLevel and resources/(un)subscribe are deprecated in rmcp
 // (removed at 2026-07-28) but are exactly what the legacy checks exercise.

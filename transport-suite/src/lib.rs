@@ -137,6 +137,22 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
         "dropping_every_handle_shuts_down",
         dropping_every_handle_shuts_down,
     ),
+    (
+        "oversize_reply_fails_its_call_at_once",
+        oversize_reply_fails_its_call_at_once,
+    ),
+    (
+        "backoff_refuses_at_once_then_recovers",
+        backoff_refuses_at_once_then_recovers,
+    ),
+    (
+        "backoff_doubles_up_to_its_cap",
+        backoff_doubles_up_to_its_cap,
+    ),
+    (
+        "waiting_for_a_backend_is_bounded",
+        waiting_for_a_backend_is_bounded,
+    ),
 ];
 
 /// How long one scenario may take before it fails.
@@ -999,5 +1015,299 @@ fn dropping_every_handle_shuts_down(h: Arc<dyn Harness>) -> BoxFuture<'static, (
             pid_gone(pid)
         })
         .await;
+    })
+}
+
+fn oversize_reply_fails_its_call_at_once(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let mut config = config();
+        config.core.max_frame_len = 64 * 1024;
+        let up = upstream(&h, demo(&[]), config);
+        up.ready().await.expect("ready");
+        let opts = RequestOptions {
+            deadline: Deadline::After(Duration::from_secs(25)),
+            ..RequestOptions::default()
+        };
+        let started = Instant::now();
+        let stream = up
+            .call(
+                tool(r#""huge""#, "big", serde_json::json!({"bytes": 1 << 20})),
+                opts,
+            )
+            .await
+            .expect("call");
+        match within(
+            &h,
+            Duration::from_secs(10),
+            "oversize reply",
+            stream.finish(),
+        )
+        .await
+        {
+            Some(CallItem::Ended {
+                reason: EndReason::ResponseTooLarge { limit },
+                frame,
+            }) => {
+                assert_eq!(limit, 64 * 1024);
+                let v = parse(&frame);
+                assert_eq!(v["id"], "huge");
+                assert_eq!(v["error"]["code"], -32000);
+                let message = v["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains("larger than the 65536-byte limit"), "{v}");
+            }
+            other => panic!("expected the call to end as too large, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The backend keeps working, in the same process: a reply just
+        // under the limit, then another call.
+        let frame = call(&up, tool("2", "big", serde_json::json!({"bytes": 60_000}))).await;
+        assert_eq!(text(&frame).len(), 60_000);
+        let frame = call(&up, tool("3", "echo", serde_json::json!({"text": "still"}))).await;
+        assert_eq!(text(&frame), "still");
+        let status = up.status();
+        assert_eq!((status.generation, status.restarts), (1, 0));
+        up.close().await;
+    })
+}
+
+/// Exits at once with status 1 unless the file `$1` exists; then serves the
+/// demo MCP server (`$0`).
+const DIES_UNLESS_FLAG: &str = r#"[ -e "$1" ] || exit 1; exec "$0""#;
+
+/// A backend that dies on start-up until `flag` exists.
+fn dies_unless(flag: &Path) -> ProcessSpec {
+    let demo = demo(&[]);
+    let mut spec = ProcessSpec::new("/bin/sh")
+        .args(["-c", DIES_UNLESS_FLAG])
+        .arg(demo.program.as_os_str())
+        .arg(flag.as_os_str());
+    spec.env = demo.env;
+    spec
+}
+
+/// Runs a call that must end without a response: its backend died.
+async fn call_dies(h: &Arc<dyn Harness>, up: &Upstream) {
+    let req = tool("1", "echo", serde_json::json!({"text": "x"}));
+    match within(
+        h,
+        Duration::from_secs(10),
+        "call to a dying backend",
+        async {
+            match up.call(req, RequestOptions::default()).await {
+                Ok(stream) => stream.finish().await,
+                Err(e) => panic!("refused: {e}"),
+            }
+        },
+    )
+    .await
+    {
+        Some(CallItem::Ended {
+            reason: EndReason::BackendClosed(_),
+            ..
+        }) => {}
+        other => panic!("expected the call to end with its backend, got {other:?}"),
+    }
+}
+
+fn backoff_refuses_at_once_then_recovers(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let flag = std::env::temp_dir().join(format!(
+            "mcpod-suite-healthy-{}-{}",
+            std::process::id(),
+            h.name()
+        ));
+        let _ = std::fs::remove_file(&flag);
+        let mut config = config();
+        config.restart_backoff_min = Duration::from_secs(1);
+        config.restart_backoff_max = Duration::from_secs(4);
+        let up = upstream(&h, dies_unless(&flag), config);
+        // The first death restarts at once; the second backs off.
+        call_dies(&h, &up).await;
+        eventually(&h, Duration::from_secs(5), "first death noticed", || {
+            let s = up.status();
+            !s.alive && s.generation == 1
+        })
+        .await;
+        assert_eq!(up.status().retry_after, None, "a one-off death waits not");
+        call_dies(&h, &up).await;
+        eventually(&h, Duration::from_secs(5), "backoff begun", || {
+            up.status().retry_after.is_some()
+        })
+        .await;
+        // Every operation meanwhile fails at once, and none is queued.
+        let started = Instant::now();
+        for i in 0..50 {
+            let req = tool(&i.to_string(), "echo", serde_json::json!({"text": "x"}));
+            match up.call(req, RequestOptions::default()).await {
+                Err(UpstreamError::Restarting {
+                    retry_after,
+                    failures,
+                }) => {
+                    assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}");
+                    assert!(!retry_after.is_zero());
+                    assert_eq!(failures, 2);
+                }
+                other => panic!("expected Restarting, got {other:?}"),
+            }
+        }
+        let err = up.ready().await.expect_err("ready refused");
+        assert!(matches!(err, UpstreamError::Restarting { .. }), "{err}");
+        assert!(err.to_string().contains("retry in"), "{err}");
+        let err = up
+            .notify("notifications/roots/list_changed", None)
+            .await
+            .expect_err("notify refused");
+        assert!(matches!(err, UpstreamError::Restarting { .. }), "{err}");
+        let refusing = started.elapsed();
+        eprintln!(
+            "{}: 52 operations refused in a backoff in {refusing:?}",
+            h.name()
+        );
+        assert!(
+            refusing < Duration::from_millis(100),
+            "52 refusals took {refusing:?}"
+        );
+        let status = up.status();
+        assert!(!status.alive);
+        assert_eq!(
+            status.generation, 2,
+            "a refused operation started a backend"
+        );
+
+        // Healthy again: after the backoff the next call starts it.
+        std::fs::write(&flag, b"").unwrap_or_else(|e| panic!("flag: {e}"));
+        eventually(&h, Duration::from_secs(5), "backoff over", || {
+            up.status().retry_after.is_none()
+        })
+        .await;
+        let frame = call(&up, tool("9", "echo", serde_json::json!({"text": "back"}))).await;
+        assert_eq!(text(&frame), "back");
+        let status = up.status();
+        assert_eq!((status.generation, status.restarts), (3, 2));
+        assert!(status.alive);
+        up.close().await;
+        let _ = std::fs::remove_file(&flag);
+    })
+}
+
+fn backoff_doubles_up_to_its_cap(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let mut config = config();
+        let (min, cap) = (Duration::from_millis(40), Duration::from_millis(160));
+        config.restart_backoff_min = min;
+        config.restart_backoff_max = cap;
+        let up = upstream(
+            &h,
+            ProcessSpec::new("/bin/sh").args(["-c", "exit 1"]),
+            config,
+        );
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        while up.status().generation < 8 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "too slow: {seen:?}"
+            );
+            let req = tool("1", "echo", serde_json::json!({}));
+            match up.call(req, RequestOptions::default()).await {
+                Ok(stream) => {
+                    within(&h, Duration::from_secs(10), "call to end", stream.finish()).await;
+                }
+                Err(UpstreamError::Restarting {
+                    retry_after,
+                    failures,
+                }) => {
+                    // min, doubling, never above the cap.
+                    let full = min.saturating_mul(1 << (failures - 2).min(20)).min(cap);
+                    assert!(
+                        retry_after <= full,
+                        "{failures}: {retry_after:?} > {full:?}"
+                    );
+                    seen.push(failures);
+                    sleep(&h, retry_after).await;
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert!(
+            seen.iter().any(|&f| f >= 5),
+            "the backoff never went past its cap: {seen:?}"
+        );
+        up.close().await;
+    })
+}
+
+/// A backend that is never reached: its connection never completes.
+struct NeverConnects;
+
+impl Connector for NeverConnects {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Connection>> {
+        Box::pin(futures::future::pending())
+    }
+}
+
+fn waiting_for_a_backend_is_bounded(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let mut config = config();
+        config.max_queued_commands = 4;
+        let up = Upstream::new(NeverConnects, config, h.runtime());
+        let (tx, mut results) = futures::channel::mpsc::unbounded();
+        let total = 40;
+        for i in 0..total {
+            let up = up.clone();
+            let tx = tx.clone();
+            h.runtime().spawn(Box::pin(async move {
+                let req = tool(&i.to_string(), "echo", serde_json::json!({}));
+                let _ = tx.unbounded_send(up.call(req, RequestOptions::default()).await.err());
+            }));
+            // Let the supervisor take what it takes.
+            sleep(&h, Duration::from_millis(2)).await;
+        }
+        drop(tx);
+        // The channel (4) and the backlog (4) hold the rest; every other
+        // call is refused at once.
+        let mut got = Vec::new();
+        within(&h, Duration::from_secs(5), "refusals", async {
+            while got.len() < total - 8 {
+                match futures::StreamExt::next(&mut results).await {
+                    Some(r) => got.push(r),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        for r in &got {
+            assert!(
+                matches!(
+                    r,
+                    Some(UpstreamError::Send(SendError::NotReadyQueueFull(4)))
+                ),
+                "{r:?}"
+            );
+        }
+        // A close is never refused, queue full or not; it ends the rest.
+        within(&h, Duration::from_secs(5), "close", up.close()).await;
+        within(
+            &h,
+            Duration::from_secs(5),
+            "the waiting calls to end",
+            async {
+                while let Some(r) = futures::StreamExt::next(&mut results).await {
+                    assert!(
+                        matches!(
+                            r,
+                            Some(
+                                UpstreamError::Closed
+                                    | UpstreamError::Send(SendError::NotReadyQueueFull(_))
+                            )
+                        ),
+                        "{r:?}"
+                    );
+                    got.push(r);
+                }
+            },
+        )
+        .await;
+        assert_eq!(got.len(), total);
     })
 }

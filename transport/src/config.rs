@@ -12,11 +12,35 @@ pub struct UpstreamConfig {
     /// How long a backend gets to exit after its stdin is closed, and again
     /// after it is asked to terminate, before it is killed.
     pub shutdown_grace: Duration,
-    /// The delay before restarting a backend that died after a short life.
+    /// The first delay before restarting a backend that keeps dying young.
+    ///
+    /// A death is *quick* when the backend ran less than
+    /// [`restart_backoff_max`](Self::restart_backoff_max). After the first
+    /// quick death the next operation starts a new backend at once; after
+    /// the second in a row it waits this long, and each further one doubles
+    /// the wait, never beyond `restart_backoff_max`. A backend that ran at
+    /// least `restart_backoff_max` clears the count.
+    ///
+    /// While a wait runs, the operations that arrive fail at once, with
+    /// [`UpstreamError::Restarting`](crate::UpstreamError::Restarting) and
+    /// the time left (or, after a failed start, the same
+    /// [`UpstreamError::SpawnFailed`](crate::UpstreamError::SpawnFailed)),
+    /// instead of waiting in a queue; the ones already waiting for a
+    /// backend when it died go to the next one.
     pub restart_backoff_min: Duration,
-    /// The longest delay between restarts. Each quick death doubles the
-    /// delay up to this; a backend that ran longer than this resets it.
+    /// The cap on the delay between restarts (see
+    /// [`restart_backoff_min`](Self::restart_backoff_min)): no wait is ever
+    /// longer, whatever the number of deaths (if it is below
+    /// `restart_backoff_min`, that is the cap).
     pub restart_backoff_max: Duration,
+    /// Operations that may wait for a backend to start (sent while none
+    /// runs: during its start, or on their way when it died), in the
+    /// supervisor's channel and again in its backlog; beyond that they fail
+    /// at once with
+    /// [`SendError::NotReadyQueueFull`](mcpod_core::SendError::NotReadyQueueFull).
+    /// Once a backend runs, its session's own bounds apply
+    /// ([`mcpod_core::Config::max_queued_before_ready`] and the others).
+    pub max_queued_commands: usize,
     /// Longest stderr line logged; the rest of a longer line is counted and
     /// dropped (stderr is always drained, whatever its line lengths).
     pub stderr_line_cap: usize,
@@ -39,6 +63,7 @@ impl Default for UpstreamConfig {
             shutdown_grace: Duration::from_secs(3),
             restart_backoff_min: Duration::from_millis(100),
             restart_backoff_max: Duration::from_secs(10),
+            max_queued_commands: 1024,
             stderr_line_cap: 8 * 1024,
             call_buffer: 256,
             event_buffer: 1024,

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::io::{AsyncRead, AsyncWrite};
-use mcpod_core::{BackendInfo, CloseReason, Event, Outcome, Request, Route, Session};
+use mcpod_core::{BackendInfo, CloseReason, Event, Outcome, Request, Route, SendError, Session};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Command, refuse};
@@ -21,7 +21,7 @@ use crate::error::UpstreamError;
 use crate::item::{CallItem, ServerRequestKey, UpstreamEvent};
 use crate::process::{Label, Monitor, drain_stderr};
 use crate::runtime::{BoxFuture, Runtime};
-use crate::shared::{Live, Shared};
+use crate::shared::{Backoff, Live, Shared};
 
 /// Commands handled per round before I/O gets its turn.
 const COMMANDS_PER_ROUND: usize = 256;
@@ -34,11 +34,14 @@ pub(crate) struct Supervisor {
     connector: Arc<dyn Connector>,
     config: UpstreamConfig,
     name: Arc<str>,
-    cmds: mpsc::UnboundedReceiver<Command>,
-    /// Commands taken from the channel that wait for the next backend.
+    cmds: mpsc::Receiver<Command>,
+    /// Commands taken from the channel that wait for the next backend
+    /// (at most [`UpstreamConfig::max_queued_commands`], and a close).
     backlog: VecDeque<Command>,
     generation: u64,
-    backoff: Duration,
+    /// Quick deaths in a row (see [`UpstreamConfig::restart_backoff_min`]).
+    quick_deaths: u32,
+    /// No backend starts before this.
     restart_at: Option<Instant>,
 }
 
@@ -61,14 +64,14 @@ impl Supervisor {
         runtime: Arc<dyn Runtime>,
         connector: Arc<dyn Connector>,
         config: UpstreamConfig,
-        cmds: mpsc::UnboundedReceiver<Command>,
+        cmds: mpsc::Receiver<Command>,
     ) -> Self {
         Supervisor {
             shared,
             runtime,
             connector,
             name: config.name.as_str().into(),
-            backoff: config.restart_backoff_min,
+            quick_deaths: 0,
             config,
             cmds,
             backlog: VecDeque::new(),
@@ -132,10 +135,14 @@ impl Supervisor {
         state.status.pid = None;
         state.status.era = None;
         state.current_info = None;
+        state.backoff = None;
     }
 
-    /// Waits out the restart backoff and connects, collecting the commands
-    /// that arrive meanwhile.
+    /// Waits out the restart backoff and connects. Commands that arrive
+    /// meanwhile wait for the backend (a bounded number), except during
+    /// the backoff: then they fail at once, as the handles would have
+    /// failed them (they got past that check just before the backoff
+    /// began).
     async fn start(&mut self) -> Started {
         let delay_until = self.restart_at.filter(|at| *at > Instant::now());
         if let Some(at) = delay_until {
@@ -149,6 +156,8 @@ impl Supervisor {
             }
             connector.connect().await
         });
+        let shared = self.shared.clone();
+        let cap = self.config.max_queued_commands.max(1);
         let cmds = &mut self.cmds;
         let backlog = &mut self.backlog;
         poll_fn(|cx| {
@@ -157,7 +166,14 @@ impl Supervisor {
                     Poll::Ready(Some(Command::Close(reply))) => {
                         return Poll::Ready(Started::Close(reply));
                     }
-                    Poll::Ready(Some(cmd)) => backlog.push_back(cmd),
+                    Poll::Ready(Some(Command::Respond { key, reply, .. })) => {
+                        // No backend runs: it can only be a past one's.
+                        let _ = reply.send(Err(UpstreamError::StaleServerRequest(key)));
+                    }
+                    Poll::Ready(Some(cmd)) => match shared.refusal(Instant::now()) {
+                        Some(err) => refuse(cmd, err),
+                        None => enqueue(backlog, cap, cmd),
+                    },
                     Poll::Ready(None) => return Poll::Ready(Started::Abandoned),
                     Poll::Pending => break,
                 }
@@ -172,8 +188,9 @@ impl Supervisor {
 
     fn spawn_failed(&mut self, e: io::Error) {
         tracing::error!(upstream = %self.name, error = %e, "failed to start the backend");
-        self.schedule_restart(Duration::ZERO);
-        let err = UpstreamError::SpawnFailed(Arc::new(e));
+        let e = Arc::new(e);
+        self.schedule_restart(Duration::ZERO, Some(e.clone()));
+        let err = UpstreamError::SpawnFailed(e);
         let mut keep = VecDeque::new();
         while let Some(cmd) = self.backlog.pop_front() {
             match cmd {
@@ -184,15 +201,34 @@ impl Supervisor {
         self.backlog = keep;
     }
 
-    /// Sets when the next backend may start, after one that lived `lived`.
-    fn schedule_restart(&mut self, lived: Duration) {
-        if lived >= self.config.restart_backoff_max {
-            self.backoff = self.config.restart_backoff_min;
+    /// Sets when the next backend may start, after one that lived `lived`
+    /// (or failed to start: `spawn_error`), and publishes the backoff so
+    /// that the handles refuse operations at once while it runs. The
+    /// commands already on their way are moved to the backlog first: they
+    /// were sent before the backoff and wait for the next backend.
+    fn schedule_restart(&mut self, lived: Duration, spawn_error: Option<Arc<io::Error>>) {
+        let cap = self.config.max_queued_commands.max(1);
+        while let Ok(cmd) = self.cmds.try_recv() {
+            enqueue(&mut self.backlog, cap, cmd);
         }
-        self.restart_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2)
-            .min(self.config.restart_backoff_max)
-            .max(self.config.restart_backoff_min);
+        let quick = lived < self.config.restart_backoff_max;
+        self.quick_deaths = if quick {
+            self.quick_deaths.saturating_add(1)
+        } else {
+            0
+        };
+        let delay = restart_delay(&self.config, self.quick_deaths);
+        let now = Instant::now();
+        self.restart_at = delay.and_then(|d| now.checked_add(d));
+        let backoff = self.restart_at.map(|until| Backoff {
+            until,
+            failures: self.quick_deaths,
+            spawn_error,
+        });
+        if let Some(delay) = delay {
+            tracing::warn!(upstream = %self.name, failures = self.quick_deaths, ?delay, "the backend keeps failing; restarts after a backoff, operations meanwhile are refused");
+        }
+        self.shared.state().backoff = backoff;
     }
 
     async fn drive(&mut self, conn: Connection) -> Flow {
@@ -207,6 +243,7 @@ impl Supervisor {
             state.status.era = None;
             state.status.generation = generation;
             state.current_info = None;
+            state.backoff = None;
             if generation > 1 {
                 state.status.restarts += 1;
             }
@@ -373,7 +410,8 @@ impl Driver<'_> {
                     match self.command(cmd, now) {
                         Handled::Done => {}
                         Handled::Later(cmd) => {
-                            self.sup.backlog.push_back(cmd);
+                            let cap = self.sup.config.max_queued_commands.max(1);
+                            enqueue(&mut self.sup.backlog, cap, cmd);
                             break;
                         }
                         Handled::End(end) => return Err(end),
@@ -487,7 +525,15 @@ impl Driver<'_> {
                 Some(info) => {
                     let _ = reply.send(Ok(info.clone()));
                 }
-                None => self.ready_waiters.push(reply),
+                None => {
+                    let cap = self.sup.config.max_queued_commands.max(1);
+                    if self.ready_waiters.len() >= cap {
+                        let full = SendError::NotReadyQueueFull(self.ready_waiters.len());
+                        let _ = reply.send(Err(full.into()));
+                    } else {
+                        self.ready_waiters.push(reply);
+                    }
+                }
             },
             Command::Respond {
                 key,
@@ -812,7 +858,7 @@ impl Driver<'_> {
             }
         }
         if let Flow::Continue = flow {
-            self.sup.schedule_restart(started.elapsed());
+            self.sup.schedule_restart(started.elapsed(), None);
         }
         if let Some(reply) = reply {
             let _ = reply.send(());
@@ -821,10 +867,82 @@ impl Driver<'_> {
     }
 }
 
+/// Queues a command for the next backend, or fails it when `cap` already
+/// wait (a close is always kept: it ends the wait).
+fn enqueue(backlog: &mut VecDeque<Command>, cap: usize, cmd: Command) {
+    match cmd {
+        Command::Close(_) => backlog.push_front(cmd),
+        cmd if backlog.len() >= cap => {
+            refuse(cmd, SendError::NotReadyQueueFull(backlog.len()).into());
+        }
+        cmd => backlog.push_back(cmd),
+    }
+}
+
+/// How long to wait before the next backend after `quick_deaths` quick
+/// deaths in a row: none after the first (a one-off crash restarts at
+/// once), then `restart_backoff_min` doubling each time, capped at
+/// `restart_backoff_max` (or at `restart_backoff_min` if that is larger).
+/// `None`: no wait.
+fn restart_delay(config: &UpstreamConfig, quick_deaths: u32) -> Option<Duration> {
+    let doublings = quick_deaths.checked_sub(2)?;
+    let min = config.restart_backoff_min;
+    let cap = config.restart_backoff_max.max(min);
+    let delay = min.saturating_mul(1u32 << doublings.min(31)).min(cap);
+    (!delay.is_zero()).then_some(delay)
+}
+
 /// What became of a command.
 enum Handled {
     Done,
     /// No session takes work now: keep it for the next backend.
     Later(Command),
     End(LiveEnd),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::restart_delay;
+    use crate::config::UpstreamConfig;
+
+    fn config(min_ms: u64, max: Duration) -> UpstreamConfig {
+        UpstreamConfig {
+            restart_backoff_min: Duration::from_millis(min_ms),
+            restart_backoff_max: max,
+            ..UpstreamConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_backoff_starts_at_the_second_quick_death_doubles_and_is_capped() {
+        let c = config(100, Duration::from_millis(1000));
+        let ms = |n| restart_delay(&c, n).map(|d| d.as_millis());
+        let got: Vec<_> = (0..8).map(ms).collect();
+        let want = [
+            None,
+            None,
+            Some(100),
+            Some(200),
+            Some(400),
+            Some(800),
+            Some(1000),
+            Some(1000),
+        ];
+        assert_eq!(got, want);
+        // However many deaths: never beyond the cap, never a panic.
+        for n in [31, 32, 33, 64, u32::MAX] {
+            assert_eq!(ms(n), Some(1000), "{n}");
+        }
+        // A cap below the minimum: the minimum is the cap.
+        let c = config(500, Duration::from_millis(10));
+        assert_eq!(restart_delay(&c, 9), Some(Duration::from_millis(500)));
+        // Absurd settings saturate instead of overflowing.
+        let c = config(u64::MAX, Duration::MAX);
+        assert!(restart_delay(&c, u32::MAX).is_some());
+        // No minimum: no backoff at all.
+        let c = config(0, Duration::from_secs(10));
+        assert_eq!(restart_delay(&c, 5), None);
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcpod_core::{CloseReason, SendError};
 use thiserror::Error;
@@ -25,6 +26,20 @@ pub enum UpstreamError {
     /// The backend went away before it was ready.
     #[error("backend went away before it was ready: {0}")]
     BackendGone(CloseReason),
+    /// The backend keeps dying young and waits out its restart backoff
+    /// ([`UpstreamConfig::restart_backoff_min`](crate::UpstreamConfig::restart_backoff_min)):
+    /// the operation was refused at once rather than held. Try again after
+    /// `retry_after`.
+    #[error(
+        "the backend failed {failures} times in a row and is restarting; retry in {} ms",
+        retry_after.as_millis().max(1)
+    )]
+    Restarting {
+        /// How long until a new backend may start.
+        retry_after: Duration,
+        /// Quick deaths in a row so far.
+        failures: u32,
+    },
     /// The server request belongs to a backend process that has since
     /// ended; the answer has nowhere to go.
     #[error("{0} belongs to a backend process that has ended")]

@@ -29,9 +29,17 @@
 //!   that belong to it, then exactly one terminal item. Dropping the stream
 //!   early cancels the call (the backend gets `notifications/cancelled`).
 //! - When the backend dies, open calls end at once with an error; the next
-//!   operation starts a new one, after a backoff if the last one died young.
+//!   operation starts a new one. A backend that keeps dying young is
+//!   restarted after a backoff that doubles up to a cap
+//!   ([`UpstreamConfig::restart_backoff_min`], `_max`); operations that
+//!   arrive during it fail at once with [`UpstreamError::Restarting`] and
+//!   the time left, rather than pile up. Operations waiting for a backend
+//!   to start are bounded ([`UpstreamConfig::max_queued_commands`]).
 //!   Server requests carry their backend's generation in their
 //!   [`ServerRequestKey`], so an answer meant for a dead process is refused.
+//! - A backend's line longer than the frame limit is discarded unread; if
+//!   it was the response to a call, the call ends at once with
+//!   [`EndReason::ResponseTooLarge`].
 //! - A backend process is stopped by closing its stdin, waiting
 //!   [`UpstreamConfig::shutdown_grace`], terminating it, waiting again and
 //!   killing it; it is always reaped. Its stderr is logged line by line

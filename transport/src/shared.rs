@@ -3,8 +3,9 @@
 //! I/O), the call routes, the health snapshot and the driver's waker.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use mcpod_core::{BackendInfo, CallId, Era};
@@ -12,6 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::call::{CallSender, CancelCall};
 use crate::connect::ProcessExit;
+use crate::error::UpstreamError;
 use crate::item::UpstreamEvent;
 
 /// A snapshot of an upstream's health.
@@ -34,6 +36,9 @@ pub struct UpstreamStatus {
     pub last_exit: Option<ProcessExit>,
     /// Whether [`Upstream::close`](crate::Upstream::close) was called.
     pub closed: bool,
+    /// While a restart backoff runs: the time left. Operations meanwhile
+    /// fail at once ([`UpstreamError::Restarting`]).
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -43,6 +48,36 @@ pub(crate) struct State {
     pub(crate) current_info: Option<Arc<BackendInfo>>,
     /// The last info seen, kept across restarts.
     pub(crate) last_info: Option<Arc<BackendInfo>>,
+    /// The restart backoff being waited out, if any.
+    pub(crate) backoff: Option<Backoff>,
+}
+
+/// A restart backoff: until when no backend starts, and why.
+#[derive(Clone)]
+pub(crate) struct Backoff {
+    pub(crate) until: Instant,
+    /// Quick deaths in a row.
+    pub(crate) failures: u32,
+    /// The start that failed, when that is why.
+    pub(crate) spawn_error: Option<Arc<io::Error>>,
+}
+
+impl Backoff {
+    /// What an operation that arrives at `now` is refused with, if the
+    /// backoff still runs then.
+    pub(crate) fn refusal(&self, now: Instant) -> Option<UpstreamError> {
+        let retry_after = self
+            .until
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())?;
+        Some(match &self.spawn_error {
+            Some(e) => UpstreamError::SpawnFailed(e.clone()),
+            None => UpstreamError::Restarting {
+                retry_after,
+                failures: self.failures,
+            },
+        })
+    }
 }
 
 /// The running backend's session, shared by the driver and the callers
@@ -80,6 +115,13 @@ impl Shared {
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock leaves plain data behind: go on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why an operation that needs a backend must fail at once: the
+    /// restart backoff runs (checked before it is queued for the
+    /// supervisor, so nothing piles up behind a backoff).
+    pub(crate) fn refusal(&self, now: Instant) -> Option<UpstreamError> {
+        self.state().backoff.as_ref()?.refusal(now)
     }
 
     pub(crate) fn live(&self) -> MutexGuard<'_, Option<Live>> {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::task::AtomicWaker;
-use mcpod_core::{BackendInfo, Owner, RequestOptions};
+use mcpod_core::{BackendInfo, Owner, RequestOptions, SendError};
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -25,13 +25,20 @@ use crate::shared::{Shared, State, UpstreamStatus};
 /// driver task, which owns the backend's streams: callers submit work to
 /// the session directly and wake the driver to write it. The backend is started
 /// by the first operation that needs it ([`ready`](Self::ready),
-/// [`call`](Self::call), [`notify`](Self::notify)) and restarted, with
-/// backoff, by the first one after it dies. When the last clone is dropped
-/// the backend is shut down as by [`close`](Self::close).
+/// [`call`](Self::call), [`notify`](Self::notify)) and restarted by the
+/// first one after it dies. A backend that keeps dying young is restarted
+/// after a capped backoff, and operations that arrive meanwhile fail at
+/// once with [`UpstreamError::Restarting`] (see
+/// [`UpstreamConfig::restart_backoff_min`]). Operations waiting for a
+/// backend to start are bounded ([`UpstreamConfig::max_queued_commands`]).
+/// When the last clone is dropped the backend is shut down as by
+/// [`close`](Self::close).
 #[derive(Clone)]
 pub struct Upstream {
-    cmds: mpsc::UnboundedSender<Command>,
+    cmds: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    /// The bound of `cmds`, for the error.
+    queue: usize,
 }
 
 impl fmt::Debug for Upstream {
@@ -50,7 +57,8 @@ impl Upstream {
         config: UpstreamConfig,
         runtime: impl Runtime,
     ) -> Upstream {
-        let (cmds, rx) = mpsc::unbounded_channel();
+        let queue = config.max_queued_commands.max(1);
+        let (cmds, rx) = mpsc::channel(queue);
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -68,15 +76,35 @@ impl Upstream {
             rx,
         );
         runtime.spawn(Box::pin(supervisor.run()));
-        Upstream { cmds, shared }
+        Upstream {
+            cmds,
+            shared,
+            queue,
+        }
     }
 
+    /// Hands a command to the supervisor, or fails at once: in a restart
+    /// backoff, or when too many already wait.
     fn send(&self, cmd: Command) -> Result<(), UpstreamError> {
-        self.cmds.send(cmd).map_err(|_| UpstreamError::Closed)
+        if let Some(e) = self.shared.refusal(Instant::now()) {
+            return Err(e);
+        }
+        self.send_queued(cmd)
+    }
+
+    /// Hands a command to the supervisor unless too many already wait.
+    fn send_queued(&self, cmd: Command) -> Result<(), UpstreamError> {
+        self.cmds.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                UpstreamError::Send(SendError::NotReadyQueueFull(self.queue))
+            }
+            mpsc::error::TrySendError::Closed(_) => UpstreamError::Closed,
+        })
     }
 
     /// Waits until the backend is ready (era detected, handshake done) and
-    /// returns what it said about itself. Starts a backend if none runs.
+    /// returns what it said about itself. Starts a backend if none runs;
+    /// fails at once during a restart backoff.
     pub async fn ready(&self) -> Result<Arc<BackendInfo>, UpstreamError> {
         if let Some(info) = self.shared.state().current_info.clone() {
             return Ok(info);
@@ -95,8 +123,11 @@ impl Upstream {
     /// may collide with other callers' ids; it comes back byte-exact in the
     /// response frame. Starts a backend if none runs.
     ///
-    /// Fails fast with [`SendError::BackendNotReading`](mcpod_core::SendError::BackendNotReading) when the backend has
-    /// stopped reading its input and the output queue is full.
+    /// Fails fast with [`SendError::BackendNotReading`] when the backend has
+    /// stopped reading its input and the output queue is full, with
+    /// [`UpstreamError::Restarting`] during a restart backoff, and with
+    /// [`SendError::NotReadyQueueFull`] when too many operations already
+    /// wait for a backend to start.
     pub async fn call(
         &self,
         req: OwnedRequest,
@@ -198,7 +229,8 @@ impl Upstream {
             return answered;
         }
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Respond {
+        // No backend runs: the supervisor finds the request stale.
+        self.send_queued(Command::Respond {
             key: to,
             outcome,
             reply,
@@ -208,7 +240,16 @@ impl Upstream {
 
     /// A snapshot of the upstream's health.
     pub fn status(&self) -> UpstreamStatus {
-        let mut status = self.shared.state().status.clone();
+        let mut status = {
+            let state = self.shared.state();
+            let mut status = state.status.clone();
+            status.retry_after = state
+                .backoff
+                .as_ref()
+                .and_then(|b| b.until.checked_duration_since(Instant::now()))
+                .filter(|d| !d.is_zero());
+            status
+        };
         status.calls_in_flight = self
             .shared
             .live()
@@ -223,7 +264,9 @@ impl Upstream {
     /// with [`UpstreamError::Closed`]. Calling it again does nothing.
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.send(Command::Close(reply)).is_ok() {
+        // Never refused for a full queue: it waits for room (the
+        // supervisor keeps taking commands).
+        if self.cmds.send(Command::Close(reply)).await.is_ok() {
             // An error means the driver has already finished closing.
             let _ = rx.await;
         }

@@ -37,9 +37,15 @@ impl Harness {
 
     /// A legacy backend that has completed the handshake.
     pub fn legacy_ready() -> Self {
+        Self::legacy_ready_with(Config::default())
+    }
+
+    /// A legacy backend that has completed the handshake, with `config`
+    /// (its era mode set to legacy).
+    pub fn legacy_ready_with(config: Config) -> Self {
         let mut h = Self::new(Config {
             era_mode: EraMode::Legacy,
-            ..Config::default()
+            ..config
         });
         let init = h.take_rx();
         assert_eq!(init[0]["method"], "initialize");

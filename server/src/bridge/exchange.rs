@@ -39,16 +39,19 @@ use tracing::debug;
 use super::adapter::{Adapter, Party};
 use super::caps::ClientCaps;
 use super::client::Client;
-use super::inputs::{Inputs, Parked, Question, question_key};
+use super::inputs::{self, Inputs, Parked, Question, question_key};
 use super::logging::{LogLevel, passes};
 use super::slots::Slots;
 use super::translate::{ClientEra, result_for_client, with_envelope};
 use crate::metrics::Outcome;
-use crate::targets::{Backend, no_answer};
+use crate::targets::Backend;
 
 /// Rounds of `input_required` a legacy session is carried through for one
 /// call, at most.
 const MAX_ROUNDS: usize = 16;
+
+/// Why a server request is refused when no more calls can be parked.
+const TOO_MANY_PARKED: &str = "too many calls are waiting for client input";
 
 /// Who is calling, as far as the exchange cares.
 #[derive(Debug, Clone)]
@@ -300,23 +303,9 @@ impl Exchange {
                     ended: None,
                 }),
                 Err(parked) => {
-                    for q in parked.questions {
-                        let _ = parked
-                            .backend
-                            .upstream
-                            .respond(
-                                q.request,
-                                no_answer("too many calls are waiting for client input"),
-                            )
-                            .await;
-                    }
+                    inputs::refuse(&parked.backend, parked.questions, TOO_MANY_PARKED).await;
                     Resumed::AskedAgain(Final {
-                        frame: error_frame(
-                            &id_json,
-                            INTERNAL_ERROR,
-                            "too many calls are waiting for client input",
-                            None,
-                        ),
+                        frame: error_frame(&id_json, INTERNAL_ERROR, TOO_MANY_PARKED, None),
                         outcome: Outcome::Overloaded,
                         ended: None,
                     })
@@ -751,14 +740,7 @@ impl Exchange {
         if self.queued.iter().any(CallItem::is_terminal) {
             // The call ended while asking: its end answers this exchange.
             self.stream = Some(stream);
-            for q in questions {
-                let _ = self
-                    .place
-                    .backend
-                    .upstream
-                    .respond(q.request, no_answer("the call ended"))
-                    .await;
-            }
+            inputs::refuse(&self.place.backend, questions, "the call ended").await;
             return None;
         }
         let parked = Parked {
@@ -777,17 +759,9 @@ impl Exchange {
                 ended: None,
             }),
             Err(parked) => {
-                let parked = *parked;
-                for q in &parked.questions {
-                    let _ = parked
-                        .backend
-                        .upstream
-                        .respond(
-                            q.request,
-                            no_answer("too many calls are waiting for client input"),
-                        )
-                        .await;
-                }
+                let mut parked = *parked;
+                let questions = std::mem::take(&mut parked.questions);
+                inputs::refuse(&parked.backend, questions, TOO_MANY_PARKED).await;
                 self.stream = Some(parked.stream);
                 self.slots = parked.slots;
                 None

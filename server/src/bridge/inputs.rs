@@ -68,6 +68,15 @@ pub(crate) struct Parked {
     pub(crate) questions: Vec<Question>,
 }
 
+/// Answers each of `questions` at `backend` with an error saying `why`
+/// (the client will not be asked them), so no backend request is left
+/// waiting.
+pub(crate) async fn refuse(backend: &Backend, questions: Vec<Question>, why: &str) {
+    for q in questions {
+        let _ = backend.upstream.respond(q.request, no_answer(why)).await;
+    }
+}
+
 /// What a retry's `requestState` names.
 #[derive(Debug)]
 pub(crate) enum Retry {
@@ -136,13 +145,7 @@ impl Inputs {
                 return;
             };
             debug!(target = %p.target, "parked call expired: the client never retried");
-            for q in p.questions {
-                let _ = p
-                    .backend
-                    .upstream
-                    .respond(q.request, no_answer("the client did not retry in time"))
-                    .await;
-            }
+            refuse(&p.backend, p.questions, "the client did not retry in time").await;
         });
         Ok(frame)
     }

@@ -78,6 +78,17 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Local stdio connections per bot.
     pub max_stdio_connections_per_bot: usize,
+    /// Open client connections; `None`: derived from `RLIMIT_NOFILE` when
+    /// the gateway starts.
+    pub max_connections: Option<usize>,
+    /// Time a connection has to send the first byte of a request and then
+    /// complete its head.
+    pub header_read_timeout: Duration,
+    /// Time a request has to deliver its whole body (408 after it).
+    pub body_read_timeout: Duration,
+    /// Time a keep-alive connection may stay open with no request in
+    /// flight.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -91,6 +102,10 @@ impl Default for Limits {
             sse_keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
             max_stdio_connections_per_bot: 8,
+            max_connections: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -335,12 +350,32 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
             l.max_stdio_connections_per_bot,
             d.max_stdio_connections_per_bot,
         )?,
+        max_connections: l
+            .max_connections
+            .map(|n| positive("max_connections", Some(n), n))
+            .transpose()?,
+        header_read_timeout: opt_duration(
+            "limits.header_read_timeout",
+            l.header_read_timeout,
+            d.header_read_timeout,
+        )?,
+        body_read_timeout: opt_duration(
+            "limits.body_read_timeout",
+            l.body_read_timeout,
+            d.body_read_timeout,
+        )?,
+        idle_timeout: opt_duration("limits.idle_timeout", l.idle_timeout, d.idle_timeout)?,
     };
-    if limits.session_idle_timeout.is_zero() {
-        return Err(invalid("limits.session_idle_timeout", "must be above zero"));
-    }
-    if limits.sse_keep_alive.is_zero() {
-        return Err(invalid("limits.sse_keep_alive", "must be above zero"));
+    for (key, d) in [
+        ("limits.session_idle_timeout", limits.session_idle_timeout),
+        ("limits.sse_keep_alive", limits.sse_keep_alive),
+        ("limits.header_read_timeout", limits.header_read_timeout),
+        ("limits.body_read_timeout", limits.body_read_timeout),
+        ("limits.idle_timeout", limits.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(invalid(key, "must be above zero"));
+        }
     }
     Ok(limits)
 }

@@ -82,6 +82,15 @@ pub struct RawLimits {
     pub shutdown_grace: Option<RawDuration>,
     /// Local stdio connections per bot (Memoh `mcp-stdio`).
     pub max_stdio_connections_per_bot: Option<usize>,
+    /// Open client connections (default: derived from `RLIMIT_NOFILE`).
+    pub max_connections: Option<usize>,
+    /// Time a connection has to complete a request head, once it sends
+    /// its first byte (or, before anything, to send one).
+    pub header_read_timeout: Option<RawDuration>,
+    /// Time a request has to deliver its whole body.
+    pub body_read_timeout: Option<RawDuration>,
+    /// Time a keep-alive connection may stay open with no request.
+    pub idle_timeout: Option<RawDuration>,
 }
 
 /// `[targets.<name>]`.
@@ -188,6 +197,9 @@ pub struct RawContainerd {
     pub idle_timeout: Option<RawDuration>,
     /// Serve every bot that has a container on `/bots/{bot_id}/…` (default false).
     pub serve_bots: Option<bool>,
+    /// How long transient containerd failures are retried, counted from the
+    /// first failure (default 30 s).
+    pub retry_budget: Option<RawDuration>,
 }
 
 /// Overrides from the command line (highest precedence).

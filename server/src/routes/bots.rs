@@ -126,14 +126,7 @@ pub(super) async fn fs_mcp(
             Err(r) => return r,
         };
         let backend = target.shared_backend();
-        memoh::rpc(
-            &app.ctx,
-            target,
-            backend,
-            body,
-            app.config.limits.max_body_bytes,
-        )
-        .await
+        memoh::rpc(&app.ctx, target, backend, body, &app.config.limits).await
     }
     .instrument(span)
     .await

@@ -17,7 +17,7 @@ use crate::front;
 use crate::front::legacy::SessionRequest;
 use crate::metrics::{Method, Operation};
 use crate::targets::Target;
-use crate::web::body::read_body;
+use crate::web::body::read_json_body;
 use crate::web::errors::{ApiError, HEADER_MISMATCH, INVALID_REQUEST, SERVER_ERROR};
 use crate::web::headers;
 use crate::web::record::Record;
@@ -118,14 +118,7 @@ async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body
         Ok(t) => t,
         Err(e) => return record.fail(e),
     };
-    if !headers::is_json_content_type(&headers) {
-        return record.fail(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            INVALID_REQUEST,
-            "Content-Type must be application/json",
-        ));
-    }
-    let body = match read_body(body, app.config.limits.max_body_bytes).await {
+    let body = match read_json_body(&headers, body, &app.config.limits).await {
         Ok(b) => b,
         Err(e) => return record.fail(e),
     };
@@ -230,14 +223,7 @@ pub(super) async fn sse_message(
             "the messages endpoint needs ?sessionId= (from the SSE endpoint event)",
         ));
     };
-    if !headers::is_json_content_type(&headers) {
-        return record.fail(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            INVALID_REQUEST,
-            "Content-Type must be application/json",
-        ));
-    }
-    let body = match read_body(body, app.config.limits.max_body_bytes).await {
+    let body = match read_json_body(&headers, body, &app.config.limits).await {
         Ok(b) => b,
         Err(e) => return record.fail(e),
     };

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use mcpod_tokio::{SendError, UpstreamError};
 use serde_json::value::RawValue;
+use std::time::Duration;
 
 pub(crate) use mcpod_core::envelope::{
     HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
@@ -155,9 +156,27 @@ pub(crate) fn overloaded(status: StatusCode, message: impl Into<String>) -> ApiE
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
+/// 503 for a backend waiting out its restart backoff: `Retry-After` in
+/// whole seconds (rounded up, at least 1), the same in the error's `data`.
+fn restarting(e: &UpstreamError, retry_after: Duration) -> ApiError {
+    let seconds = retry_after
+        .as_secs()
+        .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+        .max(1);
+    let data = mcpod_core::json::to_raw(&serde_json::json!({ "retryAfter": seconds }));
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        SERVER_ERROR,
+        format!("backend unavailable: {e}"),
+    )
+    .with_data(data)
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
 /// Maps an upstream failure to the HTTP error answering the call.
 pub(crate) fn upstream_error(e: &UpstreamError) -> ApiError {
     match e {
+        UpstreamError::Restarting { retry_after, .. } => restarting(e, *retry_after),
         UpstreamError::Send(
             SendError::TooManyCalls(_)
             | SendError::BackendNotReading(_)
@@ -196,5 +215,35 @@ pub(crate) fn not_ready(e: &NotReady, target: &str) -> ApiError {
             INTERNAL_ERROR,
             format!("backend of target `{target}` did not become ready in time"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restarting_backend_is_503_with_retry_after_in_whole_seconds() {
+        for (ms, seconds) in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (9_500, 10)] {
+            let e = UpstreamError::Restarting {
+                retry_after: Duration::from_millis(ms),
+                failures: 3,
+            };
+            let api = upstream_error(&e);
+            assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(api.code, SERVER_ERROR);
+            assert!(api.message.contains("restarting"), "{}", api.message);
+            let retry = api
+                .headers
+                .iter()
+                .find(|(name, _)| name == header::RETRY_AFTER)
+                .map(|(_, v)| v.to_str().unwrap_or_default().to_owned());
+            assert_eq!(retry, Some(seconds.to_string()), "{ms} ms");
+            let data = api.data.as_deref().map(RawValue::get);
+            assert_eq!(
+                data,
+                Some(format!(r#"{{"retryAfter":{seconds}}}"#).as_str())
+            );
+        }
     }
 }

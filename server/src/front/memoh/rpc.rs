@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::super::context::Context;
 use crate::bridge::{self, Caller, Exchange, Slots};
+use crate::config::Limits;
 use crate::metrics::{Method, Outcome};
 use crate::targets::{Backend, Target};
 use crate::web::body::read_body;
@@ -25,10 +26,10 @@ pub(crate) async fn rpc(
     target: Arc<Target>,
     backend: Arc<Backend>,
     body: Body,
-    max_body: usize,
+    limits: &Limits,
 ) -> Response {
     let mut record = Record::rpc(&ctx.metrics, target.name());
-    let body = match read_body(body, max_body).await {
+    let body = match read_body(body, limits).await {
         Ok(b) => b,
         Err(e) => {
             record.outcome = e.outcome();

@@ -128,7 +128,7 @@ pub(crate) async fn create_stdio(
     body: Body,
 ) -> Response {
     let mut record = Record::new(&ctx.metrics, target.name(), Operation::StdioCreate);
-    let body = match read_body(body, target.limits.max_body_bytes).await {
+    let body = match read_body(body, &target.limits).await {
         Ok(b) => b,
         Err(e) => {
             record.outcome = e.outcome();
@@ -303,13 +303,13 @@ pub(crate) async fn call_stdio(
         Err((status, text)) => return message(status, text),
     };
     *conn.last_used.lock() = Instant::now();
-    let max_body = conn.target.limits.max_body_bytes;
+    let limits = conn.target.limits.clone();
     rpc(
         ctx,
         conn.target.clone(),
         conn.backend.clone(),
         body,
-        max_body,
+        &limits,
     )
     .await
 }

@@ -10,8 +10,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::connection::Timeouts;
+use super::listener::{self, Accept};
+use super::nofile;
 use crate::config::Config;
 use crate::routes::{self, App};
 
@@ -52,7 +56,12 @@ async fn run(
         }
     }
     let sweeper = tokio::spawn(sweep(app.clone()));
-    info!(%addr, targets = ?app.config.targets.keys().collect::<Vec<_>>(), "mcpod listening");
+    let limits = &app.config.limits;
+    let nofile = nofile::raise();
+    let max_connections = limits
+        .max_connections
+        .unwrap_or_else(|| nofile::default_max_connections(nofile));
+    info!(%addr, targets = ?app.config.targets.keys().collect::<Vec<_>>(), max_connections, open_files = nofile, "mcpod listening");
 
     let token = app.ctx.shutdown.clone();
     tokio::spawn({
@@ -62,17 +71,28 @@ async fn run(
             token.cancel();
         }
     });
-    let router = routes::router(app.clone());
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
-    let grace = app.config.limits.shutdown_grace;
-    let outcome = tokio::select! {
-        r = server.into_future() => r,
-        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-            warn!(grace_ms = grace.as_millis() as u64, "grace period over; dropping calls still in flight");
-            Ok(())
-        }
+    let tasks = TaskTracker::new();
+    let accept = Accept {
+        listener,
+        router: routes::router(app.clone()),
+        max_connections,
+        timeouts: Timeouts {
+            header: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+        },
+        metrics: app.ctx.metrics.clone(),
+        tasks: tasks.clone(),
     };
+    listener::accept(accept, token.clone()).await;
+    // Stopping: no new connections; those open finish what is in flight.
+    tasks.close();
+    let grace = app.config.limits.shutdown_grace;
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "grace period over; dropping calls still in flight"
+        );
+    }
     sweeper.abort();
     for store in app.sessions.all() {
         for session in store.drain() {
@@ -87,7 +107,7 @@ async fn run(
         bots.close_all().await;
     }
     info!("mcpod stopped");
-    outcome
+    Ok(())
 }
 
 /// Expires idle sessions and stdio connections.
