@@ -5,8 +5,11 @@
 #                                           (reuses one already serving DIR)
 #   scripts/containerd-env.sh restart DIR   stop the daemon only (tasks and their shims
 #                                           live on) and start it again on the same DIR
+#   scripts/containerd-env.sh down    DIR   stop the daemon only (tasks and their shims
+#                                           live on); `start DIR` brings it back
 #   scripts/containerd-env.sh stop    DIR   kill and delete every task and container it
-#                                           holds, stop the daemon, remove DIR
+#                                           holds (starting the daemon again first if it
+#                                           is down), stop the daemon, remove DIR
 #   scripts/containerd-env.sh status  DIR   exit 0 when the daemon answers
 #
 # `start` and `restart` print `export` lines for MCPOD_TEST_CONTAINERD_SOCKET and
@@ -26,7 +29,7 @@ ctd_die() {
 }
 
 ctd_usage() {
-    echo "usage: $0 start|restart|stop|status DIR" >&2
+    echo "usage: $0 start|restart|down|stop|status DIR" >&2
     exit 2
 }
 
@@ -182,7 +185,15 @@ ctd_main() {
         ctd_start_daemon
         ctd_print_env
         ;;
+    down)
+        ctd_stop_daemon
+        ;;
     stop)
+        # A daemon that is down (`down`) may still have tasks, whose shims
+        # live on: start it again to end them.
+        if ! ctd_pid >/dev/null && [ -d "$CTD_DIR/state" ] && [ -f "$CTD_DIR/config.toml" ]; then
+            ctd_start_daemon || echo "containerd-env: warning: could not start containerd to end its tasks" >&2
+        fi
         if ctd_pid >/dev/null; then
             ctd_purge_tasks
         fi

@@ -30,6 +30,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// The default root under which per-process FIFO directories are made.
 pub const DEFAULT_FIFO_ROOT: &str = "/run/mcpod/containerd-fifo";
 
+/// Longest pause between a broken `Wait`'s attempts to find its process again.
+const WAIT_PROBE_MAX_BACKOFF: Duration = Duration::from_millis(250);
+
 /// How transient failures (containerd restarting, connection reset) are retried.
 #[non_exhaustive]
 #[derive(Debug, Clone)]
@@ -38,7 +41,8 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Largest back-off delay (the delay doubles up to this).
     pub max_backoff: Duration,
-    /// Give up when failures have gone on this long without a success.
+    /// Give up when failures have gone on this long without a success,
+    /// counted from the first failure (the retry budget).
     pub max_elapsed: Duration,
 }
 
@@ -106,6 +110,14 @@ impl ClientConfig {
     /// Sets the FIFO root.
     pub fn with_fifo_root(mut self, fifo_root: impl Into<PathBuf>) -> Self {
         self.fifo_root = fifo_root.into();
+        self
+    }
+
+    /// Sets how long transient failures are retried, counted from the first
+    /// failure ([`RetryPolicy::max_elapsed`]); also how long a `Wait` broken
+    /// by containerd restarting keeps trying to find its process again.
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry.max_elapsed = budget;
         self
     }
 }
@@ -283,9 +295,14 @@ impl Client {
         {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => {
+                let message = if config.socket.exists() {
+                    error_chain(&e)
+                } else {
+                    "no such socket (is containerd running, and listening there?)".to_owned()
+                };
                 return Err(Error::Connect {
                     socket: config.socket.clone(),
-                    message: error_chain(&e),
+                    message,
                 });
             }
             Err(_) => {
@@ -347,8 +364,10 @@ impl Client {
         self.inner.config.start_timeout
     }
 
-    /// Runs one RPC with a time limit per attempt (`None`: no limit, for Wait)
-    /// and retries of transient failures with exponential back-off.
+    /// Runs one RPC with a time limit per attempt (`None`: no limit) and
+    /// retries of transient failures with exponential back-off, for up to
+    /// [`RetryPolicy::max_elapsed`] counted from the first failure (not from
+    /// the call's start: a slow first attempt does not use up the budget).
     pub(crate) async fn call<T, F, Fut>(
         &self,
         op: &'static str,
@@ -361,7 +380,7 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let policy = &self.inner.config.retry;
-        let started = Instant::now();
+        let mut failing_since: Option<Instant> = None;
         let mut backoff = policy.initial_backoff;
         loop {
             let outcome = match timeout {
@@ -374,7 +393,8 @@ impl Client {
             match outcome {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) if is_transient(&status, retry) => {
-                    if started.elapsed() >= policy.max_elapsed {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= policy.max_elapsed {
                         return Err(Error::rpc(op, &status));
                     }
                     tracing::debug!(op, code = ?status.code(), message = status.message(),
@@ -450,7 +470,24 @@ impl Client {
         self.process_info(container_id, "").await
     }
 
-    async fn process_info(&self, container_id: &str, exec_id: &str) -> Result<Option<TaskInfo>> {
+    pub(crate) async fn process_info(
+        &self,
+        container_id: &str,
+        exec_id: &str,
+    ) -> Result<Option<TaskInfo>> {
+        Ok(self
+            .process_state(container_id, exec_id)
+            .await?
+            .map(|p| task_info(container_id, &p)))
+    }
+
+    /// containerd's record of a process (`exec_id` empty: the task), with
+    /// its stdio paths; `None` when there is none.
+    pub(crate) async fn process_state(
+        &self,
+        container_id: &str,
+        exec_id: &str,
+    ) -> Result<Option<containerd_client::types::v1::Process>> {
         let resp = self
             .call(
                 "Tasks.Get",
@@ -467,7 +504,7 @@ impl Client {
             )
             .await;
         match resp {
-            Ok(resp) => Ok(resp.process.map(|p| task_info(container_id, &p))),
+            Ok(resp) => Ok(resp.process),
             Err(e) if e.rpc_code() == Some(tonic::Code::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
@@ -632,27 +669,109 @@ impl Client {
     }
 
     /// Waits for a process to exit (`exec_id` empty: the task). A long poll
-    /// with no time limit; transient failures (containerd restarting) are
-    /// retried, and an error is never taken for an exit.
+    /// with no time limit, which may run for a process's whole life, so
+    /// containerd restarting under it is expected: a transient failure
+    /// starts a streak of retries with back-off, each of which first finds
+    /// the process again (`Tasks.Get` by exec id) and then waits anew. The
+    /// streak ends — and its budget, [`RetryPolicy::max_elapsed`] counted
+    /// from the streak's first failure, starts over — as soon as containerd
+    /// answers again. The process found stopped gives its exit status; found
+    /// running, it is waited for again (re-adopted).
+    ///
+    /// An error ([`Error::WaitFailed`]) is never an exit: it says the exit
+    /// could not be observed (containerd unreachable for the whole budget,
+    /// or no longer knowing the process).
     pub async fn wait(&self, container_id: &str, exec_id: &str) -> Result<ExitStatus> {
-        let resp = self
-            .call("Tasks.Wait", Retry::Idempotent, None, || {
-                let mut c = self.tasks();
+        let policy = &self.inner.config.retry;
+        let failed = |message: String| Error::WaitFailed {
+            container_id: container_id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            message,
+        };
+        let mut failing_since: Option<Instant> = None;
+        let mut backoff = policy.initial_backoff;
+        // Whether the next step is a Wait (else: find the process again).
+        let mut waiting = true;
+        loop {
+            let (op, status) = if waiting {
                 let req = self.request(WaitRequest {
                     container_id: container_id.to_owned(),
                     exec_id: exec_id.to_owned(),
                 });
-                async move { c.wait(req).await }
-            })
-            .await
-            .map_err(|e| Error::WaitFailed {
-                container_id: container_id.to_owned(),
-                exec_id: exec_id.to_owned(),
-                message: e.to_string(),
-            })?;
-        Ok(ExitStatus {
-            code: resp.exit_status,
-        })
+                match self.tasks().wait(req).await {
+                    Ok(resp) => {
+                        return Ok(ExitStatus {
+                            code: resp.into_inner().exit_status,
+                        });
+                    }
+                    Err(status) => ("Tasks.Wait", status),
+                }
+            } else {
+                let req = self.request(GetRequest {
+                    container_id: container_id.to_owned(),
+                    exec_id: exec_id.to_owned(),
+                });
+                let limit = self.rpc_timeout();
+                match tokio::time::timeout(limit, self.tasks().get(req)).await {
+                    Ok(Ok(resp)) => match resp.into_inner().process {
+                        Some(p) if TaskStatus::from_proto(p.status) == TaskStatus::Stopped => {
+                            return Ok(ExitStatus {
+                                code: p.exit_status,
+                            });
+                        }
+                        Some(_) => {
+                            if let Some(since) = failing_since.take() {
+                                tracing::info!(
+                                    container_id,
+                                    exec_id,
+                                    after = ?since.elapsed(),
+                                    "containerd answers again; the process still runs: waiting for it anew"
+                                );
+                            }
+                            backoff = policy.initial_backoff;
+                            waiting = true;
+                            continue;
+                        }
+                        None => {
+                            return Err(failed(
+                                "containerd no longer knows the process (Tasks.Get: no process)"
+                                    .into(),
+                            ));
+                        }
+                    },
+                    Ok(Err(status)) => ("Tasks.Get", status),
+                    Err(_) => (
+                        "Tasks.Get",
+                        tonic::Status::unavailable(format!("timed out after {limit:?}")),
+                    ),
+                }
+            };
+            if status.code() == tonic::Code::NotFound {
+                return Err(failed(format!(
+                    "containerd no longer knows the process ({op}: {})",
+                    status.message()
+                )));
+            }
+            if !is_transient(&status, Retry::Idempotent) {
+                return Err(failed(Error::rpc(op, &status).to_string()));
+            }
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= policy.max_elapsed {
+                return Err(failed(format!(
+                    "containerd unreachable for {:?} (the retry budget is {:?}): {}",
+                    since.elapsed(),
+                    policy.max_elapsed,
+                    Error::rpc(op, &status)
+                )));
+            }
+            tracing::debug!(container_id, exec_id, op, code = ?status.code(),
+                message = status.message(), ?backoff, "waiting for a process: transient containerd error; retrying");
+            tokio::time::sleep(backoff).await;
+            // Probes are cheap: keep them frequent, so that the process is
+            // re-adopted soon after containerd is back.
+            backoff = (backoff * 2).min(policy.max_backoff.min(WAIT_PROBE_MAX_BACKOFF));
+            waiting = false;
+        }
     }
 
     /// Deletes a stopped task. A missing task is not an error.
@@ -803,12 +922,18 @@ fn is_transient(status: &tonic::Status, retry: Retry) -> bool {
     }
 }
 
+/// An error and its sources, `: `-separated, without repeating a source
+/// that its parent's text already ends with (tonic's transport errors
+/// print their cause themselves).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = inner.source();
     }
     s
@@ -841,10 +966,29 @@ mod tests {
     #[tokio::test]
     async fn connect_errors_are_values() {
         let missing = ClientConfig::new("/nonexistent/containerd.sock");
-        assert!(matches!(
-            Client::connect(missing).await,
-            Err(Error::Connect { .. })
-        ));
+        let err = Client::connect(missing).await.map(drop);
+        assert!(matches!(err, Err(Error::Connect { .. })), "{err:?}");
+        let text = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            text,
+            "cannot connect to containerd at /nonexistent/containerd.sock: \
+             no such socket (is containerd running, and listening there?)"
+        );
+        // A path that exists but is no socket: the cause, said once.
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let not_a_socket = tmp.path().join("plain-file");
+        std::fs::write(&not_a_socket, b"").unwrap_or_else(|e| panic!("{e}"));
+        let text = Client::connect(ClientConfig::new(&not_a_socket))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            text.starts_with("cannot connect to containerd at "),
+            "{text}"
+        );
+        let cause = "Connection refused";
+        assert_eq!(text.matches(cause).count(), 1, "{text}");
         let bad_ns = ClientConfig::default().with_namespace("no/slash");
         assert!(matches!(
             Client::connect(bad_ns).await,

@@ -2,8 +2,7 @@
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use containerd_client::services::v1::{CloseIoRequest, ExecProcessRequest, StartRequest};
 use nix::sys::stat::Mode;
@@ -13,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::client::{AbortOnDrop, Client, ExitStatus, Retry, TaskStatus, is_valid_identifier};
 use crate::error::{Error, Result};
+use crate::owner::{self, Owner, OwnerLock, new_exec_id};
 
 /// The command run by default: the bot image's stdio MCP server.
 pub const DEFAULT_COMMAND: &str = "/app/mcp";
@@ -102,6 +102,11 @@ pub struct ShutdownReport {
 
 type Exit = Option<std::result::Result<ExitStatus, String>>;
 
+/// Whether the exit was observed (not merely given up on by a lost Wait).
+fn exit_known(exit: &watch::Receiver<Exit>) -> bool {
+    matches!(&*exit.borrow(), Some(Ok(_)))
+}
+
 /// Everything needed to tear a process down, movable into a task for `Drop`.
 struct Teardown {
     client: Client,
@@ -111,6 +116,8 @@ struct Teardown {
     exit: watch::Receiver<Exit>,
     waiter: Option<AbortOnDrop<()>>,
     stderr: Option<AbortOnDrop<()>>,
+    /// The owner lock in the FIFO directory: held while the process may run.
+    owner: Option<OwnerLock>,
 }
 
 /// A process exec'd in a container's running task.
@@ -147,19 +154,6 @@ impl std::fmt::Debug for ExecProcess {
     }
 }
 
-static EXEC_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh exec id: `mcpod.<pid>.<start nanos>.<counter>`, valid for containerd
-/// and unique across processes and restarts of this one.
-pub fn new_exec_id() -> String {
-    let n = EXEC_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    format!("mcpod.{}.{nanos:x}.{n}", std::process::id())
-}
-
 impl Client {
     /// Runs a process in the container's running task with FIFO stdio.
     ///
@@ -193,7 +187,12 @@ impl Client {
         let exec_id = new_exec_id();
         debug_assert!(is_valid_identifier(&exec_id));
         let fifo_dir = self.fifo_root().join(&exec_id);
-        let fifos = match Fifos::create(self.fifo_root(), &fifo_dir) {
+        let claim = Owner {
+            namespace: self.namespace().to_owned(),
+            container_id: container_id.to_owned(),
+            instance: owner::instance_id().to_owned(),
+        };
+        let fifos = match Fifos::create(self.fifo_root(), &fifo_dir, &claim) {
             Ok(f) => f,
             Err(e) => {
                 remove_dir(&fifo_dir);
@@ -205,6 +204,7 @@ impl Client {
             stdin,
             stdout,
             stderr,
+            owner,
         } = fifos;
         let exec_result = self
             .call(
@@ -252,33 +252,21 @@ impl Client {
             // A failed Exec may and a failed Start does leave the exec id
             // registered: delete it in either case.
             drop((stdin, stdout, stderr));
-            if let Err(del) = self.delete_process(container_id, &exec_id).await {
-                tracing::warn!(container_id, exec_id, error = %del,
-                    "deleting exec record after failed exec");
+            match self.delete_process(container_id, &exec_id).await {
+                Ok(()) => remove_dir(&fifo_dir),
+                Err(del) => {
+                    // The record (and maybe a process) is still there: leave
+                    // the FIFO directory, unlocked, for a reaper to find.
+                    tracing::warn!(container_id, exec_id, error = %del,
+                        "deleting exec record after failed exec; left for the reaper");
+                }
             }
-            remove_dir(&fifo_dir);
+            drop(owner);
             return Err(e);
         }
         tracing::debug!(container_id, exec_id, "exec'd process started");
 
-        let (exit_tx, exit_rx) = watch::channel::<Exit>(None);
-        let waiter = {
-            let client = self.clone();
-            let cid = container_id.to_owned();
-            let eid = exec_id.clone();
-            tokio::spawn(async move {
-                let outcome = client.wait(&cid, &eid).await.map_err(|e| e.to_string());
-                if let Err(msg) = &outcome {
-                    tracing::warn!(
-                        container_id = cid,
-                        exec_id = eid,
-                        error = msg.as_str(),
-                        "waiting for exec'd process failed"
-                    );
-                }
-                let _ = exit_tx.send(Some(outcome));
-            })
-        };
+        let (waiter, exit_rx) = spawn_waiter(self, container_id, &exec_id);
         let stderr_task = tokio::spawn(drain_stderr(
             stderr,
             container_id.to_owned(),
@@ -298,11 +286,38 @@ impl Client {
                 exec_id,
                 fifo_dir,
                 exit: exit_rx,
-                waiter: Some(AbortOnDrop(waiter)),
+                waiter: Some(waiter),
                 stderr: Some(AbortOnDrop(stderr_task)),
+                owner: Some(owner),
             }),
         })
     }
+}
+
+/// Waits for the process's exit in a task of its own, reporting it (or that
+/// it could not be observed) on the returned channel.
+fn spawn_waiter(
+    client: &Client,
+    container_id: &str,
+    exec_id: &str,
+) -> (AbortOnDrop<()>, watch::Receiver<Exit>) {
+    let (exit_tx, exit_rx) = watch::channel::<Exit>(None);
+    let client = client.clone();
+    let cid = container_id.to_owned();
+    let eid = exec_id.to_owned();
+    let task = tokio::spawn(async move {
+        let outcome = client.wait(&cid, &eid).await.map_err(|e| e.to_string());
+        if let Err(msg) = &outcome {
+            tracing::warn!(
+                container_id = cid,
+                exec_id = eid,
+                error = msg.as_str(),
+                "waiting for exec'd process failed"
+            );
+        }
+        let _ = exit_tx.send(Some(outcome));
+    });
+    (AbortOnDrop(task), exit_rx)
 }
 
 impl ExecProcess {
@@ -316,9 +331,11 @@ impl ExecProcess {
         &self.exec_id
     }
 
-    /// Waits for the process to exit. An error means the exit could not be
-    /// observed (containerd gone for longer than the retry policy allows),
-    /// never that the process exited.
+    /// Waits for the process to exit. containerd restarting meanwhile is
+    /// survived (see [`Client::wait`]). An error means the exit could not be
+    /// observed (containerd gone for longer than the retry budget, counted
+    /// from the failure), never that the process exited: the process may
+    /// still run, and [`shutdown`](Self::shutdown) still ends it.
     pub async fn wait(&self) -> Result<ExitStatus> {
         wait_exit(&self.exit, &self.container_id, &self.exec_id).await
     }
@@ -353,7 +370,7 @@ impl ExecProcess {
         let Some(t) = &self.teardown else {
             return Ok(());
         };
-        if t.exit.borrow().is_some() {
+        if exit_known(&t.exit) {
             return Ok(());
         }
         let client = &t.client;
@@ -382,6 +399,14 @@ impl ExecProcess {
     /// and up to `grace` again, then SIGKILL; then deletes the exec record and
     /// the FIFO directory. Cleanup runs to the end even when a step fails; the
     /// first error is returned.
+    ///
+    /// When waiting for the exit had failed (containerd unreachable for the
+    /// whole retry budget), the process is first found again by its exec id
+    /// and then ended the same way — a lost Wait is never taken for an exit.
+    /// When its end cannot be confirmed (containerd still unreachable, or no
+    /// exit even after SIGKILL), the FIFO directory is left in place with its
+    /// owner lock released, and the process is reaped later: by a background
+    /// retry here, or by any mcpod's [`Client::reap_orphans`].
     pub async fn shutdown(mut self, grace: Duration) -> Result<ShutdownReport> {
         self.stdin = None;
         match self.teardown.take() {
@@ -409,12 +434,14 @@ impl Drop for ExecProcess {
                 });
             }
             Err(_) => {
+                // Nothing can be sent to containerd here. Dropping the
+                // teardown releases the owner lock and keeps the FIFO
+                // directory, so the process is found and reaped later.
                 tracing::warn!(
                     container_id = teardown.container_id,
                     exec_id = teardown.exec_id,
-                    "exec'd process dropped outside a tokio runtime: only its FIFO directory is removed"
+                    "exec'd process dropped outside a tokio runtime: left for the reaper"
                 );
-                remove_dir(&teardown.fifo_dir);
             }
         }
     }
@@ -456,9 +483,44 @@ impl Teardown {
             }
         };
 
-        let exited = |rx: &watch::Receiver<Exit>| rx.borrow().is_some();
+        if matches!(&*self.exit.borrow(), Some(Err(_))) {
+            // The Wait gave up: the process's fate is unknown. Find it again
+            // by its exec id before anything else.
+            match client.process_info(&cid, &eid).await {
+                Ok(Some(p)) if p.status == TaskStatus::Stopped => {
+                    let (tx, rx) = watch::channel::<Exit>(Some(Ok(ExitStatus {
+                        code: p.exit_status.unwrap_or_default(),
+                    })));
+                    drop(tx);
+                    self.exit = rx;
+                }
+                Ok(Some(_)) => {
+                    tracing::info!(
+                        container_id = cid,
+                        exec_id = eid,
+                        "found the exec'd process again; ending it"
+                    );
+                    let (waiter, rx) = spawn_waiter(&client, &cid, &eid);
+                    self.waiter = Some(waiter);
+                    self.exit = rx;
+                }
+                Ok(None) => {
+                    // containerd has no record: nothing runs under this id.
+                    self.stderr.take();
+                    self.waiter.take();
+                    remove_dir(&self.fifo_dir);
+                    return Err(Error::WaitFailed {
+                        container_id: cid,
+                        exec_id: eid,
+                        message: "the process is gone and its exit status unknown".into(),
+                    });
+                }
+                Err(e) => return Err(self.leave_for_reaper(e)),
+            }
+        }
+
         let mut escalation = Escalation::None;
-        if !exited(&self.exit) {
+        if !exit_known(&self.exit) {
             let r = client
                 .call(
                     "Tasks.CloseIO",
@@ -496,10 +558,11 @@ impl Teardown {
             status = self.wait_for(client.rpc_timeout()).await;
         }
         let status = match status {
-            Some(Ok(s)) => Some(s),
+            Some(Ok(s)) => s,
             Some(Err(e)) => {
                 note(Err(e), "wait failed");
-                None
+                let e = first_error.unwrap_or_else(|| unknown_exit(&cid, &eid));
+                return Err(self.leave_for_reaper(e));
             }
             None => {
                 note(
@@ -509,13 +572,17 @@ impl Teardown {
                     }),
                     "no exit after SIGKILL",
                 );
-                None
+                let e = first_error.unwrap_or_else(|| unknown_exit(&cid, &eid));
+                return Err(self.leave_for_reaper(e));
             }
         };
-        note(
-            client.delete_process(&cid, &eid).await,
-            "DeleteProcess failed",
-        );
+        if let Err(e) = client.delete_process(&cid, &eid).await {
+            // The exec record stays: keep the directory too, so that the
+            // reaper finds both and deletes the record.
+            note(Err(e), "DeleteProcess failed");
+            let e = first_error.unwrap_or_else(|| unknown_exit(&cid, &eid));
+            return Err(self.leave_for_reaper(e));
+        }
         // The shim has closed its ends now; let stderr drain to EOF briefly, then stop it.
         if let Some(stderr) = self.stderr.take() {
             let mut stderr = stderr;
@@ -532,21 +599,37 @@ impl Teardown {
                 "FIFO directory left behind",
             );
         }
+        // Only now, with the directory gone, may the process count as unowned.
+        self.owner.take();
         tracing::debug!(
             container_id = cid,
             exec_id = eid,
             ?escalation,
             "exec'd process cleaned up"
         );
-        match (first_error, status) {
-            (None, Some(status)) => Ok(ShutdownReport { status, escalation }),
-            (Some(e), _) => Err(e),
-            (None, None) => Err(Error::WaitFailed {
-                container_id: cid,
-                exec_id: eid,
-                message: "no exit status".into(),
-            }),
+        match first_error {
+            None => Ok(ShutdownReport { status, escalation }),
+            Some(e) => Err(e),
         }
+    }
+
+    /// The process may still run, or its record is still there, and
+    /// containerd cannot be asked now: keep its FIFO directory, release the
+    /// owner lock (so any mcpod's reaper may take it), and keep trying to
+    /// reap it in the background.
+    fn leave_for_reaper(mut self, reason: Error) -> Error {
+        tracing::warn!(
+            container_id = self.container_id,
+            exec_id = self.exec_id,
+            error = %reason,
+            "cannot finish cleaning up the exec'd process now; leaving it to the reaper"
+        );
+        self.waiter.take();
+        self.stderr.take();
+        self.owner.take();
+        self.client
+            .reap_later(self.container_id.clone(), self.exec_id.clone());
+        reason
     }
 
     /// Up to `limit` for the exit; `None` when it did not come in time.
@@ -560,7 +643,15 @@ impl Teardown {
     }
 }
 
-fn ignore_gone(r: Result<()>) -> Result<()> {
+fn unknown_exit(container_id: &str, exec_id: &str) -> Error {
+    Error::WaitFailed {
+        container_id: container_id.to_owned(),
+        exec_id: exec_id.to_owned(),
+        message: "no exit status".into(),
+    }
+}
+
+pub(crate) fn ignore_gone(r: Result<()>) -> Result<()> {
     match r {
         // The process (or the whole task) is already gone: nothing to do.
         Err(e)
@@ -580,14 +671,16 @@ struct Fifos {
     stdin: pipe::Sender,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
+    owner: OwnerLock,
 }
 
 impl Fifos {
-    /// Makes `dir` (0700) with three FIFOs (0600) and opens them in the order
-    /// the shim needs: stdout and stderr for non-blocking reading, stdin
-    /// read+write (a write-only non-blocking open fails with ENXIO before the
-    /// shim's reader exists).
-    fn create(root: &Path, dir: &Path) -> Result<Fifos> {
+    /// Makes `dir` (0700) with its owner file, locked (see [`owner`]), and
+    /// three FIFOs (0600), and opens them in the order the shim needs:
+    /// stdout and stderr for non-blocking reading, stdin read+write (a
+    /// write-only non-blocking open fails with ENXIO before the shim's
+    /// reader exists).
+    fn create(root: &Path, dir: &Path, claim: &Owner) -> Result<Fifos> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -600,6 +693,7 @@ impl Fifos {
         // The umask may have narrowed it further, never widened it; make it exact.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))?;
+        let owner = owner::claim(dir, claim)?;
         let paths = ["stdin", "stdout", "stderr"].map(|n| dir.join(n));
         for p in &paths {
             nix::unistd::mkfifo(p, Mode::from_bits_truncate(0o600))
@@ -624,6 +718,7 @@ impl Fifos {
             stdin,
             stdout,
             stderr,
+            owner,
         })
     }
 }
@@ -632,7 +727,7 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn remove_dir(dir: &Path) {
+pub(crate) fn remove_dir(dir: &Path) {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -727,15 +822,6 @@ fn process_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_ids_are_valid_and_unique() {
-        let a = new_exec_id();
-        let b = new_exec_id();
-        assert_ne!(a, b);
-        assert!(is_valid_identifier(&a), "{a}");
-        assert!(a.len() <= 76);
-    }
 
     #[test]
     fn process_spec_overrides() {

@@ -577,7 +577,7 @@ impl Client {
         chain: &str,
         parent: &str,
     ) -> Result<()> {
-        let key = format!("mcpod-extract-{}-{chain}", crate::exec::new_exec_id());
+        let key = format!("mcpod-extract-{}-{chain}", crate::owner::new_exec_id());
         let mounts = self
             .prepare_snapshot(Some(lease), snapshotter, &key, parent)
             .await?;

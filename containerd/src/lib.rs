@@ -15,10 +15,14 @@
 //! and FIFOs on error paths, accepted unlabelled containers for any bot,
 //! stopped draining stderr after a long line, and took a failed `Wait` for an
 //! exit. Here every RPC has its own time limit (except `Wait`, a long poll),
-//! transient failures — containerd restarting — are retried with back-off,
-//! a `Wait` error is an error and never an exit, and cleanup (CloseIO, grace,
-//! SIGTERM, SIGKILL, DeleteProcess, FIFO directory removal) runs on every path,
-//! including a dropped [`ExecProcess`].
+//! transient failures — containerd restarting — are retried with back-off
+//! for a budget counted from the failure, a `Wait` broken by a restart finds
+//! its process again and goes on waiting, a `Wait` error is an error and
+//! never an exit, and cleanup (CloseIO, grace, SIGTERM, SIGKILL,
+//! DeleteProcess, FIFO directory removal) runs on every path, including a
+//! dropped [`ExecProcess`]. Each process is owned through a lock in its FIFO
+//! directory, so [`Client::reap_orphans`] ends only processes that no live
+//! mcpod owns — whatever PID namespace each mcpod runs in.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -54,6 +58,8 @@ mod client;
 mod error;
 mod exec;
 mod image;
+mod owner;
+mod reap;
 mod spec;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -69,6 +75,8 @@ pub use client::{
 pub use error::{Error, Result};
 pub use exec::{
     DEFAULT_COMMAND, DEFAULT_STDERR_LINE_LIMIT, Escalation, ExecOptions, ExecProcess,
-    ShutdownReport, new_exec_id,
+    ShutdownReport,
 };
 pub use image::{DEFAULT_SNAPSHOTTER, ImportedImage};
+pub use owner::{exec_id_instance, instance_id, new_exec_id};
+pub use reap::Reaped;

@@ -227,59 +227,9 @@ async fn idle_exec_is_stopped_and_started_again_on_demand() {
     env.cleanup().await;
 }
 
-/// A daemon of its own, so restarting it disturbs no other test.
-struct OwnDaemon {
-    dir: tempfile::TempDir,
-}
-
-impl OwnDaemon {
-    fn start() -> OwnDaemon {
-        let dir = tempfile::Builder::new()
-            .prefix("mcpod-srv-ctd-daemon-")
-            .tempdir()
-            .unwrap();
-        Self::script("start", dir.path());
-        OwnDaemon { dir }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("containerd.sock")
-    }
-
-    fn script(action: &str, dir: &std::path::Path) {
-        let out = std::process::Command::new("bash")
-            .arg(ctd::script())
-            .arg(action)
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "containerd-env.sh {action} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn restart(&self) {
-        Self::script("restart", self.dir.path());
-    }
-}
-
-impl Drop for OwnDaemon {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(ctd::script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
 #[tokio::test]
 async fn containerd_restart_under_a_live_session_neither_breaks_nor_leaks() {
-    ctd::socket(); // fail loudly without the test environment
-    let daemon = OwnDaemon::start();
+    let daemon = ctd::OwnDaemon::start();
     let env = ctd::Env::on("restart", daemon.socket()).await;
     env.bot("liam").await;
     let base = env.pids("liam").await;
@@ -299,12 +249,7 @@ async fn containerd_restart_under_a_live_session_neither_breaks_nor_leaks() {
         ),
         async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            tokio::task::spawn_blocking({
-                let dir = daemon.dir.path().to_owned();
-                move || OwnDaemon::script("restart", &dir)
-            })
-            .await
-            .unwrap();
+            daemon.restart().await;
         }
     );
     assert_eq!(slow.text(), "slept 1500 ms", "{}", slow.body);
@@ -320,7 +265,7 @@ async fn containerd_restart_under_a_live_session_neither_breaks_nor_leaks() {
     assert!(ok, "execs after restart: {:?}", env.execs("liam").await);
 
     // A second restart with no call in flight, then a clean shutdown.
-    daemon.restart();
+    daemon.restart().await;
     let r = fs_mcp(&gw, "liam", sid_call(9)).await;
     assert_eq!(r.text(), "n9", "{}", r.body);
     gw.shutdown().await;
@@ -336,48 +281,34 @@ async fn containerd_restart_under_a_live_session_neither_breaks_nor_leaks() {
     );
     assert_eq!(env.pids("liam").await, base);
     env.cleanup().await;
-    drop(daemon);
 }
 
 #[tokio::test]
-async fn processes_left_by_a_dead_mcpod_are_reaped() {
+async fn processes_left_by_a_killed_mcpod_are_reaped() {
     let env = ctd::Env::new("orphans").await;
     env.bot("olga").await;
-    // An exec id as a gone mcpod process would have made it.
-    let dead = {
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let pid = c.id();
-        c.wait().unwrap();
-        pid
-    };
-    let orphan = format!("mcpod.{dead}.1.0");
-    // `ctr task exec` killed before it can close the process's stdin: the
-    // shim keeps it open, so the process runs on with nobody to end it.
-    let mut ctr = std::process::Command::new("ctr")
-        .arg("--address")
-        .arg(&env.socket)
-        .args(["-n", &env.namespace, "task", "exec", "--exec-id", &orphan])
-        .args(["mcp-olga", "/app/mcp"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let running = ctd::eventually(Duration::from_secs(10), || async {
-        env.execs("olga").await.contains(&orphan)
-    })
-    .await;
-    assert!(running, "the exec never started");
-    ctr.kill().unwrap();
-    ctr.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another mcpod serves olga, then is killed: it never closes its
+    // server's stdin (the shim keeps its own handle), so the server would
+    // run forever; its owner lock dies with it.
+    let mut dead = ctd::ServeProcess::start(&[], &env.section("serve_bots = true")).await;
+    let r = dead
+        .post_json(
+            "/bots/olga/container/fs-mcp",
+            &call(json!(1), "echo", json!({"text":"hi"})),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "hi", "{r}");
+    let orphan = env.execs("olga").await;
+    assert_eq!(orphan.len(), 1);
+    let orphan = orphan[0].clone();
+    dead.kill();
+    let fifo_dir = env.fifo_root.join(&orphan);
+    assert!(fifo_dir.is_dir());
     assert_eq!(
         env.execs("olga").await,
         vec![orphan.clone()],
         "not orphaned"
     );
-    let fifo_dir = env.fifo_root.join(&orphan);
-    std::fs::create_dir_all(&fifo_dir).unwrap();
 
     let gw = Gateway::start(&env.section("serve_bots = true")).await;
     let r = fs_mcp(&gw, "olga", call(json!(1), "echo", json!({"text":"hi"}))).await;
@@ -395,5 +326,10 @@ async fn processes_left_by_a_dead_mcpod_are_reaped() {
     );
     gw.shutdown().await;
     assert!(env.execs("olga").await.is_empty());
+    assert!(
+        env.fifo_leftovers().is_empty(),
+        "{:?}",
+        env.fifo_leftovers()
+    );
     env.cleanup().await;
 }

@@ -63,6 +63,20 @@ impl TestEnv {
     }
 
     pub async fn with_config(name: &str, bot_config: BotConfig) -> TestEnv {
+        Self::make(name, bot_config, socket(), None).await
+    }
+
+    /// A world on the daemon at `socket`, with a retry budget of `budget`.
+    pub async fn on_daemon(name: &str, socket: PathBuf, budget: Duration) -> TestEnv {
+        Self::make(name, BotConfig::default(), socket, Some(budget)).await
+    }
+
+    async fn make(
+        name: &str,
+        bot_config: BotConfig,
+        socket: PathBuf,
+        budget: Option<Duration>,
+    ) -> TestEnv {
         let tmp = tempfile::Builder::new()
             .prefix("mcpod-ctd-test-")
             .tempdir()
@@ -72,9 +86,12 @@ impl TestEnv {
         let fifo_root = tmp.path().join("fifo");
         let data_root = tmp.path().join("data");
         let namespace = format!("mcpod-t-{name}-{}", std::process::id());
-        let config = ClientConfig::new(socket())
+        let mut config = ClientConfig::new(socket)
             .with_namespace(namespace)
             .with_fifo_root(&fifo_root);
+        if let Some(budget) = budget {
+            config = config.with_retry_budget(budget);
+        }
         let client = Client::connect(config)
             .await
             .expect("connect to test containerd");
@@ -235,4 +252,83 @@ pub async fn only_baseline(client: &Client, container_id: &str, baseline: &[u32]
     let procs = client.list_pids(container_id).await.expect("list pids");
     procs.iter().all(|p| p.exec_id.is_none())
         && current_pids(client, container_id).await == baseline
+}
+
+/// A containerd of the test's own (`containerd-env.sh start` on a fresh
+/// directory), so that restarting or stopping it disturbs no other test.
+/// Dropping it runs `containerd-env.sh stop` (tasks killed, daemon stopped,
+/// directory removed).
+pub struct OwnDaemon {
+    dir: tempfile::TempDir,
+}
+
+impl OwnDaemon {
+    /// Starts one. Fails the test without the test environment.
+    pub fn start() -> OwnDaemon {
+        socket(); // fail loudly without the test environment
+        let dir = tempfile::Builder::new()
+            .prefix("mcpod-ctd-own-")
+            .tempdir()
+            .expect("tempdir");
+        run_script("start", dir.path());
+        OwnDaemon { dir }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `containerd-env.sh restart`: the daemon stopped and started again;
+    /// returns how long it took.
+    pub async fn restart(&self) -> Duration {
+        self.script_async("restart").await
+    }
+
+    /// The daemon stopped (tasks and shims live on).
+    pub async fn down(&self) {
+        self.script_async("down").await;
+    }
+
+    /// The daemon started again after [`down`](Self::down).
+    pub async fn up(&self) {
+        self.script_async("start").await;
+    }
+
+    async fn script_async(&self, action: &'static str) -> Duration {
+        let dir = self.dir.path().to_owned();
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || run_script(action, &dir))
+            .await
+            .expect("containerd-env.sh task");
+        t.elapsed()
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn run_script(action: &str, dir: &Path) {
+    let out = std::process::Command::new("bash")
+        .arg(script())
+        .arg(action)
+        .arg(dir)
+        .output()
+        .expect("run containerd-env.sh");
+    assert!(
+        out.status.success(),
+        "containerd-env.sh {action} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,7 +10,9 @@
 //!
 //! Socket, namespace and container prefix come from the flags, else from
 //! the config file's `[containerd]` section (`--config` / `MCPOD_CONFIG`),
-//! else the defaults.
+//! else the defaults. A containerd that is not the system one (its socket
+//! is not `/run/containerd/containerd.sock`) must be named on every command:
+//! `--socket`, or the config file `mcpod serve` uses.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +40,9 @@ pub(crate) struct ConnectionArgs {
     /// Config file whose `[containerd]` section gives the defaults.
     #[arg(long, short, env = "MCPOD_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
-    /// containerd socket.
+    /// containerd socket [default: the config file's, else
+    /// /run/containerd/containerd.sock]. Name it on every command when
+    /// containerd is not the system one.
     #[arg(long, global = true)]
     pub(crate) socket: Option<PathBuf>,
     /// containerd namespace.
@@ -57,11 +61,13 @@ pub(crate) enum BotAction {
     Create {
         /// The bot id.
         bot: String,
-        /// Absolute directory used as the container's root file system
-        /// (its MCP server at `/app/mcp`).
+        /// Existing directory used as the container's root file system (its
+        /// MCP server at `/app/mcp`). A relative path is taken from the
+        /// current directory; the container records the absolute path.
         #[arg(long)]
         rootfs: PathBuf,
-        /// Host directory mounted read-write at `/data` (created if missing).
+        /// Host directory mounted read-write at `/data` (created if missing;
+        /// a relative path is taken from the current directory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Mount the root file system read-only.
@@ -144,7 +150,14 @@ fn settings(c: &ConnectionArgs) -> Result<ContainerdSettings, String> {
 async fn execute(settings: &ContainerdSettings, action: BotAction) -> Result<(), String> {
     let client = Client::connect(settings.client_config())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            mcpod_containerd::Error::Connect { .. } => format!(
+                "{e}\n  hint: name containerd's socket with --socket PATH on every `mcpod bot` \
+                 command, or with `[containerd] socket` in the file given to --config \
+                 (the one `mcpod serve` uses)"
+            ),
+            e => e.to_string(),
+        })?;
     let mut bot_config = settings.bot_config();
     bot_config.stop_grace = Duration::from_secs(10);
     let bots = Bots::new(client, bot_config);
@@ -157,7 +170,12 @@ async fn execute(settings: &ContainerdSettings, action: BotAction) -> Result<(),
             readonly,
             no_start,
         } => {
-            let rootfs = absolute(&rootfs)?;
+            let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
+                format!(
+                    "rootfs {}: {e} (it must be an existing directory)",
+                    rootfs.display()
+                )
+            })?;
             let mut spec = BotSpec::new(&rootfs);
             if let Some(d) = data_dir {
                 spec = spec.with_data_dir(absolute(&d)?);
@@ -165,12 +183,18 @@ async fn execute(settings: &ContainerdSettings, action: BotAction) -> Result<(),
             spec.readonly_rootfs = readonly;
             if no_start {
                 let c = bots.create(&bot, &spec).await.map_err(err)?;
-                println!("created {} (bot {bot}); not started", c.container_id);
+                println!(
+                    "created {} (bot {bot}, rootfs {}); not started",
+                    c.container_id,
+                    rootfs.display()
+                );
             } else {
                 let task = bots.create_and_start(&bot, &spec).await.map_err(err)?;
                 println!(
-                    "created and started {} (bot {bot}, pid {})",
-                    task.container_id, task.pid
+                    "created and started {} (bot {bot}, rootfs {}, pid {})",
+                    task.container_id,
+                    rootfs.display(),
+                    task.pid
                 );
             }
         }
@@ -193,14 +217,11 @@ async fn execute(settings: &ContainerdSettings, action: BotAction) -> Result<(),
         }
         BotAction::Ls => {
             let list = bots.list().await.map_err(err)?;
-            println!("{:<40} {:<24} {:<10} PID", "CONTAINER", "BOT", "TASK");
+            println!("{:<40} {:<24} {:<18} PID", "CONTAINER", "BOT", "STATE");
             for b in list {
-                let (status, pid) = match &b.task {
-                    Some(t) => (t.status.to_string(), t.pid.to_string()),
-                    None => ("-".to_owned(), "-".to_owned()),
-                };
+                let (status, pid) = state(b.task.as_ref());
                 println!(
-                    "{:<40} {:<24} {:<10} {}",
+                    "{:<40} {:<24} {:<18} {}",
                     b.container_id,
                     b.bot_id.as_deref().unwrap_or("(unlabelled)"),
                     status,
@@ -214,4 +235,20 @@ async fn execute(settings: &ContainerdSettings, action: BotAction) -> Result<(),
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf, String> {
     std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// The STATE and PID columns of `bot ls`: a container without a task (never
+/// started, or stopped: `bot stop` deletes the task) is `stopped`; a task
+/// that exited but was not deleted shows its exit status.
+fn state(task: Option<&mcpod_containerd::TaskInfo>) -> (String, String) {
+    use mcpod_containerd::TaskStatus;
+    match task {
+        None => ("stopped".to_owned(), "-".to_owned()),
+        Some(t) => match (t.status, t.exit_status) {
+            (TaskStatus::Stopped, Some(code)) => (format!("stopped (exit {code})"), "-".to_owned()),
+            (TaskStatus::Stopped, None) => ("stopped".to_owned(), "-".to_owned()),
+            (status, _) if t.pid == 0 => (status.to_string(), "-".to_owned()),
+            (status, _) => (status.to_string(), t.pid.to_string()),
+        },
+    }
 }

@@ -34,6 +34,8 @@ use super::raw::{RawContainerd, RawTarget};
 
 /// Default idle time after which an exec'd server is stopped.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Default time for which transient containerd failures are retried.
+const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
 
 /// What is exec'd in a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,11 @@ pub struct ContainerdSettings {
     pub idle_timeout: Option<Duration>,
     /// Serve unconfigured bots on the Memoh routes (meaningful in `[containerd]` only).
     pub serve_bots: bool,
+    /// How long transient containerd failures (containerd restarting) are
+    /// retried, counted from the first failure — also by the wait for an
+    /// exec'd server's exit, which finds the server again once containerd
+    /// is back (`[containerd]` only).
+    pub retry_budget: Duration,
 }
 
 impl Default for ContainerdSettings {
@@ -110,6 +117,7 @@ impl Default for ContainerdSettings {
             exec: ExecCommand::default(),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             serve_bots: false,
+            retry_budget: DEFAULT_RETRY_BUDGET,
         }
     }
 }
@@ -135,6 +143,16 @@ impl ContainerdSettings {
             },
         )?;
         s.serve_bots = raw.serve_bots.unwrap_or(false);
+        if let Some(budget) = &raw.retry_budget {
+            let d = budget.parse("containerd.retry_budget")?;
+            if d.is_zero() {
+                return Err(invalid(
+                    "containerd.retry_budget",
+                    "must be longer than 0 (containerd restarts take a moment)",
+                ));
+            }
+            s.retry_budget = d;
+        }
         Ok(s)
     }
 
@@ -231,6 +249,7 @@ impl ContainerdSettings {
         ClientConfig::new(&self.socket)
             .with_namespace(&self.namespace)
             .with_fifo_root(&self.fifo_root)
+            .with_retry_budget(self.retry_budget)
     }
 
     /// The bot policy.
@@ -406,6 +425,34 @@ mod tests {
         // Same connection: shared; another namespace: its own.
         assert!(a.settings.same_connection(section));
         assert!(!b.settings.same_connection(section));
+    }
+
+    #[test]
+    fn retry_budget_is_a_section_key() {
+        let c = load(
+            "[auth]\ndisabled = true\n[containerd]\nretry_budget = \"2s\"\n\
+                      [targets.a]\nkind = \"containerd\"\nbot = \"a\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            backend(&c, "a").settings.retry_budget,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            backend(&c, "a").settings.client_config().retry.max_elapsed,
+            Duration::from_secs(2)
+        );
+        let d = load("[auth]\ndisabled = true\n[targets.a]\nkind = \"containerd\"\nbot = \"a\"\n")
+            .unwrap();
+        assert_eq!(backend(&d, "a").settings.retry_budget, DEFAULT_RETRY_BUDGET);
+        let err = load("[auth]\ndisabled = true\n[containerd]\nretry_budget = 0\n[targets.t]\ncommand = \"x\"\n")
+            .unwrap_err();
+        assert!(err.starts_with("containerd.retry_budget"), "{err}");
+        let err = RawConfig::from_toml(
+            "[targets.a]\nkind = \"containerd\"\nbot = \"a\"\nretry_budget = \"2s\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("retry_budget"), "{err}");
     }
 
     #[test]

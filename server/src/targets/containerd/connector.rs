@@ -18,8 +18,13 @@
 //! - with an idle timeout, a process that has seen no bytes either way for
 //!   that long is shut down; the supervisor starts a fresh one on the next
 //!   call.
-//! - processes that an mcpod which no longer runs left in the container
-//!   (killed before it could close their stdin) are reaped on each start.
+//! - processes that no live mcpod owns (an mcpod killed before it could
+//!   close their stdin, or one that could not confirm their end) are
+//!   reaped on each start; ownership is an owner lock in each process's
+//!   FIFO directory, so mcpods in other PID namespaces keep theirs.
+//! - containerd restarting under a live process costs it nothing: the
+//!   streams run through the shim, and the wait for its exit finds it
+//!   again and goes on (within the retry budget, counted from the failure).
 
 use std::io;
 use std::pin::Pin;
@@ -118,59 +123,26 @@ impl Connector for ExecConnector {
     }
 }
 
-/// Stops and removes processes that an mcpod process which no longer runs
-/// exec'd in the container (it was killed before it could clean up: the
-/// shim keeps their stdin open, so they would never exit), with their exec
-/// records and FIFO directories. Exec ids made by `mcpod-containerd` are
-/// `mcpod.<pid>.<nanos>.<n>`; a process is an orphan when that pid is not
-/// ours and no longer exists (a reused pid only delays its reaping).
+/// Ends the processes in the container that no live mcpod owns (their
+/// mcpod was killed before it could close their stdin, so they would never
+/// exit; or their end could not be confirmed), with their exec records and
+/// FIFO directories. Ownership is decided by each process's owner lock, not
+/// by pids, so mcpods in other PID namespaces keep their processes (see
+/// [`mcpod_containerd::Client::reap_orphans`]).
 async fn reap_orphans(client: &mcpod_containerd::Client, container_id: &str) {
-    let pids = match client.list_pids(container_id).await {
-        Ok(p) => p,
-        Err(e) => {
-            debug!(container_id, error = %e, "listing processes to reap orphans failed");
-            return;
-        }
-    };
-    for exec_id in pids.into_iter().filter_map(|p| p.exec_id) {
-        let Some(owner) = owner_pid(&exec_id) else {
-            continue;
-        };
-        if owner == std::process::id() || std::path::Path::new(&format!("/proc/{owner}")).exists() {
-            continue;
-        }
-        warn!(
-            container_id,
-            exec_id, owner, "reaping a process left behind by an mcpod that is gone"
-        );
-        if let Err(e) = client
-            .kill(container_id, &exec_id, libc_signal::KILL, false)
-            .await
-        {
-            debug!(container_id, exec_id, error = %e, "killing an orphan failed");
-        }
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), client.wait(container_id, &exec_id)).await;
-        if let Err(e) = client.delete_process(container_id, &exec_id).await {
-            warn!(container_id, exec_id, error = %e, "deleting an orphan's exec record failed");
-        }
-        if mcpod_containerd::is_valid_identifier(&exec_id) {
-            let dir = client.fifo_root().join(&exec_id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    warn!(dir = %dir.display(), error = %e, "removing an orphan's FIFO directory failed");
-                }
+    match client.reap_orphans(container_id).await {
+        Ok(reaped) => {
+            if !reaped.is_empty() {
+                info!(
+                    container_id,
+                    reaped = reaped.len(),
+                    "reaped exec'd processes no live mcpod owns"
+                );
             }
+            debug!(container_id, reaped = reaped.len(), "reaper pass done");
         }
+        Err(e) => debug!(container_id, error = %e, "reaper pass failed"),
     }
-}
-
-/// The pid of the mcpod process that made an exec id, if it made it.
-fn owner_pid(exec_id: &str) -> Option<u32> {
-    let mut parts = exec_id.split('.');
-    (parts.next()? == "mcpod").then_some(())?;
-    let pid = parts.next()?.parse().ok()?;
-    (parts.count() == 2).then_some(pid)
 }
 
 /// A containerd error as an `io::Error` (the connector's error type), with
@@ -465,24 +437,6 @@ pub(crate) fn launch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_ids_name_their_owner() {
-        assert_eq!(owner_pid("mcpod.1234.18eb051eaa4703b3.7"), Some(1234));
-        assert_eq!(
-            owner_pid(&mcpod_containerd::new_exec_id()),
-            Some(std::process::id())
-        );
-        for other in [
-            "bench-ctr-1",
-            "mcpod.x.1.2",
-            "mcpod.12.1",
-            "mcpod.12.1.2.3",
-            "other.12.1.2",
-        ] {
-            assert_eq!(owner_pid(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn signal_exits_are_told_apart() {
