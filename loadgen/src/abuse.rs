@@ -1,8 +1,8 @@
 //! `abuse`: connections that hold a server's resources without doing
 //! anything useful — silent ones that send nothing, slow ones that send a
-//! whole request head promising a body and then one byte of it — held open
-//! until the server closes them or `--hold` ends, reporting how many were
-//! accepted, answered, closed and when.
+//! whole request head promising a body and then one byte of it — each held
+//! open until the server closes it or it has been open `--hold`, reporting
+//! how many were accepted, answered, closed and when.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,13 +29,13 @@ pub(crate) struct KindReport {
     pub(crate) refused: u32,
     /// Connections the server answered with a status line (and which).
     pub(crate) answered: Vec<(u16, u32)>,
-    /// Connections the server closed before `--hold` ended.
+    /// Connections the server closed within `--hold` of their opening.
     pub(crate) closed: u32,
     /// Median time from opening to the server's close, in milliseconds.
     pub(crate) close_ms_p50: Option<u64>,
     /// Longest such time, in milliseconds.
     pub(crate) close_ms_max: Option<u64>,
-    /// Connections still open when `--hold` ended.
+    /// Connections still open `--hold` after their opening.
     pub(crate) still_open: u32,
 }
 
@@ -98,7 +98,7 @@ pub(crate) async fn run(args: AbuseArgs) -> Result<AbuseReport, String> {
         return Err(format!("`{}` names no host:port", args.url));
     }
     let start = Instant::now();
-    let hold_until = start + args.hold;
+    let hold_for = args.hold;
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut silent = Vec::new();
     let mut slow = Vec::new();
@@ -116,7 +116,7 @@ pub(crate) async fn run(args: AbuseArgs) -> Result<AbuseReport, String> {
             let stream = TcpStream::connect(&addr).await;
             drop(permit);
             match stream {
-                Ok(s) => hold(s, is_slow, hold_until).await,
+                Ok(s) => hold(s, is_slow, hold_for).await,
                 Err(_) => End::Refused,
             }
         });
@@ -135,8 +135,9 @@ pub(crate) async fn run(args: AbuseArgs) -> Result<AbuseReport, String> {
     })
 }
 
-async fn hold(mut s: TcpStream, slow: bool, until: Instant) -> End {
+async fn hold(mut s: TcpStream, slow: bool, hold_for: Duration) -> End {
     let opened = Instant::now();
+    let until = opened + hold_for;
     if slow {
         let head = b"POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
                      Accept: application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{";

@@ -48,7 +48,7 @@ pub(crate) struct AbuseArgs {
     /// then one byte of it.
     #[arg(long, default_value_t = 1000)]
     pub(crate) slow: u32,
-    /// How long to hold them at most.
+    /// How long to hold each one open at most.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub(crate) hold: Duration,
     /// Print one JSON object instead of the text line.

@@ -190,7 +190,11 @@ impl Supervisor {
         tracing::error!(upstream = %self.name, error = %e, "failed to start the backend");
         let e = Arc::new(e);
         self.schedule_restart(Duration::ZERO, Some(e.clone()));
-        let err = UpstreamError::SpawnFailed(e);
+        self.refuse_backlog(&UpstreamError::SpawnFailed(e));
+    }
+
+    /// Refuses every waiting command with `err`, except a close.
+    fn refuse_backlog(&mut self, err: &UpstreamError) {
         let mut keep = VecDeque::new();
         while let Some(cmd) = self.backlog.pop_front() {
             match cmd {
@@ -204,8 +208,11 @@ impl Supervisor {
     /// Sets when the next backend may start, after one that lived `lived`
     /// (or failed to start: `spawn_error`), and publishes the backoff so
     /// that the handles refuse operations at once while it runs. The
-    /// commands already on their way are moved to the backlog first: they
-    /// were sent before the backoff and wait for the next backend.
+    /// commands already on their way are moved to the backlog first: with
+    /// no backoff they wait for the next backend, which starts at once;
+    /// with one they are refused like the commands that come during it
+    /// (a caller should not wait out a backoff of up to
+    /// `restart_backoff_max` for a backend that may die again).
     fn schedule_restart(&mut self, lived: Duration, spawn_error: Option<Arc<io::Error>>) {
         let cap = self.config.max_queued_commands.max(1);
         while let Ok(cmd) = self.cmds.try_recv() {
@@ -229,6 +236,9 @@ impl Supervisor {
             tracing::warn!(upstream = %self.name, failures = self.quick_deaths, ?delay, "the backend keeps failing; restarts after a backoff, operations meanwhile are refused");
         }
         self.shared.state().backoff = backoff;
+        if let Some(err) = self.shared.refusal(now) {
+            self.refuse_backlog(&err);
+        }
     }
 
     async fn drive(&mut self, conn: Connection) -> Flow {

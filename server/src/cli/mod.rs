@@ -112,14 +112,12 @@ pub fn main() -> ExitCode {
                 }
             };
             let result = runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(config.listen)
-                    .await
-                    .map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("cannot listen on {}: {e}", config.listen),
-                        )
-                    })?;
+                let listener = bind_listener(config.listen).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {}: {e}", config.listen),
+                    )
+                })?;
                 crate::gateway::serve(config, listener, signal::signal()).await
             });
             match result {
@@ -131,6 +129,21 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Backlog of the listening socket: room for bursts of connections while
+/// the gateway is busy (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr`, with [`LISTEN_BACKLOG`].
+fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn demo_server(args: &[String]) -> ExitCode {
