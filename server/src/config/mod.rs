@@ -89,6 +89,17 @@ pub struct Limits {
     /// Time a keep-alive connection may stay open with no request in
     /// flight.
     pub idle_timeout: Duration,
+    /// Open streams per target: legacy GET streams and 2026-07-28
+    /// `subscriptions/listen` streams together, outside the call budget.
+    pub max_streams_per_target: usize,
+    /// Open GET streams per legacy client session.
+    pub max_streams_per_session: usize,
+    /// How long a stream may stay open before the gateway ends it (the
+    /// client reconnects: a legacy one with `Last-Event-ID`, a 2026-07-28
+    /// one with a new `subscriptions/listen`).
+    pub max_stream_lifetime: Duration,
+    /// Server messages per legacy session kept for `Last-Event-ID` replay.
+    pub sse_replay_events: usize,
 }
 
 impl Default for Limits {
@@ -106,6 +117,10 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            max_streams_per_target: 1024,
+            max_streams_per_session: 4,
+            max_stream_lifetime: Duration::from_secs(3600),
+            sse_replay_events: 256,
         }
     }
 }
@@ -365,6 +380,22 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
             d.body_read_timeout,
         )?,
         idle_timeout: opt_duration("limits.idle_timeout", l.idle_timeout, d.idle_timeout)?,
+        max_streams_per_target: positive(
+            "max_streams_per_target",
+            l.max_streams_per_target,
+            d.max_streams_per_target,
+        )?,
+        max_streams_per_session: positive(
+            "max_streams_per_session",
+            l.max_streams_per_session,
+            d.max_streams_per_session,
+        )?,
+        max_stream_lifetime: opt_duration(
+            "limits.max_stream_lifetime",
+            l.max_stream_lifetime,
+            d.max_stream_lifetime,
+        )?,
+        sse_replay_events: positive("sse_replay_events", l.sse_replay_events, d.sse_replay_events)?,
     };
     for (key, d) in [
         ("limits.session_idle_timeout", limits.session_idle_timeout),
@@ -372,6 +403,7 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
         ("limits.header_read_timeout", limits.header_read_timeout),
         ("limits.body_read_timeout", limits.body_read_timeout),
         ("limits.idle_timeout", limits.idle_timeout),
+        ("limits.max_stream_lifetime", limits.max_stream_lifetime),
     ] {
         if d.is_zero() {
             return Err(invalid(key, "must be above zero"));

@@ -91,6 +91,15 @@ pub struct RawLimits {
     pub body_read_timeout: Option<RawDuration>,
     /// Time a keep-alive connection may stay open with no request.
     pub idle_timeout: Option<RawDuration>,
+    /// Open streams per target: legacy GET streams and 2026-07-28
+    /// `subscriptions/listen` streams together.
+    pub max_streams_per_target: Option<usize>,
+    /// Open GET streams per legacy client session.
+    pub max_streams_per_session: Option<usize>,
+    /// How long a stream may stay open before the gateway ends it.
+    pub max_stream_lifetime: Option<RawDuration>,
+    /// Server messages per legacy session kept for `Last-Event-ID` replay.
+    pub sse_replay_events: Option<usize>,
 }
 
 /// `[targets.<name>]`.

@@ -29,6 +29,8 @@ pub(crate) struct Target {
     next_private: AtomicU64,
     /// Calls in flight for the whole target.
     call_slots: Arc<Semaphore>,
+    /// Open streams (legacy GET, `subscriptions/listen`), apart from calls.
+    stream_slots: Arc<Semaphore>,
     /// Restarts counted from private backends already closed.
     closed_restarts: AtomicU64,
 }
@@ -47,6 +49,7 @@ impl Target {
     /// A target; nothing starts until a backend is asked for.
     pub(crate) fn new(config: TargetConfig, limits: Limits, clients: Clients) -> Arc<Target> {
         let slots = config.max_calls_in_flight;
+        let streams = limits.max_streams_per_target;
         Arc::new(Target {
             config,
             limits,
@@ -55,6 +58,7 @@ impl Target {
             private: Mutex::new(HashMap::new()),
             next_private: AtomicU64::new(1),
             call_slots: Arc::new(Semaphore::new(slots)),
+            stream_slots: Arc::new(Semaphore::new(streams)),
             closed_restarts: AtomicU64::new(0),
         })
     }
@@ -178,6 +182,17 @@ impl Target {
     /// Calls in flight now.
     pub(crate) fn calls_in_flight(&self) -> usize {
         self.config.max_calls_in_flight - self.call_slots.available_permits()
+    }
+
+    /// One of the target's stream slots (`max_streams_per_target`), if one
+    /// is free: a stream holds it while open, apart from the call budget.
+    pub(crate) fn try_stream_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.stream_slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Streams open now.
+    pub(crate) fn streams_open(&self) -> usize {
+        self.limits.max_streams_per_target - self.stream_slots.available_permits()
     }
 
     /// Closes every backend of the target (at shutdown).
