@@ -188,6 +188,8 @@ pub(crate) struct TargetGauges {
     pub(crate) target: String,
     /// Calls in flight now.
     pub(crate) calls_in_flight: usize,
+    /// Streams open now (legacy GET, `subscriptions/listen`).
+    pub(crate) streams_open: usize,
     /// Legacy sessions open now.
     pub(crate) sessions: usize,
     /// Backend restarts so far (all of the target's backends).
@@ -404,6 +406,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "mcpod_streams_open",
+            "Streams open now (legacy GET streams, subscriptions/listen).",
+            "gauge",
+            &|g| g.streams_open.to_string(),
+        );
+        gauge(
+            &mut out,
             "mcpod_sessions",
             "Legacy client sessions open now.",
             "gauge",
@@ -450,6 +459,7 @@ mod tests {
         let text = m.render(&[TargetGauges {
             target: "demo".into(),
             calls_in_flight: 2,
+            streams_open: 4,
             sessions: 1,
             restarts: 3,
             backends_alive: 1,
@@ -463,6 +473,7 @@ mod tests {
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"0.005\"} 1"));
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"+Inf\"} 2"));
         assert!(text.contains("mcpod_calls_in_flight{target=\"demo\"} 2"));
+        assert!(text.contains("mcpod_streams_open{target=\"demo\"} 4"));
         assert!(text.contains(
             "mcpod_http_requests_total{target=\"demo\",operation=\"open_stream\",outcome=\"ok\"} 1"
         ));

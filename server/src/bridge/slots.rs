@@ -1,6 +1,7 @@
-//! [`Slots`]: the limits a call holds while it runs.
+//! [`Slots`]: the limits a call (or a stream) holds while it runs.
 
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::DropGuard;
 
 use super::client::ClientCallGuard;
 
@@ -9,6 +10,7 @@ use super::client::ClientCallGuard;
 pub(crate) struct Slots {
     _target: Option<OwnedSemaphorePermit>,
     _client: Option<ClientCallGuard>,
+    _stream_timer: Option<DropGuard>,
 }
 
 impl Slots {
@@ -17,6 +19,17 @@ impl Slots {
         Slots {
             _target: Some(target),
             _client: client,
+            _stream_timer: None,
+        }
+    }
+
+    /// One of the target's stream slots, for a call that is a stream
+    /// (`subscriptions/listen`), and the guard of its lifetime timer.
+    pub(crate) fn stream(slot: OwnedSemaphorePermit, timer: DropGuard) -> Slots {
+        Slots {
+            _target: Some(slot),
+            _client: None,
+            _stream_timer: Some(timer),
         }
     }
 }

@@ -10,5 +10,6 @@ pub(crate) mod memoh;
 pub(crate) mod modern;
 mod refusals;
 mod reply;
+mod streams;
 
 pub(crate) use context::Context;

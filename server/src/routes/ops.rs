@@ -59,6 +59,7 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
                 "era": status.era.map(|e| format!("{e:?}").to_lowercase()),
                 "restarts": status.restarts,
                 "calls_in_flight": target.calls_in_flight(),
+                "streams_open": target.streams_open(),
                 "sessions": sessions,
                 "error": error,
             })
@@ -93,6 +94,7 @@ pub(super) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         .map(|t| TargetGauges {
             target: t.name().to_owned(),
             calls_in_flight: t.calls_in_flight(),
+            streams_open: t.streams_open(),
             sessions: app.sessions.count(t.name()),
             restarts: t.restarts(),
             backends_alive: t.backends_alive(),

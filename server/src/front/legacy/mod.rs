@@ -328,19 +328,6 @@ async fn initialize(
         Ok(s) => s,
         Err(e) => return record.fail(e.with_id(Some(id))),
     };
-    let max = target.limits.max_sessions_per_target;
-    let too_many = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            SERVER_ERROR,
-            format!("target `{}` has {max} sessions, its limit", target.name()),
-        )
-        .with_id(Some(id))
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
-    };
-    if store.len() >= max {
-        return record.fail(too_many());
-    }
     let init = params.and_then(|p| serde_json::from_str::<InitializeParams<'_>>(p.get()).ok());
     let version = bridge::negotiate(init.as_ref().and_then(|p| p.protocol_version.as_deref()));
     let hello = ClientHello {
@@ -363,6 +350,17 @@ async fn initialize(
                 .with_id(Some(id)),
         );
     }
+    // The place is taken before the backend starts: concurrent
+    // `initialize`s cannot pass the limit together.
+    let held = bound_stream
+        .is_some()
+        .then(|| sessions.endpoints.take_place(&session_id))
+        .flatten()
+        .filter(|p| p.is_in(store));
+    let max = target.limits.max_sessions_per_target;
+    let Some(place) = held.or_else(|| store.reserve(max)) else {
+        return record.fail(too_many_sessions(target, Some(id)));
+    };
     let (backend, private) = if target.per_session() {
         let p = target.open_private(&session_id[..8]);
         (p.backend, Some(p.id))
@@ -389,10 +387,7 @@ async fn initialize(
         private,
         ctx.shutdown.child_token(),
     ));
-    if !store.insert(session.clone(), max) {
-        session.close().await;
-        return record.fail(too_many());
-    }
+    place.fill(session.clone());
     record.session(&session.id);
     record.outcome = Outcome::Ok;
     let frame =
@@ -500,4 +495,20 @@ fn open_stream(
         response.headers_mut().insert(headers::SESSION_ID, v);
     }
     response
+}
+
+/// 503 for a target with `max_sessions_per_target` sessions open or being
+/// made.
+pub(super) fn too_many_sessions(target: &Target, id: Option<&RawValue>) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        SERVER_ERROR,
+        format!(
+            "target `{}` has {} sessions, its limit",
+            target.name(),
+            target.limits.max_sessions_per_target
+        ),
+    )
+    .with_id(id)
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
 }

@@ -81,77 +81,136 @@ impl Session {
 /// The sessions of one target.
 #[derive(Debug, Default)]
 pub(crate) struct SessionStore {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    inner: Arc<Mutex<StoreInner>>,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    sessions: HashMap<String, Arc<Session>>,
+    /// Places promised to sessions being made (counted with `sessions`).
+    reserved: usize,
+}
+
+/// A place for one session in a [`SessionStore`], taken before the
+/// session's backend starts, so that concurrent `initialize`s cannot pass
+/// the limit together; given back when dropped unless used.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    inner: Arc<Mutex<StoreInner>>,
+}
+
+impl Reservation {
+    /// Puts `session` in the place reserved for it.
+    pub(crate) fn fill(self, session: Arc<Session>) {
+        let mut inner = self.inner.lock();
+        inner.reserved -= 1;
+        inner.sessions.insert(session.id.clone(), session);
+        drop(inner);
+        std::mem::forget(self);
+    }
+
+    /// Whether the place is in `store`.
+    pub(crate) fn is_in(&self, store: &SessionStore) -> bool {
+        Arc::ptr_eq(&self.inner, &store.inner)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.inner.lock().reserved -= 1;
+    }
 }
 
 impl SessionStore {
-    /// Adds a session if fewer than `max` exist; returns false otherwise.
-    pub(crate) fn insert(&self, session: Arc<Session>, max: usize) -> bool {
-        let mut map = self.sessions.lock();
-        if map.len() >= max {
-            return false;
+    /// A place for one more session, if fewer than `max` sessions exist or
+    /// are being made.
+    pub(crate) fn reserve(&self, max: usize) -> Option<Reservation> {
+        let mut inner = self.inner.lock();
+        if inner.sessions.len() + inner.reserved >= max {
+            return None;
         }
-        map.insert(session.id.clone(), session);
-        true
+        inner.reserved += 1;
+        Some(Reservation {
+            inner: self.inner.clone(),
+        })
     }
 
     /// The session with this id.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().get(id).cloned()
+        self.inner.lock().sessions.get(id).cloned()
     }
 
     /// Removes a session (the caller closes it).
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().remove(id)
+        self.inner.lock().sessions.remove(id)
     }
 
     /// How many sessions are open.
     pub(crate) fn len(&self) -> usize {
-        self.sessions.lock().len()
+        self.inner.lock().sessions.len()
     }
 
     /// Removes and returns the sessions idle for `timeout`.
     pub(crate) fn take_idle(&self, timeout: Duration) -> Vec<Arc<Session>> {
-        let mut map = self.sessions.lock();
-        let idle: Vec<String> = map
+        let mut inner = self.inner.lock();
+        let idle: Vec<String> = inner
+            .sessions
             .iter()
             .filter(|(_, s)| s.is_idle(timeout))
             .map(|(k, _)| k.clone())
             .collect();
-        idle.iter().filter_map(|k| map.remove(k)).collect()
+        idle.iter()
+            .filter_map(|k| inner.sessions.remove(k))
+            .collect()
     }
 
     /// Removes and returns every session.
     pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().drain().map(|(_, s)| s).collect()
+        self.inner.lock().sessions.drain().map(|(_, s)| s).collect()
     }
 }
 
 /// The open endpoints of the 2024-11-05 HTTP+SSE transport: session id →
 /// the stream of its SSE response (the session itself is made by its
-/// `initialize`).
+/// `initialize`), and the place in its target's sessions that the endpoint
+/// holds until then.
 #[derive(Debug, Default)]
 pub(crate) struct Endpoints {
-    open: Mutex<HashMap<String, tokio::sync::mpsc::Sender<Vec<u8>>>>,
+    open: Mutex<HashMap<String, Endpoint>>,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    stream: tokio::sync::mpsc::Sender<Vec<u8>>,
+    place: Option<Reservation>,
 }
 
 impl Endpoints {
-    /// Endpoints open now.
-    pub(crate) fn count(&self) -> usize {
-        self.open.lock().len()
-    }
-
-    /// Opens endpoint `id`.
-    pub(crate) fn open(&self, id: String, stream: tokio::sync::mpsc::Sender<Vec<u8>>) {
-        self.open.lock().insert(id, stream);
+    /// Opens endpoint `id`, holding `place` for its session.
+    pub(crate) fn open(
+        &self,
+        id: String,
+        stream: tokio::sync::mpsc::Sender<Vec<u8>>,
+        place: Reservation,
+    ) {
+        let endpoint = Endpoint {
+            stream,
+            place: Some(place),
+        };
+        self.open.lock().insert(id, endpoint);
     }
 
     /// The stream of endpoint `id`.
     pub(crate) fn stream(&self, id: &str) -> Option<tokio::sync::mpsc::Sender<Vec<u8>>> {
-        self.open.lock().get(id).cloned()
+        self.open.lock().get(id).map(|e| e.stream.clone())
     }
 
-    /// Closes endpoint `id`.
+    /// The place endpoint `id` holds for its session, for its `initialize`.
+    pub(crate) fn take_place(&self, id: &str) -> Option<Reservation> {
+        self.open.lock().get_mut(id).and_then(|e| e.place.take())
+    }
+
+    /// Closes endpoint `id` (a place it still holds is given back).
     pub(crate) fn close(&self, id: &str) {
         self.open.lock().remove(id);
     }

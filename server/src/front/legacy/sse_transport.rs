@@ -21,10 +21,10 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::session::Sessions;
-use super::{Binding, post_bound};
+use super::{Binding, post_bound, too_many_sessions};
 use crate::front::context::Context;
 use crate::targets::Target;
-use crate::web::errors::{ApiError, SERVER_ERROR, accepted};
+use crate::web::errors::{ApiError, accepted};
 use crate::web::headers;
 use crate::web::record::Record;
 use crate::web::sse;
@@ -68,17 +68,15 @@ pub(crate) fn open(
             "the SSE transport answers with an event stream: Accept must include text/event-stream",
         ));
     }
+    // The endpoint holds its session's place from now: its `initialize`
+    // cannot be refused for a limit that endpoints opened later took.
     let max = target.limits.max_sessions_per_target;
-    if sessions.count(target.name()) + sessions.endpoints.count() >= max {
-        return record.fail(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            SERVER_ERROR,
-            format!("target `{}` has {max} sessions, its limit", target.name()),
-        ));
-    }
+    let Some(place) = sessions.of(target.name()).and_then(|s| s.reserve(max)) else {
+        return record.fail(too_many_sessions(target, None));
+    };
     let id = super::session::new_session_id();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    sessions.endpoints.open(id.clone(), tx);
+    sessions.endpoints.open(id.clone(), tx, place);
     let endpoint = format!("/mcp/{}/messages?sessionId={id}", target.name());
     let first = futures::stream::iter([sse::named_event("endpoint", endpoint.as_bytes())]);
     let closing = Closing {

@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use super::context::Context;
 use super::refusals::{target_busy, unsupported_version};
 use super::reply::{Answering, answer, forward_notification, reply};
+use super::streams::open_stream;
 use crate::bridge::{
     self, Caller, ClientCaps, Exchange, ListenFilter, LogLevel, Resumed, Retry, Slots,
 };
@@ -76,10 +77,17 @@ struct Call {
 impl Call {
     /// Takes a call slot, starts the call and answers it.
     async fn answer(self, target: &Target, how: Answering, mut record: Record) -> Response {
-        let id = self.request.id.clone();
         let Some(slot) = target.try_call_slot() else {
+            let id = self.request.id.clone();
             return record.fail(target_busy(target).with_id(Some(&id)));
         };
+        self.answer_holding(Slots::new(slot, None), how, record)
+            .await
+    }
+
+    /// Starts the call with `slots` already taken and answers it.
+    async fn answer_holding(self, slots: Slots, how: Answering, mut record: Record) -> Response {
+        let id = self.request.id.clone();
         let opts = RequestOptions {
             deadline: self.deadline,
             ..RequestOptions::default()
@@ -93,7 +101,7 @@ impl Call {
             },
             self.request,
             opts,
-            Slots::new(slot, None),
+            slots,
         )
         .await;
         match started {
@@ -227,6 +235,12 @@ pub(crate) async fn post(
                     .with_id(Some(id)),
                 );
             }
+            // A listen holds a stream slot, not a call slot: open streams
+            // never starve calls, and end after their lifetime.
+            let (stop, hold) = match open_stream(&target, &ctx.shutdown) {
+                Ok(held) => held,
+                Err(e) => return record.fail(e.with_id(Some(id))),
+            };
             let info = match bridge::ready(&backend.upstream, target.ready_timeout()).await {
                 Ok(info) => info,
                 Err(e) => return record.fail(not_ready(&e, target.name()).with_id(Some(id))),
@@ -245,10 +259,11 @@ pub(crate) async fn post(
                     deadline: Deadline::Never,
                 };
                 let how = Answering {
-                    stop: Some(ctx.shutdown.clone()),
+                    stop: Some(stop),
                     ..how
                 };
-                return call.answer(&target, how, record).await;
+                let slots = Slots::stream(hold.slot, hold.timer);
+                return call.answer_holding(slots, how, record).await;
             }
             record.outcome = Outcome::Ok;
             let listening = bridge::listen(
@@ -260,17 +275,17 @@ pub(crate) async fn post(
             .await;
             let first = futures::stream::iter([sse::event(&listening.ack)]);
             let rest = futures::stream::unfold(
-                (listening.rx, listening.guard),
-                |(mut rx, guard)| async move {
+                (listening.rx, listening.guard, hold),
+                |(mut rx, guard, hold)| async move {
                     rx.recv()
                         .await
-                        .map(|frame| (sse::event(&frame), (rx, guard)))
+                        .map(|frame| (sse::event(&frame), (rx, guard, hold)))
                 },
             );
             sse::response(
                 first.chain(rest).boxed(),
                 target.limits.sse_keep_alive,
-                Some(ctx.shutdown.clone()),
+                Some(stop),
             )
         }
         m if FORWARDED_METHODS.contains(&m) => {
