@@ -3,6 +3,8 @@
 //! and ends after `max_stream_lifetime`; on a 2026-07-28 backend (the
 //! listen forwarded) and on a legacy one (served by the gateway).
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 mod common;
 
 use std::time::{Duration, Instant};

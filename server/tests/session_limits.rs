@@ -3,6 +3,8 @@
 //! the limit allows, and a 2024-11-05 SSE endpoint holds its session's
 //! place from the moment it opens.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 mod common;
 
 use std::sync::Arc;
