@@ -75,6 +75,8 @@ pub(crate) enum Outcome {
     Cancelled,
     /// The backend went away before answering.
     BackendClosed,
+    /// The backend's answer was over the frame limit (discarded).
+    ResponseTooLarge,
     /// Ended with an `input_required` result, to be retried.
     InputRequired,
     /// The client went away before the end.
@@ -118,6 +120,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Cancelled => "cancelled",
             Outcome::BackendClosed => "backend_closed",
+            Outcome::ResponseTooLarge => "response_too_large",
             Outcome::InputRequired => "input_required",
             Outcome::Disconnected => "disconnected",
             Outcome::Unauthorized => "unauthorized",

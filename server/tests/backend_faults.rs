@@ -67,6 +67,11 @@ async fn an_oversize_reply_fails_its_call_at_once_and_the_backend_keeps_working(
     }
     let after = stats(&gw, "demo").await;
     assert_eq!(before["pid"], after["pid"], "the backend was restarted");
+    // Counted as what it was, not as a backend that went away.
+    let metrics = gw.http.get(gw.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let line = "mcpod_requests_total{target=\"demo\",method=\"tools/call\",outcome=\"response_too_large\"} 2";
+    assert!(metrics.contains(line), "{metrics}");
     gw.shutdown().await;
 }
 

@@ -63,6 +63,19 @@ async fn fs_mcp_contract() {
     let r = rpc(&gw, FS, r#"{"jsonrpc":"1.0","id":3,"method":"tools/list"}"#).await;
     assert_eq!((r.status, r.code()), (200, Some(-32600)));
     assert_eq!(r.json()["id"], 3);
+    // No jsonrpc at all: the same.
+    let r = rpc(&gw, FS, r#"{"id":3,"method":"tools/list"}"#).await;
+    assert_eq!((r.status, r.code()), (200, Some(-32600)), "{}", r.body);
+    assert_eq!(r.json()["id"], 3);
+    // A batch: -32600, saying batches are not supported.
+    let r = rpc(
+        &gw,
+        FS,
+        r#"[{"jsonrpc":"2.0","id":7,"method":"tools/list"}]"#,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (200, Some(-32600)), "{}", r.body);
+    assert!(r.body.contains("batches"), "{}", r.body);
     // Empty method: -32601 with 200.
     let r = rpc(&gw, FS, r#"{"jsonrpc":"2.0","id":4,"method":""}"#).await;
     assert_eq!((r.status, r.code()), (200, Some(-32601)));
@@ -115,10 +128,40 @@ async fn mcp_stdio_contract() {
     assert!(tools.contains(&"echo"));
 
     let url = v["url"].as_str().unwrap().to_owned();
+    let ready = |gw: &Gateway| {
+        let url = gw.url("/readyz");
+        let http = gw.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    assert_eq!(ready(&gw).await["bots"]["stdio_connections"], 1);
     let r = rpc(&gw, &url, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"stdio"}}}"#).await;
     assert_eq!(r.text(), "stdio");
     let r = rpc(&gw, &url, r#"{"jsonrpc":"2.0","id":2,"method":""}"#).await;
     assert_eq!(r.code(), Some(-32601));
+    let r = rpc(&gw, &url, r#"{"id":3,"method":"tools/list"}"#).await;
+    assert_eq!((r.status, r.code()), (200, Some(-32600)), "{}", r.body);
+    let r = rpc(
+        &gw,
+        &url,
+        r#"[{"jsonrpc":"2.0","id":4,"method":"tools/list"}]"#,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (200, Some(-32600)), "{}", r.body);
+    assert!(r.body.contains("batches"), "{}", r.body);
+    // A batch to create a connection: 400 that says what is expected.
+    let r = rpc(&gw, "/bots/bot1/mcp-stdio", &format!("[{create}]")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("a JSON object"),
+        "{}",
+        r.body
+    );
 
     // Another bot's connection id: 404.
     let r = rpc(
@@ -153,6 +196,7 @@ async fn mcp_stdio_contract() {
     // DELETE stops it; then it is gone.
     let d = gw.http.delete(gw.url(&url)).send().await.unwrap();
     assert_eq!(d.status(), 204);
+    assert_eq!(ready(&gw).await["bots"]["stdio_connections"], 0);
     let r = rpc(
         &gw,
         &url,

@@ -114,7 +114,10 @@ async fn an_sse_endpoint_holds_its_sessions_place_until_it_closes() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let answer = read_events(&mut first, |e| !e.is_empty()).await;
-    assert!(answer[0]["result"]["protocolVersion"].is_string(), "{answer:?}");
+    assert!(
+        answer[0]["result"]["protocolVersion"].is_string(),
+        "{answer:?}"
+    );
 
     // Closing the second endpoint gives its place back.
     drop(second);

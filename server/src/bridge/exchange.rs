@@ -456,6 +456,7 @@ impl Exchange {
                     let outcome = match reason {
                         EndReason::TimedOut => Outcome::Timeout,
                         EndReason::Cancelled => Outcome::Cancelled,
+                        EndReason::ResponseTooLarge { .. } => Outcome::ResponseTooLarge,
                         _ => Outcome::BackendClosed,
                     };
                     return Advance::Final(Final {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::app::App;
 use crate::metrics::TargetGauges;
+use crate::targets::BotContainers;
 
 /// `GET /healthz`: the process is up.
 pub(super) async fn healthz() -> Response {
@@ -77,7 +78,15 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        json!({ "ready": all_ready, "targets": report }).to_string(),
+        json!({
+            "ready": all_ready,
+            "targets": report,
+            "bots": {
+                "stdio_connections": app.stdio.count(),
+                "containers": app.bot_containers.as_ref().map(BotContainers::count),
+            },
+        })
+        .to_string(),
     )
         .into_response()
 }

@@ -52,6 +52,11 @@ impl StdioConnections {
         self.map.lock().get(id).cloned()
     }
 
+    /// Connections open now, of every bot.
+    pub(crate) fn count(&self) -> usize {
+        self.map.lock().len()
+    }
+
     fn count_for(&self, bot: &str) -> usize {
         self.map.lock().values().filter(|c| c.bot_id == bot).count()
     }
@@ -135,6 +140,15 @@ pub(crate) async fn create_stdio(
             return message(e.status, e.message);
         }
     };
+    // serde would read an array as the struct's fields in order, and say
+    // something about its first element: say what is expected instead.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        record.outcome = Outcome::Rejected;
+        return message(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object: {\"command\", \"args\", \"env\", \"cwd\", \"name\"}",
+        );
+    }
     let req: StdioRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -121,6 +121,11 @@ impl BotContainers {
         }
     }
 
+    /// Bots served from their containers now.
+    pub(crate) fn count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
     /// The backend of a bot.
     fn backend(&self, bot_id: &str) -> ContainerdBackend {
         ContainerdBackend {
