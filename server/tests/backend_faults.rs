@@ -233,7 +233,10 @@ async fn crash_loop_under_load_every_call_ends_and_restarts_are_counted() {
     let gw = Arc::new(
         Gateway::start(&demo_target(
             "loop",
-            &format!("call_timeout = \"10s\"\nenv = {{ MCPOD_FAULTS_MARK = \"{mark}\" }}"),
+            &format!(
+                "call_timeout = \"10s\"\nrestart_backoff_min = \"2s\"\nrestart_backoff_max = \"8s\"\n\
+                 env = {{ MCPOD_FAULTS_MARK = \"{mark}\" }}"
+            ),
         ))
         .await,
     );
@@ -282,10 +285,10 @@ async fn crash_loop_under_load_every_call_ends_and_restarts_are_counted() {
         }));
     }
 
-    // Kill the running backend every 300 ms for 3 s.
+    // Kill the running backend every 300 ms for 4 s.
     let mut killed = BTreeSet::new();
     let killing = Instant::now();
-    while killing.elapsed() < Duration::from_secs(3) {
+    while killing.elapsed() < Duration::from_secs(4) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         for (pid, state) in marked_children(&mark) {
             if state != 'Z' && killed.insert(pid) {
@@ -315,10 +318,9 @@ async fn crash_loop_under_load_every_call_ends_and_restarts_are_counted() {
             .expect("a caller failed");
         ok += o;
         failed += f;
-        assert!(
-            slowest < call_timeout + Duration::from_secs(2),
-            "a call took {slowest:?}"
-        );
+        // No call waits out a backoff (2 s and more here): during one,
+        // every call is refused at once, those already on their way too.
+        assert!(slowest < Duration::from_secs(2), "a call took {slowest:?}");
     }
     eprintln!(
         "crash loop: {} kills, {ok} calls answered, {failed} clear errors",

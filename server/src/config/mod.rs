@@ -192,7 +192,14 @@ pub struct TargetConfig {
     pub max_calls_in_flight: usize,
     /// Backend exit grace period.
     pub shutdown_grace: Duration,
+    /// Restart backoff after quick deaths: its first wait and its cap.
+    pub restart_backoff: (Duration, Duration),
 }
+
+/// The restart backoff of a target that sets none: 100 ms doubling up to
+/// 10 s.
+pub const DEFAULT_RESTART_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(10));
 
 /// One Memoh bot, validated.
 #[derive(Debug, Clone)]
@@ -605,6 +612,28 @@ fn validate_target(
         Some(n) => n,
         None => limits.max_calls_per_target,
     };
+    let backoff_min = opt_duration(
+        &format!("{key}.restart_backoff_min"),
+        raw.restart_backoff_min,
+        DEFAULT_RESTART_BACKOFF.0,
+    )?;
+    let backoff_max = opt_duration(
+        &format!("{key}.restart_backoff_max"),
+        raw.restart_backoff_max,
+        DEFAULT_RESTART_BACKOFF.1.max(backoff_min),
+    )?;
+    if backoff_min.is_zero() {
+        return Err(invalid(
+            format!("{key}.restart_backoff_min"),
+            "must be above zero",
+        ));
+    }
+    if backoff_max < backoff_min {
+        return Err(invalid(
+            format!("{key}.restart_backoff_max"),
+            format!("must be at least restart_backoff_min ({backoff_min:?})"),
+        ));
+    }
     Ok(TargetConfig {
         name: name.to_owned(),
         backend,
@@ -619,6 +648,7 @@ fn validate_target(
             raw.shutdown_grace,
             Duration::from_secs(3),
         )?,
+        restart_backoff: (backoff_min, backoff_max),
     })
 }
 
@@ -712,11 +742,54 @@ mod tests {
                 "allowed_origins = [\"example.com\"]\n[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"",
                 "allowed_origins[0]",
             ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nrestart_backoff_min = \"0s\"",
+                "targets.t.restart_backoff_min",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nrestart_backoff_min = \"2s\"\nrestart_backoff_max = \"1s\"",
+                "targets.t.restart_backoff_max",
+            ),
+            (
+                "[auth]\ndisabled = true\n[limits]\nmax_streams_per_session = 0\n[targets.t]\ncommand = \"x\"",
+                "limits.max_streams_per_session",
+            ),
+            (
+                "[auth]\ndisabled = true\n[limits]\nmax_stream_lifetime = \"0s\"\n[targets.t]\ncommand = \"x\"",
+                "limits.max_stream_lifetime",
+            ),
         ];
         for (text, key) in cases {
             let err = load(text).unwrap_err();
             assert!(err.starts_with(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn restart_backoff_and_stream_limits_are_read() {
+        let c = load(
+            "[auth]\ndisabled = true\n[limits]\nmax_streams_per_target = 9\n\
+             max_streams_per_session = 2\nmax_stream_lifetime = \"5m\"\nsse_replay_events = 7\n\
+             [targets.t]\ncommand = \"x\"\nrestart_backoff_min = \"1s\"\nrestart_backoff_max = \"1m\"\n\
+             [targets.u]\ncommand = \"x\"",
+        )
+        .unwrap();
+        let t = &c.targets["t"];
+        assert_eq!(
+            t.restart_backoff,
+            (Duration::from_secs(1), Duration::from_secs(60))
+        );
+        assert_eq!(c.targets["u"].restart_backoff, DEFAULT_RESTART_BACKOFF);
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.max_streams_per_target,
+                l.max_streams_per_session,
+                l.sse_replay_events
+            ),
+            (9, 2, 7)
+        );
+        assert_eq!(l.max_stream_lifetime, Duration::from_secs(300));
     }
 
     #[test]

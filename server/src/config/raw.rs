@@ -134,6 +134,11 @@ pub struct RawTarget {
     pub max_calls_in_flight: Option<usize>,
     /// Grace period for the backend to exit after its stdin closes.
     pub shutdown_grace: Option<RawDuration>,
+    /// Wait before restarting a backend that died quickly twice in a row
+    /// (doubling with each further quick death).
+    pub restart_backoff_min: Option<RawDuration>,
+    /// The longest wait between restarts.
+    pub restart_backoff_max: Option<RawDuration>,
     /// The bot whose container runs the server (containerd targets).
     pub bot: Option<String>,
     /// containerd socket (containerd targets; default from `[containerd]`).

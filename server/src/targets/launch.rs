@@ -33,6 +33,8 @@ pub(super) fn upstream_config(target: &TargetConfig, name: String) -> UpstreamCo
     let mut config = UpstreamConfig {
         name,
         shutdown_grace: target.shutdown_grace,
+        restart_backoff_min: target.restart_backoff.0,
+        restart_backoff_max: target.restart_backoff.1,
         ..UpstreamConfig::default()
     };
     config.core.era_mode = target.era;

@@ -150,6 +150,7 @@ impl BotContainers {
             roots: None,
             max_calls_in_flight: self.limits.max_calls_per_target,
             shutdown_grace: Duration::from_secs(3),
+            restart_backoff: crate::config::DEFAULT_RESTART_BACKOFF,
         }
     }
 
