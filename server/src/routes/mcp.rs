@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
@@ -122,6 +122,19 @@ async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body
         Ok(b) => b,
         Err(e) => return record.fail(e),
     };
+    // Boxed apart: a connection whose body is still coming holds only the
+    // small future above, not the one of the whole exchange.
+    Box::pin(dispatch_post(app, target, headers, body, record)).await
+}
+
+/// A POST whose body has arrived: to the front end of the client's era.
+async fn dispatch_post(
+    app: Arc<App>,
+    target: Arc<Target>,
+    headers: HeaderMap,
+    body: Bytes,
+    mut record: Record,
+) -> Response {
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => return record.fail(ApiError::bad_request(e.code(), e.to_string())),
