@@ -766,6 +766,28 @@ mod tests {
     }
 
     #[test]
+    fn durations_beyond_a_year_are_refused_not_overflowed() {
+        for value in [
+            "18446744073709551615",
+            "\"9999999999999h\"",
+            "\"366d\"",
+            "31622400",
+        ] {
+            let err = load(&format!(
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\ncall_timeout = {value}"
+            ))
+            .unwrap_err();
+            assert!(err.starts_with("targets.t.call_timeout"), "{value}: {err}");
+        }
+        let err = load("[auth]\ndisabled = true\n[limits]\nidle_timeout = 18446744073709551615\n[targets.t]\ncommand = \"x\"")
+            .unwrap_err();
+        assert!(err.contains("longer than a year"), "{err}");
+        // A year exactly is still a duration.
+        load("[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\ncall_timeout = 31536000")
+            .unwrap();
+    }
+
+    #[test]
     fn restart_backoff_and_stream_limits_are_read() {
         let c = load(
             "[auth]\ndisabled = true\n[limits]\nmax_streams_per_target = 9\n\
