@@ -246,3 +246,116 @@ async fn serve_raises_its_open_file_limit_and_sizes_the_connection_limit_by_it()
     assert_eq!(listening["fields"]["max_connections"], 3072, "{listening}");
     assert_eq!(listening["fields"]["open_files"], 4096, "{listening}");
 }
+
+/// Reads `child`'s stderr until a line contains `needle`; returns the
+/// lines so far.
+async fn stderr_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains(needle);
+            seen.push(line);
+            if done {
+                return;
+            }
+        }
+    };
+    let found = tokio::time::timeout(Duration::from_secs(20), read).await;
+    assert!(found.is_ok(), "no `{needle}` in {seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn serve_a_command_from_the_command_line_in_one_line() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(DEMO)
+        .args(["serve", "--listen", "127.0.0.1:0", "--name", "oneline"])
+        .args([
+            "--era",
+            "legacy",
+            "--env",
+            "DEMO_NOTE=from-the-command-line",
+        ])
+        .args(["--", DEMO, "demo-server", "--legacy-only"])
+        .env_remove("MCPOD_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let banner = stderr_until(&mut lines, "/mcp/oneline").await;
+    let head = banner.iter().find(|l| l.starts_with("mcpod ")).unwrap();
+    assert!(head.contains("auth off"), "{banner:?}");
+    let url = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("oneline: "))
+        .unwrap_or_else(|| panic!("no target line in {banner:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp/oneline"),
+        "{url}"
+    );
+    // Only the command-line target: the demo target is not served.
+    assert!(
+        !banner.iter().any(|l| l.contains("/mcp/demo")),
+        "{banner:?}"
+    );
+
+    let http = reqwest::Client::new();
+    let modern = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+            "name":"echo","arguments":{"text":"one line"},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(modern.status(), 200);
+    let v: serde_json::Value = modern.json().await.unwrap();
+    assert_eq!(v["result"]["content"][0]["text"], "one line", "{v}");
+    let init = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},
+            "clientInfo":{"name":"cli-test","version":"1"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    assert!(init.headers().contains_key("mcp-session-id"));
+    child.kill().await.unwrap();
+}
+
+#[test]
+fn serve_refuses_target_options_without_a_command_and_auth_off_on_a_public_listener() {
+    let out = Command::new(DEMO)
+        .args(["serve", "--era", "legacy"])
+        .env_remove("MCPOD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CMD"), "{err}");
+    let out = Command::new(DEMO)
+        .args(["serve", "--listen", "0.0.0.0:0", "--", "/bin/true"])
+        .env_remove("MCPOD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.disabled"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! hidden `demo-server` (the embedded default backend).
 
 mod bot;
+mod command_target;
 mod logging;
 mod signal;
 
@@ -24,8 +25,10 @@ struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway. Without a config file: the embedded default (one
-    /// target `demo` running the built-in demo MCP server, loopback only).
+    /// Run the gateway. `mcpod serve -- CMD [ARGS…]` serves the stdio MCP
+    /// server CMD at `/mcp/{name}` (beside the config file's targets, with
+    /// `--config`). Without either: the embedded default (one target
+    /// `demo` running the built-in demo MCP server, loopback only).
     Serve {
         /// TOML config file.
         #[arg(long, short, env = "MCPOD_CONFIG")]
@@ -33,6 +36,9 @@ enum Command {
         /// Listen address (overrides the config file and MCPOD_LISTEN).
         #[arg(long)]
         listen: Option<String>,
+        /// A target from the command line.
+        #[command(flatten)]
+        target: command_target::CommandTarget,
     },
     /// Validate a config file (with MCPOD_* overrides) without starting.
     CheckConfig {
@@ -52,6 +58,16 @@ enum Command {
 }
 
 fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    load_with(file, overrides, command_target::CommandTarget::default())
+}
+
+/// The config from `file` (or the embedded default), its `MCPOD_*`
+/// overrides, the command line's, and the command-line target.
+fn load_with(
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+    target: command_target::CommandTarget,
+) -> Result<Config, ConfigError> {
     let mut raw = match file {
         Some(path) => RawConfig::from_file(path)?,
         None => {
@@ -64,6 +80,7 @@ fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config,
     };
     raw.apply_env(|k| std::env::var(k).ok())?;
     raw.apply_overrides(overrides);
+    target.apply(&mut raw, file.is_none())?;
     raw.validate()
 }
 
@@ -95,8 +112,12 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { config, listen } => {
-            let config = match load(config.as_deref(), &Overrides { listen }) {
+        Command::Serve {
+            config,
+            listen,
+            target,
+        } => {
+            let config = match load_with(config.as_deref(), &Overrides { listen }, target) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("mcpod: invalid config: {e}");
@@ -118,6 +139,7 @@ pub fn main() -> ExitCode {
                         format!("cannot listen on {}: {e}", config.listen),
                     )
                 })?;
+                eprint!("{}", banner(&config, listener.local_addr()?));
                 crate::gateway::serve(config, listener, signal::signal()).await
             });
             match result {
@@ -129,6 +151,29 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// What the gateway serves where, and whether auth is on: printed at start.
+fn banner(config: &Config, addr: std::net::SocketAddr) -> String {
+    use std::fmt::Write;
+    let auth = if config.auth.disabled {
+        "auth off (loopback only)"
+    } else {
+        "auth on: send Authorization: Bearer <token>"
+    };
+    let mut out = format!(
+        "mcpod {} on http://{addr}, {auth}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (name, target) in &config.targets {
+        let own = if target.tokens.is_some() {
+            " (its own tokens)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {name}: http://{addr}/mcp/{name}{own}");
+    }
+    out
 }
 
 /// Backlog of the listening socket: room for bursts of connections while

@@ -18,7 +18,7 @@ mod raw;
 mod tokens;
 
 pub use containerd::{ContainerdBackend, ContainerdSettings, ExecCommand};
-use duration::RawDuration;
+pub use duration::RawDuration;
 pub use duration::{MAX_DURATION, parse_duration};
 pub use error::ConfigError;
 use error::invalid;
