@@ -359,3 +359,28 @@ fn serve_refuses_target_options_without_a_command_and_auth_off_on_a_public_liste
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auth.disabled"), "{err}");
 }
+
+#[test]
+fn the_example_config_round_trips_through_the_parser() {
+    let out = Command::new(DEMO)
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("example.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = Command::new(DEMO)
+        .arg("check-config")
+        .arg(&file)
+        .env_remove("MCPOD_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(said.contains("ok (1 target: files"), "{said}");
+}

@@ -1,5 +1,5 @@
-//! The `mcpod` command line: `serve`, `check-config`, `bot …`, and the
-//! hidden `demo-server` (the embedded default backend).
+//! The `mcpod` command line: `serve`, `config example`, `check-config`,
+//! `bot …`, and the hidden `demo-server` (the embedded default backend).
 
 mod bot;
 mod command_target;
@@ -40,6 +40,9 @@ enum Command {
         #[command(flatten)]
         target: command_target::CommandTarget,
     },
+    /// Print an example config file: every key, with its default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Validate a config file (with MCPOD_* overrides) without starting.
     CheckConfig {
         /// TOML config file.
@@ -55,6 +58,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// `mcpod config …`.
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented config with every key and its default.
+    Example,
 }
 
 fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -90,6 +100,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::DemoServer { args } => demo_server(&args),
         Command::Bot(args) => bot::run(args),
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", crate::config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { file } => match load(Some(&file), &Overrides::default()) {
             Ok(config) => {
                 println!(

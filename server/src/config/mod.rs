@@ -14,6 +14,7 @@ use std::time::Duration;
 mod containerd;
 mod duration;
 mod error;
+mod example;
 mod raw;
 mod tokens;
 
@@ -22,6 +23,7 @@ pub use duration::RawDuration;
 pub use duration::{MAX_DURATION, parse_duration};
 pub use error::ConfigError;
 use error::invalid;
+pub use example::EXAMPLE;
 pub use raw::{
     Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawTarget,
 };
@@ -60,7 +62,7 @@ pub struct AuthConfig {
 }
 
 /// `[limits]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
@@ -172,7 +174,7 @@ impl BackendSpec {
 }
 
 /// One target, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     /// Its name (the `{target}` of `/mcp/{target}`).
     pub name: String,
