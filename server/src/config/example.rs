@@ -88,7 +88,7 @@ mod tests {
             assert!(!fields.is_empty(), "no fields read for [{section}]");
             let want: BTreeSet<String> = fields
                 .iter()
-                .filter(|f| section != "" || !tables.contains(f))
+                .filter(|f| !section.is_empty() || !tables.contains(f))
                 .map(|f| (*f).to_owned())
                 .collect();
             let have = keys.get(section).cloned().unwrap_or_default();
