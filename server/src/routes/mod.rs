@@ -20,6 +20,7 @@ use http::StatusCode;
 use crate::web::errors::{ApiError, SERVER_ERROR};
 
 pub(crate) use app::App;
+use guard::Addressed;
 
 /// The router with every route.
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -51,7 +52,12 @@ async fn not_found() -> Response {
 
 /// DNS-rebinding protection for every route.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    if let Err(e) = app.guard.check(request.headers()) {
+    let addressed = Addressed {
+        version: request.version(),
+        uri: request.uri(),
+        headers: request.headers(),
+    };
+    if let Err(e) = app.guard.check(addressed) {
         tracing::warn!(path = %request.uri().path(), error = %e.message, "request refused by Host/Origin check");
         return e.into_response();
     }
