@@ -1,5 +1,5 @@
 //! Bearer auth, Origin allow-list, Host/authority checks (HTTP/1.1 on the
-//! wire, and HTTP/2 with prior knowledge).
+//! wire, and HTTP/2 with prior knowledge), CORS for allowed Origins.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -342,5 +342,109 @@ async fn h2c_authority_is_checked_and_h2c_can_be_turned_off() {
         .post_raw("/mcp/demo", &[("content-type", "application/json")], PING)
         .await;
     assert_eq!(ok.status, 200, "HTTP/1.1 still works: {}", ok.body);
+    gw.shutdown().await;
+}
+
+const APP: &str = "https://inspector.example";
+
+async fn preflight(gw: &Gateway, path: &str, origin: &str) -> reqwest::Response {
+    gw.http
+        .request(reqwest::Method::OPTIONS, gw.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, authorization, mcp-session-id, mcp-param-region",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn cors_preflights_and_responses_for_allowed_origins_only() {
+    let gw = Gateway::start(&format!(
+        "allowed_origins = [\"{APP}\"]\n[auth]\ntokens = [\"{TOKEN}\"]\n{}",
+        demo_target("demo", "")
+    ))
+    .await;
+    // A preflight needs no token, and says the same for every target name.
+    for path in ["/mcp/demo", "/mcp/no-such-target", "/mcp/demo/sse"] {
+        let r = preflight(&gw, path, APP).await;
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(APP));
+        let methods = header(&r, "access-control-allow-methods").unwrap();
+        assert!(
+            methods.contains("POST") && methods.contains("DELETE"),
+            "{methods}"
+        );
+        let allowed = header(&r, "access-control-allow-headers")
+            .unwrap()
+            .to_ascii_lowercase();
+        for h in [
+            "content-type",
+            "authorization",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "last-event-id",
+            "mcp-param-region",
+        ] {
+            assert!(allowed.contains(h), "{h} in {allowed}");
+        }
+        assert!(header(&r, "access-control-max-age").is_some());
+        assert!(header(&r, "vary").unwrap().contains("Origin"));
+        assert!(header(&r, "access-control-allow-credentials").is_none());
+        assert!(r.text().await.unwrap().is_empty());
+    }
+    // A loopback origin is allowed on a loopback listener (the Inspector run
+    // locally).
+    let r = preflight(&gw, "/mcp/demo", "http://localhost:6274").await;
+    assert_eq!(r.status(), 204);
+    // A foreign Origin: refused as before, with nothing for CORS.
+    let r = preflight(&gw, "/mcp/demo", "https://evil.example").await;
+    assert_eq!(r.status(), 403);
+    assert!(header(&r, "access-control-allow-origin").is_none());
+    // Not the MCP routes: no preflight answered.
+    let r = preflight(&gw, "/metrics", APP).await;
+    assert_eq!(r.status(), 405);
+    assert!(header(&r, "access-control-allow-origin").is_none());
+
+    // The actual request: the browser may read the session id.
+    let good = format!("Bearer {TOKEN}");
+    let r = post(
+        &gw,
+        "/mcp/demo",
+        &[("origin", APP), ("authorization", &good)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("mcp-session-id").is_some());
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    let exposed = r.header("access-control-expose-headers").unwrap();
+    assert!(exposed.contains("Mcp-Session-Id"), "{exposed}");
+    assert!(r.header("vary").unwrap().contains("Origin"));
+    // ...and the challenge of a refusal.
+    let r = post(&gw, "/mcp/demo", &[("origin", APP)]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    assert!(
+        r.header("access-control-expose-headers")
+            .unwrap()
+            .contains("WWW-Authenticate")
+    );
+    // No Origin (not a browser): no CORS headers.
+    let r = post(&gw, "/mcp/demo", &[("authorization", &good)]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("access-control-allow-origin").is_none());
     gw.shutdown().await;
 }

@@ -1,9 +1,11 @@
-//! HTTP routing and the guards every request passes (Host/Origin, bearer
-//! tokens), then the front end of the request's kind.
+//! HTTP routing and the guards every request passes (Host/Origin, CORS
+//! for allowed browser Origins, bearer tokens), then the front end of the
+//! request's kind.
 
 mod app;
 mod auth;
 mod bots;
+mod cors;
 mod guard;
 mod mcp;
 mod ops;
@@ -42,6 +44,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
+        // Outermost first: the guard, then CORS for what it let through.
+        .layer(middleware::from_fn_with_state(app.clone(), cors::cors))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
