@@ -28,7 +28,7 @@
 //! | --- | --- |
 //! | `cli`, `gateway` | the binary's commands; the gateway's life (listen, connections and their limits, sweep, shut down) |
 //! | `fuzzing` | (feature `fuzzing`) one client connection's bytes through the routes, for the fuzz target |
-//! | `routes` | HTTP routing and the guards: Host/Origin, bearer tokens, health and metrics |
+//! | `routes` | HTTP routing and the guards: Host/Origin, CORS, bearer tokens, health and metrics |
 //! | `front` | the era front ends: legacy sessions, 2026-07-28 requests, Memoh routes |
 //! | `web` | the HTTP vocabulary they share: errors, SSE, headers, bodies, the request record |
 //! | `bridge` | era translation between a client and a backend |

@@ -237,3 +237,33 @@ async fn bot_tokens_guard_the_memoh_routes() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn memoh_routes_take_json_only() {
+    let gw = Gateway::start(&config()).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let create = json!({"command": DEMO, "args": ["demo-server"]}).to_string();
+    let created = rpc(&gw, "/bots/bot1/mcp-stdio", &create).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let url = created.json()["url"].as_str().unwrap().to_owned();
+    for (path, body) in [(FS, body), ("/bots/bot1/mcp-stdio", &create), (&url, body)] {
+        for headers in [&[][..], &[("content-type", "text/plain")][..]] {
+            let r = gw.post_raw(path, headers, body.to_owned()).await;
+            assert_eq!(r.status, 415, "{path} {headers:?}: {}", r.body);
+            assert_eq!(
+                r.json()["message"],
+                "Content-Type must be application/json",
+                "{path}: the contract's error shape"
+            );
+        }
+        let r = gw
+            .post_raw(
+                path,
+                &[("content-type", "application/json; charset=utf-8")],
+                body.to_owned(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    gw.shutdown().await;
+}

@@ -1,11 +1,20 @@
-//! Bearer auth, Origin allow-list and Host checks.
+//! Bearer auth, Origin allow-list, Host/authority checks (HTTP/1.1 on the
+//! wire, and HTTP/2 with prior knowledge), CORS for allowed Origins.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
 use common::{Gateway, TOKEN, demo_target};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
@@ -199,5 +208,243 @@ async fn readyz_reports_targets() {
         .await;
     assert_eq!((c.status, c.code()), (502, Some(-32603)), "{}", c.body);
     broken.shutdown().await;
+    gw.shutdown().await;
+}
+
+fn addr(gw: &Gateway) -> SocketAddr {
+    gw.server.as_ref().unwrap().addr()
+}
+
+/// One HTTP/1.1 request as written on the wire: `head` is the request
+/// line and any headers; the body is `PING`. The status and the body.
+async fn wire(gw: &Gateway, head: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr(gw)).await.unwrap();
+    let request = format!(
+        "{head}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{PING}",
+        PING.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+#[tokio::test]
+async fn the_target_authority_wins_and_host_must_be_one() {
+    let gw = Gateway::demo().await;
+    let port = addr(&gw).port();
+    let ok = wire(
+        &gw,
+        &format!("POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    // Absolute form: the target's authority is the one addressed (RFC 9112
+    // §3.2.2), whatever Host says.
+    let r = wire(
+        &gw,
+        "POST http://evil.example/mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    )
+    .await;
+    assert_eq!(r.0, 403, "{}", r.1);
+    assert!(r.1.contains("evil.example"), "{}", r.1);
+    let r = wire(
+        &gw,
+        &format!("POST http://localhost:{port}/mcp/demo HTTP/1.1\r\nHost: evil.example\r\n"),
+    )
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    // No Host on HTTP/1.1, two of them, or a malformed one: 400 that says so.
+    let r = wire(&gw, "POST /mcp/demo HTTP/1.1\r\n").await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    assert!(r.1.contains("needs a Host header"), "{}", r.1);
+    let r = wire(
+        &gw,
+        "POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n",
+    )
+    .await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    assert!(r.1.contains("more than one Host"), "{}", r.1);
+    let r = wire(&gw, "POST /mcp/demo HTTP/1.1\r\nHost: a@127.0.0.1\r\n").await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    // HTTP/1.0 has no Host to require: nothing to rebind.
+    let r = wire(&gw, "POST /mcp/demo HTTP/1.0\r\n").await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    gw.shutdown().await;
+}
+
+/// A POST over HTTP/2 with prior knowledge to `uri` (its authority goes
+/// out as `:authority`, whatever address the connection went to).
+async fn h2_post(
+    to: SocketAddr,
+    uri: &str,
+    extra: &[(&str, &str)],
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    let tcp = TcpStream::connect(to).await?;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let mut request = http::Request::post(uri)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(Full::new(Bytes::from_static(PING.as_bytes())))?;
+    let response =
+        tokio::time::timeout(Duration::from_secs(20), send.send_request(request)).await??;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test]
+async fn h2c_authority_is_checked_and_h2c_can_be_turned_off() {
+    let gw = Gateway::demo().await;
+    let to = addr(&gw);
+    let r = h2_post(to, &format!("http://127.0.0.1:{}/mcp/demo", to.port()), &[])
+        .await
+        .unwrap();
+    assert_eq!(r.0, 200, "{}", r.1);
+    // DNS rebinding over h2c: a foreign name in `:authority`.
+    let r = h2_post(to, "http://evil.example/mcp/demo", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.0, 403, "{}", r.1);
+    assert!(r.1.contains("evil.example"), "{}", r.1);
+    // A Host that names another host than `:authority`: malformed.
+    let r = h2_post(
+        to,
+        &format!("http://127.0.0.1:{}/mcp/demo", to.port()),
+        &[("host", "evil.example")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.0, 400, "{}", r.1);
+    gw.shutdown().await;
+
+    let gw = Gateway::start(&format!("http2 = false\n{}", demo_target("demo", ""))).await;
+    let to = addr(&gw);
+    let r = h2_post(to, &format!("http://127.0.0.1:{}/mcp/demo", to.port()), &[]).await;
+    assert!(r.is_err(), "h2c still served: {r:?}");
+    let ok = gw
+        .post_raw("/mcp/demo", &[("content-type", "application/json")], PING)
+        .await;
+    assert_eq!(ok.status, 200, "HTTP/1.1 still works: {}", ok.body);
+    gw.shutdown().await;
+}
+
+const APP: &str = "https://inspector.example";
+
+async fn preflight(gw: &Gateway, path: &str, origin: &str) -> reqwest::Response {
+    gw.http
+        .request(reqwest::Method::OPTIONS, gw.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, authorization, mcp-session-id, mcp-param-region",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn cors_preflights_and_responses_for_allowed_origins_only() {
+    let gw = Gateway::start(&format!(
+        "allowed_origins = [\"{APP}\"]\n[auth]\ntokens = [\"{TOKEN}\"]\n{}",
+        demo_target("demo", "")
+    ))
+    .await;
+    // A preflight needs no token, and says the same for every target name.
+    for path in ["/mcp/demo", "/mcp/no-such-target", "/mcp/demo/sse"] {
+        let r = preflight(&gw, path, APP).await;
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(APP));
+        let methods = header(&r, "access-control-allow-methods").unwrap();
+        assert!(
+            methods.contains("POST") && methods.contains("DELETE"),
+            "{methods}"
+        );
+        let allowed = header(&r, "access-control-allow-headers")
+            .unwrap()
+            .to_ascii_lowercase();
+        for h in [
+            "content-type",
+            "authorization",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "last-event-id",
+            "mcp-param-region",
+        ] {
+            assert!(allowed.contains(h), "{h} in {allowed}");
+        }
+        assert!(header(&r, "access-control-max-age").is_some());
+        assert!(header(&r, "vary").unwrap().contains("Origin"));
+        assert!(header(&r, "access-control-allow-credentials").is_none());
+        assert!(r.text().await.unwrap().is_empty());
+    }
+    // A loopback origin is allowed on a loopback listener (the Inspector run
+    // locally).
+    let r = preflight(&gw, "/mcp/demo", "http://localhost:6274").await;
+    assert_eq!(r.status(), 204);
+    // A foreign Origin: refused as before, with nothing for CORS.
+    let r = preflight(&gw, "/mcp/demo", "https://evil.example").await;
+    assert_eq!(r.status(), 403);
+    assert!(header(&r, "access-control-allow-origin").is_none());
+    // Not the MCP routes: no preflight answered.
+    let r = preflight(&gw, "/metrics", APP).await;
+    assert_eq!(r.status(), 405);
+    assert!(header(&r, "access-control-allow-origin").is_none());
+
+    // The actual request: the browser may read the session id.
+    let good = format!("Bearer {TOKEN}");
+    let r = post(
+        &gw,
+        "/mcp/demo",
+        &[("origin", APP), ("authorization", &good)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("mcp-session-id").is_some());
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    let exposed = r.header("access-control-expose-headers").unwrap();
+    assert!(exposed.contains("Mcp-Session-Id"), "{exposed}");
+    assert!(r.header("vary").unwrap().contains("Origin"));
+    // ...and the challenge of a refusal.
+    let r = post(&gw, "/mcp/demo", &[("origin", APP)]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    assert!(
+        r.header("access-control-expose-headers")
+            .unwrap()
+            .contains("WWW-Authenticate")
+    );
+    // No Origin (not a browser): no CORS headers.
+    let r = post(&gw, "/mcp/demo", &[("authorization", &good)]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("access-control-allow-origin").is_none());
     gw.shutdown().await;
 }

@@ -226,6 +226,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Extra Host names accepted on a loopback listener.
     pub allowed_hosts: Vec<String>,
+    /// Serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
+    pub http2: bool,
     /// Logging.
     pub log: LogConfig,
     /// Auth.
@@ -277,6 +279,7 @@ impl RawConfig {
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            http2: self.http2.unwrap_or(true),
             log,
             auth,
             limits,

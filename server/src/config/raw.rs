@@ -20,6 +20,9 @@ pub struct RawConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// `allowed_hosts`: extra `Host` names accepted on a loopback listener.
     pub allowed_hosts: Option<Vec<String>>,
+    /// `http2`: serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1
+    /// (default true).
+    pub http2: Option<bool>,
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,

@@ -1,9 +1,10 @@
 //! One client connection, served by hyper (HTTP/1.1, or HTTP/2 with prior
-//! knowledge) and closed by the gateway when it is too slow to send a
-//! request head, or stays idle between requests too long. A request in
-//! flight — a long SSE stream among them — is never timed out here:
-//! bodies have their own deadline (`limits.body_read_timeout`, where the
-//! handlers read them), calls theirs.
+//! knowledge unless the config says `http2 = false`) and closed by the
+//! gateway when it is too slow to send a request head, or stays idle
+//! between requests too long. A request in flight — a long SSE stream
+//! among them — is never timed out here: bodies have their own deadline
+//! (`limits.body_read_timeout`, where the handlers read them), calls
+//! theirs.
 //!
 //! Nothing is allocated for a connection until its first byte arrives, so
 //! a silent connection costs its socket and one small task.
@@ -49,19 +50,21 @@ pub(super) struct Timeouts {
 
 /// Serves `stream` with `router` until it closes, a deadline of `timeouts`
 /// passes, or `stop` asks every connection to finish (the request in
-/// flight completes, then the connection closes). `permit` is its place
-/// under the connection limit, held until it closes.
+/// flight completes, then the connection closes). `http2`: HTTP/2 with
+/// prior knowledge is served too. `permit` is its place under the
+/// connection limit, held until it closes.
 pub(super) async fn serve(
     stream: TcpStream,
     router: Router,
     timeouts: Timeouts,
+    http2: bool,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     permit: OwnedSemaphorePermit,
 ) {
     let _permit = permit;
     metrics.connections.opened();
-    let end = run(stream, router, timeouts, &stop).await;
+    let end = run(stream, router, timeouts, http2, &stop).await;
     if let Some(why) = end {
         metrics.connections.ended(why);
     }
@@ -72,6 +75,7 @@ async fn run(
     stream: TcpStream,
     router: Router,
     timeouts: Timeouts,
+    http2: bool,
     stop: &CancellationToken,
 ) -> Option<ConnectionEnd> {
     let phase = Arc::new(Phase::new(Instant::now()));
@@ -107,6 +111,9 @@ async fn run(
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if !http2 {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())

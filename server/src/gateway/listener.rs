@@ -31,6 +31,8 @@ pub(super) struct Accept {
     pub(super) max_connections: usize,
     /// Deadlines between requests.
     pub(super) timeouts: Timeouts,
+    /// HTTP/2 with prior knowledge is served besides HTTP/1.1.
+    pub(super) http2: bool,
     /// Counters.
     pub(super) metrics: Arc<Metrics>,
     /// Connections' tasks, to wait for at shutdown.
@@ -69,6 +71,7 @@ pub(super) async fn accept(a: Accept, stop: CancellationToken) {
                 stream,
                 a.router.clone(),
                 a.timeouts,
+                a.http2,
                 a.metrics.clone(),
                 stop.clone(),
                 place,

@@ -80,6 +80,7 @@ async fn run(
             header: limits.header_read_timeout,
             idle: limits.idle_timeout,
         },
+        http2: app.config.http2,
         metrics: app.ctx.metrics.clone(),
         tasks: tasks.clone(),
     };

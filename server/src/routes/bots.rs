@@ -126,7 +126,15 @@ pub(super) async fn fs_mcp(
             Err(r) => return r,
         };
         let backend = target.shared_backend();
-        memoh::rpc(&app.ctx, target, backend, body, &app.config.limits).await
+        memoh::rpc(
+            &app.ctx,
+            target,
+            backend,
+            &headers,
+            body,
+            &app.config.limits,
+        )
+        .await
     }
     .instrument(span)
     .await
@@ -147,7 +155,7 @@ pub(super) async fn create_stdio(
         id: resolved.id,
         allow_local_stdio: resolved.allow_local_stdio,
     };
-    memoh::create_stdio(&app.ctx, &app.stdio, bot, resolved.target, body).await
+    memoh::create_stdio(&app.ctx, &app.stdio, bot, resolved.target, &headers, body).await
 }
 
 /// `POST /bots/{bot_id}/mcp-stdio/{connection_id}`.
@@ -160,7 +168,15 @@ pub(super) async fn call_stdio(
     if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
         return r.into_response();
     }
-    memoh::call_stdio(&app.ctx, &app.stdio, &bot_id, &connection_id, body).await
+    memoh::call_stdio(
+        &app.ctx,
+        &app.stdio,
+        &bot_id,
+        &connection_id,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// `DELETE /bots/{bot_id}/mcp-stdio/{connection_id}`: stops it (204).

@@ -1,9 +1,11 @@
-//! HTTP routing and the guards every request passes (Host/Origin, bearer
-//! tokens), then the front end of the request's kind.
+//! HTTP routing and the guards every request passes (Host/Origin, CORS
+//! for allowed browser Origins, bearer tokens), then the front end of the
+//! request's kind.
 
 mod app;
 mod auth;
 mod bots;
+mod cors;
 mod guard;
 mod mcp;
 mod ops;
@@ -20,6 +22,7 @@ use http::StatusCode;
 use crate::web::errors::{ApiError, SERVER_ERROR};
 
 pub(crate) use app::App;
+use guard::Addressed;
 
 /// The router with every route.
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -41,6 +44,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
+        // Outermost first: the guard, then CORS for what it let through.
+        .layer(middleware::from_fn_with_state(app.clone(), cors::cors))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
@@ -51,7 +56,12 @@ async fn not_found() -> Response {
 
 /// DNS-rebinding protection for every route.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    if let Err(e) = app.guard.check(request.headers()) {
+    let addressed = Addressed {
+        version: request.version(),
+        uri: request.uri(),
+        headers: request.headers(),
+    };
+    if let Err(e) = app.guard.check(addressed) {
         tracing::warn!(path = %request.uri().path(), error = %e.message, "request refused by Host/Origin check");
         return e.into_response();
     }

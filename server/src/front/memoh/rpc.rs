@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::Response;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use mcpod_core::envelope::EnvelopeError;
 use mcpod_core::json::error_frame;
 use mcpod_core::{Id, Message};
@@ -16,20 +16,23 @@ use crate::bridge::{self, Caller, Exchange, Slots};
 use crate::config::Limits;
 use crate::metrics::{Method, Outcome};
 use crate::targets::{Backend, Target};
-use crate::web::body::read_body;
+use crate::web::body::read_json_body;
 use crate::web::errors::{INTERNAL_ERROR, INVALID_REQUEST, accepted, json_response, message};
 use crate::web::record::Record;
 
-/// One JSON-RPC exchange under the Memoh contract, with `backend`.
+/// One JSON-RPC exchange under the Memoh contract, with `backend`: a JSON
+/// body (415 otherwise, as on `/mcp`), errors before JSON-RPC as
+/// `{"message": …}`.
 pub(crate) async fn rpc(
     ctx: &Context,
     target: Arc<Target>,
     backend: Arc<Backend>,
+    headers: &HeaderMap,
     body: Body,
     limits: &Limits,
 ) -> Response {
     let mut record = Record::rpc(&ctx.metrics, target.name());
-    let body = match read_body(body, limits).await {
+    let body = match read_json_body(headers, body, limits).await {
         Ok(b) => b,
         Err(e) => {
             record.outcome = e.outcome();

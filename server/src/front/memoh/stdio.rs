@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use mcpod_tokio::{CallItem, Deadline, OwnedRequest, RequestOptions, Upstream};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -22,7 +22,7 @@ use super::rpc::rpc;
 use crate::config::{BackendSpec, ExecCommand, ProcessBackend};
 use crate::metrics::{Operation, Outcome};
 use crate::targets::{Backend, Target};
-use crate::web::body::read_body;
+use crate::web::body::read_json_body;
 use crate::web::errors::message;
 use crate::web::record::Record;
 
@@ -124,16 +124,17 @@ pub(crate) struct StdioBot<'a> {
     pub(crate) allow_local_stdio: bool,
 }
 
-/// `POST /bots/{bot_id}/mcp-stdio`.
+/// `POST /bots/{bot_id}/mcp-stdio`: a JSON body (415 otherwise).
 pub(crate) async fn create_stdio(
     ctx: &Context,
     stdio: &StdioConnections,
     bot: StdioBot<'_>,
     target: Arc<Target>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let mut record = Record::new(&ctx.metrics, target.name(), Operation::StdioCreate);
-    let body = match read_body(body, &target.limits).await {
+    let body = match read_json_body(headers, body, &target.limits).await {
         Ok(b) => b,
         Err(e) => {
             record.outcome = e.outcome();
@@ -310,6 +311,7 @@ pub(crate) async fn call_stdio(
     stdio: &StdioConnections,
     bot_id: &str,
     connection_id: &str,
+    headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let conn = match connection(stdio, bot_id, connection_id) {
@@ -322,6 +324,7 @@ pub(crate) async fn call_stdio(
         ctx,
         conn.target.clone(),
         conn.backend.clone(),
+        headers,
         body,
         &limits,
     )
