@@ -64,7 +64,10 @@ mod tests {
             let Some((key, _)) = line.split_once(" = ") else {
                 continue;
             };
-            if key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            if key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
                 out.entry(table.clone()).or_default().insert(key.to_owned());
             }
         }
