@@ -192,7 +192,15 @@ pub struct TargetConfig {
     pub max_calls_in_flight: usize,
     /// Backend exit grace period.
     pub shutdown_grace: Duration,
+    /// Tools whose calls may ask the client (exact names, or patterns
+    /// where `*` stands for any run of characters): on a shared legacy
+    /// backend they take turns, so that a server request goes to the
+    /// call that asked. Tools seen asking are added to these.
+    pub asking_tools: Vec<String>,
 }
+
+/// Patterns in `asking_tools`, at most.
+pub const MAX_ASKING_TOOLS: usize = 256;
 
 /// One Memoh bot, validated.
 #[derive(Debug, Clone)]
@@ -395,7 +403,11 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
             l.max_stream_lifetime,
             d.max_stream_lifetime,
         )?,
-        sse_replay_events: positive("sse_replay_events", l.sse_replay_events, d.sse_replay_events)?,
+        sse_replay_events: positive(
+            "sse_replay_events",
+            l.sse_replay_events,
+            d.sse_replay_events,
+        )?,
     };
     for (key, d) in [
         ("limits.session_idle_timeout", limits.session_idle_timeout),
@@ -591,6 +603,21 @@ fn validate_target(
             }
         }
     }
+    let asking_tools = raw.asking_tools.unwrap_or_default();
+    if asking_tools.len() > MAX_ASKING_TOOLS {
+        return Err(invalid(
+            format!("{key}.asking_tools"),
+            format!("at most {MAX_ASKING_TOOLS} names or patterns"),
+        ));
+    }
+    for (i, pattern) in asking_tools.iter().enumerate() {
+        if pattern.is_empty() || pattern.len() > 256 || pattern.chars().any(char::is_control) {
+            return Err(invalid(
+                format!("{key}.asking_tools[{i}]"),
+                "expected a tool name, or a pattern with `*` (1..256 characters, no control characters)",
+            ));
+        }
+    }
     let max_calls_in_flight = match raw.max_calls_in_flight {
         Some(0) => {
             return Err(invalid(
@@ -615,6 +642,7 @@ fn validate_target(
             raw.shutdown_grace,
             Duration::from_secs(3),
         )?,
+        asking_tools,
     })
 }
 
@@ -653,6 +681,7 @@ mod tests {
         assert_eq!(t.sharing, Sharing::Shared);
         assert_eq!(t.era, mcpod_core::EraMode::Auto);
         assert_eq!(t.backend.kind(), "process");
+        assert!(t.asking_tools.is_empty());
     }
 
     #[test]
@@ -681,6 +710,10 @@ mod tests {
             (
                 "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\ncall_timeout = \"soon\"",
                 "targets.t.call_timeout",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nasking_tools = [\"ask\", \"\"]",
+                "targets.t.asking_tools[1]",
             ),
             (
                 "[auth]\ndisabled = true\n[limits]\nmax_body_bytes = 0\n[targets.t]\ncommand = \"x\"",

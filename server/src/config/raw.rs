@@ -134,6 +134,9 @@ pub struct RawTarget {
     pub max_calls_in_flight: Option<usize>,
     /// Grace period for the backend to exit after its stdin closes.
     pub shutdown_grace: Option<RawDuration>,
+    /// Tools whose calls may ask the client (sampling, elicitation,
+    /// roots): exact names, or patterns with `*`.
+    pub asking_tools: Option<Vec<String>>,
     /// The bot whose container runs the server (containerd targets).
     pub bot: Option<String>,
     /// containerd socket (containerd targets; default from `[containerd]`).

@@ -145,6 +145,7 @@ impl BotContainers {
             roots: None,
             max_calls_in_flight: self.limits.max_calls_per_target,
             shutdown_grace: Duration::from_secs(3),
+            asking_tools: Vec::new(),
         }
     }
 
