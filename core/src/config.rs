@@ -69,6 +69,16 @@ pub struct Config {
     /// call goes to the same call when several are in flight (a server
     /// asking several things at once sends them together).
     pub burst_window: Duration,
+    /// Asking calls ([`RequestOptions::may_ask`](crate::RequestOptions::may_ask))
+    /// waiting for their turn; more are refused with
+    /// [`SendError::AskingQueueFull`](crate::SendError::AskingQueueFull).
+    pub max_queued_asking: usize,
+    /// How long the answer that lets an asking call run again may be held
+    /// back while another asking call runs. Past it the answer goes to the
+    /// backend anyway — two asking calls then run, and a question no rule
+    /// can place is refused — because a backend that works on one call at
+    /// a time would otherwise never get to the running one.
+    pub answer_hold: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +101,8 @@ impl Default for Config {
             max_server_requests: 256,
             answer_ping: true,
             burst_window: Duration::from_millis(50),
+            max_queued_asking: 1024,
+            answer_hold: Duration::from_secs(1),
         }
     }
 }

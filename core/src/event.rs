@@ -273,4 +273,8 @@ pub enum SendError {
     /// No such server request is awaiting an answer (answered already?).
     #[error("no server request {0} awaits an answer")]
     UnknownServerRequest(ServerRequestId),
+    /// Too many asking calls already wait for their turn
+    /// ([`Config::max_queued_asking`](crate::Config::max_queued_asking)).
+    #[error("too many calls that may ask the client wait for their turn (limit {0})")]
+    AskingQueueFull(usize),
 }

@@ -66,6 +66,7 @@ pub mod framing;
 pub mod json;
 pub mod meta;
 mod session;
+mod turn;
 
 pub use config::{
     Config, EraMode, LATEST_LEGACY_VERSION, LATEST_MODERN_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS,

@@ -17,6 +17,7 @@ use crate::event::{
 };
 use crate::framing::{FrameError, Framer};
 use crate::json::{self, Entries};
+use crate::turn::TurnQueue;
 
 use crate::meta::{
     CLIENT_CAPABILITIES as META_CLIENT_CAPABILITIES, CLIENT_INFO as META_CLIENT_INFO,
@@ -60,6 +61,16 @@ pub struct RequestOptions {
     /// ([`Session::cancel_caller`]); backend traffic that names no call
     /// goes to the only owner with calls in flight ([`Route::Owner`]).
     pub owner: Option<Owner>,
+    /// The call may send server requests (sampling, elicitation, roots):
+    /// an *asking* call. On a legacy backend asking calls take turns, so
+    /// that a server request, which names no call, can be given to the
+    /// one that runs: an asking call is sent only while no other one runs
+    /// (one waiting for an answer to its question does not run), and
+    /// waits its turn otherwise — queued, its deadline running, owners
+    /// served round robin ([`Config::max_queued_asking`] at most). Calls
+    /// that do not ask are never held. A modern backend sends no server
+    /// requests: there the flag does nothing.
+    pub may_ask: bool,
 }
 
 /// The answer to a server→client request.
@@ -119,8 +130,11 @@ struct Call {
     /// The caller's own progress token, restored on progress notifications.
     caller_token: Option<Box<str>>,
     deadline: Option<Instant>,
-    /// Server requests given to this call and not answered yet.
-    asking: u32,
+    /// Server requests given to this call and not answered yet (an answer
+    /// held back for the turn counts as not given yet).
+    questions: u32,
+    /// An asking call ([`RequestOptions::may_ask`]) on a legacy backend.
+    may_ask: bool,
     /// A `subscriptions/listen` stream: it takes only the notifications
     /// tagged with it, never traffic that names no call.
     listen: bool,
@@ -135,6 +149,16 @@ struct PendingServerRequest {
     raw_id: Box<RawValue>,
     /// The call it was given to, if one.
     call: Option<u64>,
+}
+
+/// An answer held back until its call's turn.
+#[derive(Debug)]
+struct HeldAnswer {
+    call: u64,
+    /// The answer line, ready for the backend.
+    line: Vec<u8>,
+    /// When the client answered.
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -184,6 +208,16 @@ struct State {
     /// The call the last server request went to, and when it came: a
     /// request right after it is most likely the same call's next one.
     last_attributed: Option<(u64, Instant)>,
+    /// Asking calls written to the backend.
+    asking_sent: Vec<u64>,
+    /// Asking calls held unsent until it is their turn.
+    turn_queue: TurnQueue,
+    /// Answers to the last open question of an asking call, held back
+    /// while another asking call runs.
+    held_answers: VecDeque<HeldAnswer>,
+    /// When the turn must be looked at again (a burst window closing, a
+    /// held answer's time running out).
+    turn_timer: Option<Instant>,
     next_server_request: u64,
     stats: Stats,
 }
@@ -206,6 +240,10 @@ impl Session {
             events: VecDeque::new(),
             server_requests: FxHashMap::default(),
             last_attributed: None,
+            asking_sent: Vec::new(),
+            turn_queue: TurnQueue::default(),
+            held_answers: VecDeque::new(),
+            turn_timer: None,
             next_server_request: 1,
             stats: Stats::default(),
             config,
@@ -230,6 +268,7 @@ impl Session {
             Ok(frame) => state.handle_frame(frame, now),
             Err(e) => state.handle_bad_line(e, now),
         });
+        self.state.pump_turn(now);
     }
 
     /// The backend's stdout ended: every open call ends, the session closes.
@@ -240,6 +279,7 @@ impl Session {
     /// Ends what has expired by `now`. A spurious call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.state.handle_timeout(now);
+        self.state.pump_turn(now);
     }
 
     /// Submits a caller's request. The caller's id may be anything MCP
@@ -250,7 +290,9 @@ impl Session {
         opts: RequestOptions,
         now: Instant,
     ) -> Result<CallId, SendError> {
-        self.state.send_request(req, opts, now)
+        let sent = self.state.send_request(req, opts, now);
+        self.state.pump_turn(now);
+        sent
     }
 
     /// Forwards a caller's notification. `notifications/initialized` is
@@ -266,8 +308,10 @@ impl Session {
     /// Cancels a call: the backend gets `notifications/cancelled` if it saw
     /// the request, and the call ends with [`EndReason::Cancelled`]. Returns
     /// whether the call was still open.
-    pub fn cancel(&mut self, call: CallId, reason: Option<&str>, _now: Instant) -> bool {
-        self.state.end_call(call.0, EndReason::Cancelled, reason)
+    pub fn cancel(&mut self, call: CallId, reason: Option<&str>, now: Instant) -> bool {
+        let open = self.state.end_call(call.0, EndReason::Cancelled, reason);
+        self.state.pump_turn(now);
+        open
     }
 
     /// Cancels the open call that `owner` made with the caller id
@@ -278,20 +322,33 @@ impl Session {
         owner: Owner,
         caller_id: &str,
         reason: Option<&str>,
-        _now: Instant,
+        now: Instant,
     ) -> bool {
         let Ok(id) = Id::parse(caller_id) else {
             return false;
         };
-        match self.state.by_caller.get(&(owner, id)) {
+        let open = match self.state.by_caller.get(&(owner, id)) {
             Some(&call) => self.state.end_call(call, EndReason::Cancelled, reason),
             None => false,
-        }
+        };
+        self.state.pump_turn(now);
+        open
     }
 
-    /// Answers a server→client request.
-    pub fn respond(&mut self, to: ServerRequestId, outcome: Outcome<'_>) -> Result<(), SendError> {
-        self.state.respond(to, outcome)
+    /// Answers a server→client request. The answer to the last open
+    /// question of an asking call ([`RequestOptions::may_ask`]) is held
+    /// back while another asking call runs, until that one asks or ends,
+    /// or for [`Config::answer_hold`] at most: so only one asking call runs
+    /// at a time.
+    pub fn respond(
+        &mut self,
+        to: ServerRequestId,
+        outcome: Outcome<'_>,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        let answered = self.state.respond(to, outcome, now);
+        self.state.pump_turn(now);
+        answered
     }
 
     /// Closes the session: every open call ends with
@@ -327,7 +384,11 @@ impl Session {
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.state.deadlines.first().map(|(at, _)| *at)
+        let call = self.state.deadlines.first().map(|(at, _)| *at);
+        match (call, self.state.turn_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// What discovery or the handshake found, once ready.
@@ -354,6 +415,17 @@ impl Session {
     /// Server→client requests awaiting an answer.
     pub fn server_requests_pending(&self) -> usize {
         self.state.server_requests.len()
+    }
+
+    /// Asking calls ([`RequestOptions::may_ask`]) waiting for their turn,
+    /// not sent yet.
+    pub fn calls_waiting_for_turn(&self) -> usize {
+        self.state.turn_queue.len()
+    }
+
+    /// Answers held back until their asking call's turn.
+    pub fn answers_held(&self) -> usize {
+        self.state.held_answers.len()
     }
 
     /// Bytes queued for the backend, not yet taken by `poll_transmit`.
@@ -788,6 +860,7 @@ impl State {
     }
 
     fn become_ready(&mut self, info: BackendInfo) {
+        let legacy = info.era == Era::Legacy;
         let info = Arc::new(info);
         self.phase = Phase::Ready(info.clone());
         self.events.push_back(Event::Ready(info));
@@ -795,17 +868,42 @@ impl State {
             match queued {
                 Queued::Notification(frame) => self.tx.extend_from_slice(&frame),
                 Queued::Call(id) => {
-                    let Some(unsent) = self.calls.get_mut(&id).and_then(|c| c.unsent.take()) else {
+                    let Some(call) = self.calls.get_mut(&id) else {
                         continue; // cancelled or timed out while queued
                     };
-                    let token = self.push_call_frame(id, &unsent.method, unsent.params.as_deref());
-                    let owner = self.calls.get_mut(&id).and_then(|call| {
-                        call.caller_token = token;
-                        call.owner
-                    });
-                    self.note_sent(owner);
+                    if call.may_ask {
+                        if legacy {
+                            // Sent when its turn comes (the caller drains the
+                            // turn after this input).
+                            let owner = call.owner;
+                            self.turn_queue.push(owner, id);
+                            continue;
+                        }
+                        call.may_ask = false; // a modern backend does not ask
+                    }
+                    self.send_unsent(id);
                 }
             }
+        }
+    }
+
+    /// Writes a call held unsent (until the backend was ready, or until its
+    /// turn) to the backend.
+    fn send_unsent(&mut self, id: u64) {
+        let Some(unsent) = self.calls.get_mut(&id).and_then(|c| c.unsent.take()) else {
+            return;
+        };
+        let token = self.push_call_frame(id, &unsent.method, unsent.params.as_deref());
+        let (owner, may_ask) = match self.calls.get_mut(&id) {
+            Some(call) => {
+                call.caller_token = token;
+                (call.owner, call.may_ask)
+            }
+            None => (None, false),
+        };
+        self.note_sent(owner);
+        if may_ask {
+            self.asking_sent.push(id);
         }
     }
 
@@ -947,6 +1045,17 @@ impl State {
         if self.calls.len() >= self.config.max_calls_in_flight {
             return Err(SendError::TooManyCalls(self.config.max_calls_in_flight));
         }
+        let listen = req.method == "subscriptions/listen";
+        let era = match &self.phase {
+            Phase::Ready(info) => Some(info.era),
+            _ => None,
+        };
+        // Unknown before the backend is ready: decided then.
+        let may_ask = opts.may_ask && !listen && era != Some(Era::Modern);
+        let max_turn = self.config.max_queued_asking;
+        if may_ask && era.is_some() && self.turn_queue.len() >= max_turn {
+            return Err(SendError::AskingQueueFull(max_turn));
+        }
         let ready = matches!(self.phase, Phase::Ready(_));
         if ready && self.tx.len() >= self.config.max_queued_output {
             return Err(SendError::BackendNotReading(self.tx.len()));
@@ -972,19 +1081,26 @@ impl State {
             owner: opts.owner,
             caller_token: None,
             deadline,
-            asking: 0,
-            listen: req.method == "subscriptions/listen",
+            questions: 0,
+            may_ask,
+            listen,
             unsent: None,
         };
-        if ready {
+        let unsent = || Unsent {
+            method: req.method.into(),
+            params: req.params.map(boxed),
+        };
+        if !ready {
+            call.unsent = Some(unsent());
+            self.queued.push_back(Queued::Call(id));
+        } else if may_ask {
+            // Sent now if the turn is free ([`Session::send_request`]
+            // drains the turn), else when it comes.
+            call.unsent = Some(unsent());
+            self.turn_queue.push(opts.owner, id);
+        } else {
             call.caller_token = self.push_call_frame(id, req.method, req.params);
             self.note_sent(opts.owner);
-        } else {
-            call.unsent = Some(Unsent {
-                method: req.method.into(),
-                params: req.params.map(boxed),
-            });
-            self.queued.push_back(Queued::Call(id));
         }
         self.calls.insert(id, call);
         Ok(CallId(id))
@@ -1019,7 +1135,12 @@ impl State {
         Ok(())
     }
 
-    fn respond(&mut self, to: ServerRequestId, outcome: Outcome<'_>) -> Result<(), SendError> {
+    fn respond(
+        &mut self,
+        to: ServerRequestId,
+        outcome: Outcome<'_>,
+        now: Instant,
+    ) -> Result<(), SendError> {
         if let Phase::Closed(reason) = &self.phase {
             return Err(SendError::Closed(reason.clone()));
         }
@@ -1027,24 +1148,108 @@ impl State {
             .server_requests
             .remove(&to.0)
             .ok_or(SendError::UnknownServerRequest(to))?;
-        self.settle_asking(pending.call);
-        let raw_id = pending.raw_id;
-        match outcome {
-            Outcome::Result(result) => json::push_result(&mut self.tx, raw_id.get(), result.get()),
-            Outcome::Error {
-                code,
-                message,
-                data,
-            } => json::push_error(
-                &mut self.tx,
-                raw_id.get(),
-                code,
-                message,
-                data.map(RawValue::get),
-            ),
+        if let Some(call) = pending.call.filter(|&c| self.must_hold(c)) {
+            let mut line = Vec::new();
+            push_answer(&mut line, &pending.raw_id, outcome);
+            self.held_answers.push_back(HeldAnswer {
+                call,
+                line,
+                since: now,
+            });
+            return Ok(());
         }
-        self.tx.push(b'\n');
+        self.settle_question(pending.call);
+        push_answer(&mut self.tx, &pending.raw_id, outcome);
         Ok(())
+    }
+
+    /// Whether the answer to a question of `call` waits for the turn: it
+    /// is the last open question of an asking call, so the answer lets it
+    /// run again, and another asking call runs now.
+    fn must_hold(&self, call: u64) -> bool {
+        let last_question = matches!(
+            self.calls.get(&call),
+            Some(c) if c.may_ask && c.unsent.is_none() && c.questions == 1
+        );
+        last_question && self.running_asking().any(|c| c != call)
+    }
+
+    /// The asking calls the backend runs: sent, and not waiting for an
+    /// answer (a call waiting for one cannot ask another question).
+    fn running_asking(&self) -> impl Iterator<Item = u64> + '_ {
+        self.asking_sent
+            .iter()
+            .copied()
+            .filter(|id| self.calls.get(id).is_some_and(|c| c.questions == 0))
+    }
+
+    /// Passes the asking turn on, after any change that may have freed it
+    /// (a call ended or asked, an answer came, time passed): while no
+    /// asking call runs, the oldest held answer is delivered, else the
+    /// next queued asking call is sent — but only once the burst window of
+    /// the last question is over, so that the burst rule of
+    /// [`attribute_request`](Self::attribute_request) cannot give a
+    /// question of the call that starts running to the one that asked.
+    /// While one runs, an answer is held for at most [`Config::answer_hold`].
+    fn pump_turn(&mut self, now: Instant) {
+        self.turn_timer = None;
+        if !matches!(&self.phase, Phase::Ready(info) if info.era == Era::Legacy) {
+            return;
+        }
+        loop {
+            if self.running_asking().next().is_some() {
+                // Held long enough: a backend that works on one call at a
+                // time may need these answers to get to the running one.
+                let hold = self.config.answer_hold;
+                let due = |a: &HeldAnswer| a.since.checked_add(hold).is_none_or(|at| at <= now);
+                let expired: Vec<u64> = self
+                    .held_answers
+                    .iter()
+                    .filter(|a| due(a))
+                    .map(|a| a.call)
+                    .collect();
+                self.release_held(|c| expired.contains(&c));
+                self.turn_timer = self
+                    .held_answers
+                    .iter()
+                    .filter_map(|a| a.since.checked_add(hold))
+                    .min();
+                return;
+            }
+            if self.held_answers.is_empty() && self.turn_queue.is_empty() {
+                return;
+            }
+            if let Some((id, at)) = self.last_attributed {
+                let open = self.calls.get(&id).is_some_and(|c| c.unsent.is_none());
+                let closes = at.checked_add(self.config.burst_window);
+                if let (true, Some(closes)) = (open, closes) {
+                    if closes > now {
+                        self.turn_timer = Some(closes);
+                        return;
+                    }
+                }
+            }
+            if let Some(call) = self.held_answers.front().map(|a| a.call) {
+                self.release_held(|c| c == call);
+            } else if let Some(id) = self.turn_queue.pop() {
+                self.send_unsent(id);
+            }
+        }
+    }
+
+    /// Writes the held answers of the calls `which` picks to the backend.
+    fn release_held(&mut self, which: impl Fn(u64) -> bool) {
+        let mut i = 0;
+        while i < self.held_answers.len() {
+            if !which(self.held_answers[i].call) {
+                i += 1;
+                continue;
+            }
+            if let Some(held) = self.held_answers.remove(i) {
+                self.tx.extend_from_slice(&held.line);
+                self.settle_question(Some(held.call));
+            }
+        }
     }
 
     /// Counts a call written to the backend.
@@ -1059,6 +1264,16 @@ impl State {
         let call = self.calls.remove(&id)?;
         if let Some(at) = call.deadline {
             self.deadlines.remove(&(at, id));
+        }
+        if call.may_ask {
+            match call.unsent {
+                Some(_) => {
+                    self.turn_queue.remove(call.owner, id);
+                }
+                None => self.asking_sent.retain(|&c| c != id),
+            }
+            // The backend's question still waits for this answer.
+            self.release_held(|c| c == id);
         }
         if let Some(owner) = call.owner {
             self.by_caller.remove(&(owner, call.caller_id.clone()));
@@ -1209,7 +1424,7 @@ impl State {
             .map(|(k, _)| *k);
         if let Some(key) = withdrawn {
             if let Some(pending) = self.server_requests.remove(&key) {
-                self.settle_asking(pending.call);
+                self.settle_question(pending.call);
             }
             self.events
                 .push_back(Event::ServerRequestCancelled(ServerRequestId(key)));
@@ -1242,9 +1457,11 @@ impl State {
     /// Where a server request most likely belongs. Beyond [`attribute`]'s
     /// rules, with several calls in flight: the call that got the request
     /// just before, within [`Config::burst_window`] (a server that asks
-    /// several things at once sends them together); else the only call not
-    /// already waiting for an answer (a call parked on a question cannot
-    /// ask another until it is answered).
+    /// several things at once sends them together); else the asking call
+    /// that runs, when one alone does (asking calls take turns, see
+    /// [`RequestOptions::may_ask`]); else the only call not already
+    /// waiting for an answer (a call parked on a question cannot ask
+    /// another until it is answered).
     ///
     /// [`attribute`]: Self::attribute
     fn attribute_request(&self, now: Instant) -> Route {
@@ -1253,11 +1470,17 @@ impl State {
         }
         if let Some((id, at)) = self.last_attributed {
             let open = matches!(self.calls.get(&id), Some(c) if c.unsent.is_none());
-            if open && now.saturating_duration_since(at) <= self.config.burst_window {
+            // Within the window, its end excluded: from then on the turn
+            // may pass to another asking call (see `pump_turn`).
+            if open && now.saturating_duration_since(at) < self.config.burst_window {
                 return Route::Call(CallId(id));
             }
         }
-        if let Some(call) = self.only_sent_call(|c| c.asking == 0) {
+        let mut running = self.running_asking();
+        if let (Some(id), None) = (running.next(), running.next()) {
+            return Route::Call(CallId(id));
+        }
+        if let Some(call) = self.only_sent_call(|c| c.questions == 0) {
             return Route::Call(call);
         }
         self.only_owner()
@@ -1284,9 +1507,9 @@ impl State {
     }
 
     /// A server request given to `call` was answered or withdrawn.
-    fn settle_asking(&mut self, call: Option<u64>) {
+    fn settle_question(&mut self, call: Option<u64>) {
         if let Some(c) = call.and_then(|id| self.calls.get_mut(&id)) {
-            c.asking = c.asking.saturating_sub(1);
+            c.questions = c.questions.saturating_sub(1);
         }
     }
 
@@ -1333,7 +1556,7 @@ impl State {
         let call = match route {
             Route::Call(CallId(c)) => {
                 if let Some(entry) = self.calls.get_mut(&c) {
-                    entry.asking += 1;
+                    entry.questions += 1;
                 }
                 self.last_attributed = Some((c, now));
                 Some(c)
@@ -1368,9 +1591,26 @@ impl State {
         self.server_requests.clear();
         self.queued.clear();
         self.deadlines.clear();
+        self.turn_queue.clear();
+        self.asking_sent.clear();
+        self.held_answers.clear();
+        self.turn_timer = None;
         self.tx.clear();
         self.events.push_back(Event::Closed(reason));
     }
+}
+
+/// Writes the answer line to a server request of id `raw_id`.
+fn push_answer(out: &mut Vec<u8>, raw_id: &RawValue, outcome: Outcome<'_>) {
+    match outcome {
+        Outcome::Result(result) => json::push_result(out, raw_id.get(), result.get()),
+        Outcome::Error {
+            code,
+            message,
+            data,
+        } => json::push_error(out, raw_id.get(), code, message, data.map(RawValue::get)),
+    }
+    out.push(b'\n');
 }
 
 fn empty_object() -> Box<RawValue> {

@@ -373,3 +373,146 @@ proptest! {
         prop_assert_eq!(model.ended, submitted);
     }
 }
+
+#[derive(Debug, Clone)]
+enum TurnOp {
+    Submit {
+        asks: bool,
+        owner: u8,
+        timeout_ms: Option<u64>,
+    },
+    /// The backend answers one of the calls it was sent.
+    Answer {
+        pick: prop::sample::Index,
+    },
+    /// The backend asks the client something.
+    Question,
+    /// The client answers one of the questions it was given.
+    Reply {
+        pick: prop::sample::Index,
+    },
+    Cancel {
+        pick: prop::sample::Index,
+    },
+    Advance {
+        ms: u64,
+    },
+}
+
+fn turn_op() -> impl Strategy<Value = TurnOp> {
+    prop_oneof![
+        6 => (any::<bool>(), 0u8..3, proptest::option::of(1u64..400))
+            .prop_map(|(asks, owner, timeout_ms)| TurnOp::Submit { asks, owner, timeout_ms }),
+        4 => any::<prop::sample::Index>().prop_map(|pick| TurnOp::Answer { pick }),
+        4 => Just(TurnOp::Question),
+        4 => any::<prop::sample::Index>().prop_map(|pick| TurnOp::Reply { pick }),
+        1 => any::<prop::sample::Index>().prop_map(|pick| TurnOp::Cancel { pick }),
+        3 => (1u64..80).prop_map(|ms| TurnOp::Advance { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// With calls that ask taking turns: every call ends exactly once, the
+    /// calls held for their turn are exactly the asking calls not sent, no
+    /// answer is held forever, and once the backend answers what it was
+    /// sent, every call — queued ones included — ends.
+    #[test]
+    fn asking_calls_take_turns_and_every_call_still_ends_exactly_once(
+        ops in proptest::collection::vec(turn_op(), 1..80),
+    ) {
+        use mcpod_core::{Config, Outcome, Owner, ServerRequestId};
+        let config = Config::default();
+        let hold = config.answer_hold + config.burst_window;
+        let mut h = Harness::legacy_ready_with(config);
+        let mut open: HashMap<CallId, bool> = HashMap::new();
+        let mut sent: Vec<u64> = Vec::new();
+        let mut questions: Vec<ServerRequestId> = Vec::new();
+        let mut ended = 0u64;
+        let mut submitted = 0u64;
+        let mut next_question = 0u64;
+        let absorb = |h: &mut Harness, open: &mut HashMap<CallId, bool>, sent: &mut Vec<u64>, questions: &mut Vec<ServerRequestId>, ended: &mut u64| -> Result<(), TestCaseError> {
+            for msg in h.take_rx() {
+                if let (Some(id), Some(_)) = (msg["id"].as_u64(), msg.get("method")) {
+                    sent.push(id);
+                }
+            }
+            for e in h.take_events() {
+                match e {
+                    Event::Response { call, .. } | Event::CallEnded { call, .. } => {
+                        prop_assert!(open.remove(&call).is_some(), "{} ended twice", call);
+                        sent.retain(|&id| id != call.backend_id());
+                        *ended += 1;
+                    }
+                    Event::ServerRequest(r) => questions.push(r.id),
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        for op in ops {
+            match op {
+                TurnOp::Submit { asks, owner, timeout_ms } => {
+                    let opts = RequestOptions {
+                        owner: Some(Owner(u64::from(owner))),
+                        may_ask: asks,
+                        deadline: timeout_ms.map_or(Deadline::Default, |ms| Deadline::After(Duration::from_millis(ms))),
+                    };
+                    let id = format!("{submitted}");
+                    match h.call_with(&id, "tools/call", None, opts) {
+                        Ok(call) => {
+                            submitted += 1;
+                            open.insert(call, asks);
+                        }
+                        Err(e) => prop_assert!(false, "unexpected refusal {e}"),
+                    }
+                }
+                TurnOp::Answer { pick } if !sent.is_empty() => {
+                    let id = sent[pick.index(sent.len())];
+                    h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#));
+                }
+                TurnOp::Question => {
+                    next_question += 1;
+                    h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":"q{next_question}","method":"elicitation/create"}}"#));
+                }
+                TurnOp::Reply { pick } if !questions.is_empty() => {
+                    let q = questions.remove(pick.index(questions.len()));
+                    let answered = h.session.respond(q, Outcome::Result(&raw("{}")), h.now);
+                    prop_assert!(answered.is_ok(), "{:?}", answered);
+                    h.drain();
+                }
+                TurnOp::Cancel { pick } if !open.is_empty() => {
+                    let mut calls: Vec<CallId> = open.keys().copied().collect();
+                    calls.sort();
+                    prop_assert!(h.session.cancel(calls[pick.index(calls.len())], None, h.now));
+                    h.drain();
+                }
+                TurnOp::Answer { .. } | TurnOp::Reply { .. } | TurnOp::Cancel { .. } => {}
+                TurnOp::Advance { ms } => h.advance(Duration::from_millis(ms)),
+            }
+            absorb(&mut h, &mut open, &mut sent, &mut questions, &mut ended)?;
+            prop_assert_eq!(h.session.calls_in_flight(), open.len());
+            let queued = open.iter().filter(|(c, asks)| **asks && !sent.contains(&c.backend_id())).count();
+            prop_assert_eq!(h.session.calls_waiting_for_turn(), queued);
+        }
+        // No answer is held past the hold (and the burst window before it).
+        h.advance(hold);
+        absorb(&mut h, &mut open, &mut sent, &mut questions, &mut ended)?;
+        prop_assert_eq!(h.session.answers_held(), 0);
+        // Liveness: the backend answering everything it was sent ends every
+        // call, the queued ones after their turn.
+        for _ in 0..=submitted {
+            if open.is_empty() {
+                break;
+            }
+            for id in sent.clone() {
+                h.backend_says(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#));
+            }
+            h.advance(hold);
+            absorb(&mut h, &mut open, &mut sent, &mut questions, &mut ended)?;
+        }
+        prop_assert!(open.is_empty(), "calls never sent: {:?}", open.keys().collect::<Vec<_>>());
+        prop_assert_eq!(ended, submitted);
+    }
+}

@@ -806,7 +806,7 @@ fn server_requests_are_surfaced_routed_and_answered_with_the_servers_id() {
     );
     assert_eq!(req.params.as_ref().unwrap().get(), r#"{"x":1}"#);
     h.session
-        .respond(req.id, Outcome::Result(&raw(r#"{"roots":[]}"#)))
+        .respond(req.id, Outcome::Result(&raw(r#"{"roots":[]}"#)), h.now)
         .unwrap();
     h.drain();
     assert_eq!(
@@ -814,7 +814,8 @@ fn server_requests_are_surfaced_routed_and_answered_with_the_servers_id() {
         json!({"jsonrpc":"2.0","id":"srv-1","result":{"roots":[]}})
     );
     assert_eq!(
-        h.session.respond(req.id, Outcome::Result(&raw("{}"))),
+        h.session
+            .respond(req.id, Outcome::Result(&raw("{}")), h.now),
         Err(SendError::UnknownServerRequest(req.id)),
         "answered twice"
     );
@@ -836,6 +837,7 @@ fn server_requests_are_surfaced_routed_and_answered_with_the_servers_id() {
                 message: "no",
                 data: Some(&raw("[1]")),
             },
+            h.now,
         )
         .unwrap();
     h.drain();

@@ -138,7 +138,10 @@ fn definitions() -> &'static Value {
                 "description": "Asks the client for sampling, roots or elicitation (a server-to-client request in the legacy era, an input_required result in 2026-07-28) and returns the client's answer as text.",
                 "inputSchema": {
                     "type": "object",
-                    "properties": { "kind": { "type": "string", "enum": ["sampling", "roots", "elicitation"] } },
+                    "properties": {
+                        "kind": { "type": "string", "enum": ["sampling", "roots", "elicitation"] },
+                        "prompt": { "type": "string", "description": "the text of the question (sampling, elicitation)" },
+                    },
                     "required": ["kind"],
                 },
             },
@@ -233,6 +236,10 @@ enum AskKind {
 #[derive(Deserialize)]
 struct AskArgs {
     kind: AskKind,
+    /// The question's text (sampling and elicitation), instead of the
+    /// default one: lets a caller tell its question from another's.
+    #[serde(default)]
+    prompt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -333,12 +340,14 @@ pub(crate) fn call(shared: &Arc<Shared>, request: &Request<'_>) -> Result<Answer
             Ok(Answer::Now(text_result("x".repeat(len))))
         }
         "ask" => {
-            let AskArgs { kind } = arguments(name, raw)?;
+            let AskArgs { kind, prompt } = arguments(name, raw)?;
             match request.era {
                 Era::Legacy => start(shared, request, name, move |shared, call| {
-                    ask_legacy(shared, call, kind)
+                    ask_legacy(shared, call, kind, prompt.as_deref())
                 }),
-                Era::Modern => ask_modern(shared, kind, &params).map(Answer::Now),
+                Era::Modern => {
+                    ask_modern(shared, kind, prompt.as_deref(), &params).map(Answer::Now)
+                }
             }
         }
         "notify_change" => {
@@ -448,15 +457,16 @@ fn progress(
     Some(text_result(format!("completed {steps} steps")))
 }
 
-/// The method and params of the request `ask` sends (or embeds, in MRTR).
-fn ask_request(kind: AskKind) -> (&'static str, Value) {
+/// The method and params of the request `ask` sends (or embeds, in MRTR),
+/// with the caller's `prompt` as its text if it gave one.
+fn ask_request(kind: AskKind, prompt: Option<&str>) -> (&'static str, Value) {
     match kind {
         AskKind::Sampling => (
             "sampling/createMessage",
             json!({
                 "messages": [{
                     "role": "user",
-                    "content": { "type": "text", "text": "Say hello to mcpod-demo." },
+                    "content": { "type": "text", "text": prompt.unwrap_or("Say hello to mcpod-demo.") },
                 }],
                 "maxTokens": 64,
             }),
@@ -465,7 +475,7 @@ fn ask_request(kind: AskKind) -> (&'static str, Value) {
         AskKind::Elicitation => (
             "elicitation/create",
             json!({
-                "message": "What is your name?",
+                "message": prompt.unwrap_or("What is your name?"),
                 "requestedSchema": {
                     "type": "object",
                     "properties": { "name": { "type": "string" } },
@@ -485,8 +495,13 @@ fn kind_name(kind: AskKind) -> &'static str {
 }
 
 /// Legacy `ask`: a server-to-client request, then wait for the client's response.
-fn ask_legacy(shared: &Shared, call: &Arc<Call>, kind: AskKind) -> Option<Value> {
-    let (method, params) = ask_request(kind);
+fn ask_legacy(
+    shared: &Shared,
+    call: &Arc<Call>,
+    kind: AskKind,
+    prompt: Option<&str>,
+) -> Option<Value> {
+    let (method, params) = ask_request(kind, prompt);
     let ask_id = {
         let mut state = shared.state();
         state.next_ask += 1;
@@ -527,7 +542,12 @@ fn ask_legacy(shared: &Shared, call: &Arc<Call>, kind: AskKind) -> Option<Value>
 }
 
 /// Modern `ask`: an `input_required` result first, the client's answer on the retry.
-fn ask_modern(shared: &Shared, kind: AskKind, params: &CallParams<'_>) -> Result<Value, RpcError> {
+fn ask_modern(
+    shared: &Shared,
+    kind: AskKind,
+    prompt: Option<&str>,
+    params: &CallParams<'_>,
+) -> Result<Value, RpcError> {
     if let (Some(state), Some(responses)) = (&params.request_state, params.input_responses) {
         let asked = parse_request_state(state)?;
         if asked != kind {
@@ -549,7 +569,7 @@ fn ask_modern(shared: &Shared, kind: AskKind, params: &CallParams<'_>) -> Result
         state.next_request_state += 1;
         state.next_request_state
     };
-    let (method, request_params) = ask_request(kind);
+    let (method, request_params) = ask_request(kind, prompt);
     Ok(json!({
         "resultType": "input_required",
         "inputRequests": { INPUT_KEY: { "method": method, "params": request_params } },

@@ -118,6 +118,10 @@ pub const SCENARIOS: &[(&str, ScenarioFn)] = &[
         server_requests_and_broadcasts,
     ),
     (
+        "asking_calls_take_turns_on_the_drivers_clock",
+        asking_calls_take_turns_on_the_drivers_clock,
+    ),
+    (
         "backend_not_reading_fails_fast",
         backend_not_reading_fails_fast,
     ),
@@ -661,6 +665,52 @@ fn server_requests_and_broadcasts(h: Arc<dyn Harness>) -> BoxFuture<'static, ()>
             Err(UpstreamError::StaleServerRequest(k)) => assert_eq!(k, key),
             other => panic!("expected a stale key, got {other:?}"),
         }
+        up.close().await;
+    })
+}
+
+/// Asking calls ([`RequestOptions::may_ask`]) through the driver: the second
+/// one is held until the first waits for its answer and the burst window
+/// is over (a timer of the session's, armed through `poll_timeout`); its
+/// question then comes on its own stream, though other calls are in flight.
+fn asking_calls_take_turns_on_the_drivers_clock(h: Arc<dyn Harness>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let up = upstream(&h, demo(&["--legacy-only"]), legacy_config());
+        up.ready().await.expect("ready");
+        let asking = RequestOptions {
+            may_ask: true,
+            ..RequestOptions::default()
+        };
+        let busy = up
+            .call(
+                tool("0", "sleep", serde_json::json!({"ms": 5000})),
+                RequestOptions::default(),
+            )
+            .await
+            .expect("call");
+        let ask = |id: &str| tool(id, "ask", serde_json::json!({"kind": "roots"}));
+        let mut a = up.call(ask("1"), asking).await.expect("call");
+        let mut b = up.call(ask("2"), asking).await.expect("call");
+        let mut questions = Vec::new();
+        for (name, stream) in [("first", &mut a), ("second", &mut b)] {
+            match within(&h, Duration::from_secs(10), name, stream.next()).await {
+                Some(CallItem::ServerRequest { key, method, .. }) => {
+                    assert_eq!(method, "roots/list");
+                    questions.push(key);
+                }
+                other => panic!("{name}: expected roots/list, got {other:?}"),
+            }
+        }
+        for (key, uri) in questions.into_iter().zip(["file:///a", "file:///b"]) {
+            let roots = raw(&format!(r#"{{"roots":[{{"uri":"{uri}"}}]}}"#));
+            up.respond(key, OwnedOutcome::Result(roots))
+                .await
+                .expect("respond");
+        }
+        let (a, b) = (response(a).await, response(b).await);
+        assert!(text(&a).contains("file:///a"), "{}", text(&a));
+        assert!(text(&b).contains("file:///b"), "{}", text(&b));
+        drop(busy);
         up.close().await;
     })
 }

@@ -554,7 +554,7 @@ impl Driver<'_> {
                     Err(UpstreamError::StaleServerRequest(key))
                 } else {
                     live.session
-                        .respond(key.id, outcome.as_outcome())
+                        .respond(key.id, outcome.as_outcome(), now)
                         .map_err(UpstreamError::from)
                 };
                 let _ = reply.send(result);
@@ -796,6 +796,7 @@ impl Driver<'_> {
                             message: "no client is connected to answer this request",
                             data: None,
                         },
+                        Instant::now(),
                     );
                 }
             }

@@ -222,7 +222,7 @@ impl Upstream {
                 return Err(UpstreamError::StaleServerRequest(to));
             }
             live.session
-                .respond(to.id, outcome.as_outcome())
+                .respond(to.id, outcome.as_outcome(), Instant::now())
                 .map_err(UpstreamError::from)
         });
         if let Some(answered) = answered {

@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::adapter::{Adapter, Party};
+use super::asking::{AskingTools, tool_name};
 use super::caps::ClientCaps;
 use super::client::Client;
 use super::inputs::{self, Inputs, Parked, Question, question_key};
@@ -156,6 +157,8 @@ pub(crate) struct Place {
     pub(crate) call_timeout: Duration,
     /// How long after a backend's question others count as asked with it.
     pub(crate) burst_window: Duration,
+    /// Which calls may ask the client (`None`: the backend has one client).
+    pub(crate) asking: Option<Arc<AskingTools>>,
 }
 
 /// Where a call's items go, and what its caller holds.
@@ -167,6 +170,8 @@ pub(crate) struct Exchange {
     place: Place,
     caller: Caller,
     method: String,
+    /// The tool, for a `tools/call`: learned as asking if its call asks.
+    tool: Option<String>,
     id_json: String,
     /// The request as the backend got it, for a retry with input.
     request: Option<OwnedRequest>,
@@ -250,6 +255,14 @@ impl Exchange {
         }
         let id_json = request.id.get().to_owned();
         let method = request.method.clone();
+        let tool = (method == "tools/call")
+            .then(|| tool_name(request.params.as_deref()))
+            .flatten();
+        // A call that may ask takes turns with the others that may.
+        opts.may_ask = match (&place.asking, &tool) {
+            (Some(asking), Some(tool)) => asking.asks(tool),
+            _ => false,
+        };
         // A legacy session of a modern backend may be asked for input:
         // keep the request to retry it with the answers.
         let keep = matches!(caller, Caller::Session(_)) && backend_modern;
@@ -261,6 +274,7 @@ impl Exchange {
             place,
             caller,
             method,
+            tool,
             id_json,
             request: kept,
             opts,
@@ -322,6 +336,7 @@ impl Exchange {
             },
             caller,
             method: parked.method,
+            tool: None,
             id_json,
             request: None,
             opts: RequestOptions::default(),
@@ -476,6 +491,10 @@ impl Exchange {
                     method,
                     params,
                 } => {
+                    // The core gave this call the question: its tool asks.
+                    if let (Some(asking), Some(tool)) = (&self.place.asking, &self.tool) {
+                        asking.learn(tool);
+                    }
                     if let Caller::Stateless { .. } = self.caller {
                         if let Some(end) = self.ask_stateless(key, method, params).await {
                             return Advance::Final(end);

@@ -3,12 +3,14 @@
 //! back reaches the client in its own — the handshake answered by the
 //! gateway, a call's items turned into frames, SSE events or server
 //! requests on the right stream, multi round-trip requests for stateless
-//! clients of legacy backends, listens served for them.
+//! clients of legacy backends, listens served for them, and which calls
+//! may ask the client (they take turns on a shared legacy backend).
 //!
 //! The bridge knows nothing of HTTP: the front ends turn its frames into
 //! responses.
 
 mod adapter;
+mod asking;
 mod caps;
 mod client;
 mod exchange;
@@ -48,6 +50,7 @@ pub(crate) async fn header_params(backend: &Backend, tool: &str) -> Vec<HeaderPa
 /// Where a call of `target` on `backend` runs.
 pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>) -> Place {
     Place {
+        asking: asking::AskingTools::of(&backend, &target.config),
         backend,
         target: target.name().to_owned(),
         config_roots: target.config.roots.is_some(),

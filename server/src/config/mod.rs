@@ -196,12 +196,20 @@ pub struct TargetConfig {
     pub shutdown_grace: Duration,
     /// Restart backoff after quick deaths: its first wait and its cap.
     pub restart_backoff: (Duration, Duration),
+    /// Tools whose calls may ask the client (exact names, or patterns
+    /// where `*` stands for any run of characters): on a shared legacy
+    /// backend they take turns, so that a server request goes to the
+    /// call that asked. Tools seen asking are added to these.
+    pub asking_tools: Vec<String>,
 }
 
 /// The restart backoff of a target that sets none: 100 ms doubling up to
 /// 10 s.
 pub const DEFAULT_RESTART_BACKOFF: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(10));
+
+/// Patterns in `asking_tools`, at most.
+pub const MAX_ASKING_TOOLS: usize = 256;
 
 /// One Memoh bot, validated.
 #[derive(Debug, Clone)]
@@ -607,6 +615,21 @@ fn validate_target(
             }
         }
     }
+    let asking_tools = raw.asking_tools.unwrap_or_default();
+    if asking_tools.len() > MAX_ASKING_TOOLS {
+        return Err(invalid(
+            format!("{key}.asking_tools"),
+            format!("at most {MAX_ASKING_TOOLS} names or patterns"),
+        ));
+    }
+    for (i, pattern) in asking_tools.iter().enumerate() {
+        if pattern.is_empty() || pattern.len() > 256 || pattern.chars().any(char::is_control) {
+            return Err(invalid(
+                format!("{key}.asking_tools[{i}]"),
+                "expected a tool name, or a pattern with `*` (1..256 characters, no control characters)",
+            ));
+        }
+    }
     let max_calls_in_flight = match raw.max_calls_in_flight {
         Some(0) => {
             return Err(invalid(
@@ -654,6 +677,7 @@ fn validate_target(
             Duration::from_secs(3),
         )?,
         restart_backoff: (backoff_min, backoff_max),
+        asking_tools,
     })
 }
 
@@ -692,6 +716,7 @@ mod tests {
         assert_eq!(t.sharing, Sharing::Shared);
         assert_eq!(t.era, mcpod_core::EraMode::Auto);
         assert_eq!(t.backend.kind(), "process");
+        assert!(t.asking_tools.is_empty());
     }
 
     #[test]
@@ -720,6 +745,10 @@ mod tests {
             (
                 "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\ncall_timeout = \"soon\"",
                 "targets.t.call_timeout",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nasking_tools = [\"ask\", \"\"]",
+                "targets.t.asking_tools[1]",
             ),
             (
                 "[auth]\ndisabled = true\n[limits]\nmax_body_bytes = 0\n[targets.t]\ncommand = \"x\"",

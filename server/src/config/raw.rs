@@ -142,6 +142,9 @@ pub struct RawTarget {
     pub restart_backoff_min: Option<RawDuration>,
     /// The longest wait between restarts.
     pub restart_backoff_max: Option<RawDuration>,
+    /// Tools whose calls may ask the client (sampling, elicitation,
+    /// roots): exact names, or patterns with `*`.
+    pub asking_tools: Option<Vec<String>>,
     /// The bot whose container runs the server (containerd targets).
     pub bot: Option<String>,
     /// containerd socket (containerd targets; default from `[containerd]`).

@@ -114,6 +114,13 @@ impl Backend {
         &self.name
     }
 
+    /// Whether one client owns it (`per_session`, a Memoh stdio
+    /// connection): then its server requests have only that client to go
+    /// to.
+    pub(crate) fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
     fn members(&self) -> Vec<Arc<dyn Member>> {
         let mut members = self.members.lock();
         members.retain(|m| m.strong_count() > 0);

@@ -180,7 +180,8 @@ pub(crate) fn upstream_error(e: &UpstreamError) -> ApiError {
         UpstreamError::Send(
             SendError::TooManyCalls(_)
             | SendError::BackendNotReading(_)
-            | SendError::NotReadyQueueFull(_),
+            | SendError::NotReadyQueueFull(_)
+            | SendError::AskingQueueFull(_),
         ) => overloaded(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("backend overloaded: {e}"),

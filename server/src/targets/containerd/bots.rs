@@ -151,6 +151,7 @@ impl BotContainers {
             max_calls_in_flight: self.limits.max_calls_per_target,
             shutdown_grace: Duration::from_secs(3),
             restart_backoff: crate::config::DEFAULT_RESTART_BACKOFF,
+            asking_tools: Vec::new(),
         }
     }
 
