@@ -3,7 +3,8 @@
 # kind (Debian 12, Rust stable + nightly): installs what it needs, checks
 # formatting, lints and docs, starts a private containerd, runs every test
 # (the official MCP conformance suite, SDK clients and servers among them,
-# from interop/), and smoke-runs every fuzz target.
+# from interop/; a real Prometheus against the ops/ kit), and smoke-runs
+# every fuzz target.
 #
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=60 scripts/test.sh   longer fuzz smoke
@@ -24,6 +25,8 @@ command -v runc >/dev/null || missing+=(runc)
 command -v git >/dev/null || missing+=(git)
 command -v npm >/dev/null || missing+=(npm)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+# prometheus and promtool, for the tests of the ops/ kit (server/tests/prometheus.rs)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "need root to install: ${missing[*]}"
   apt-get update -qq

@@ -191,10 +191,16 @@ pub(crate) struct TargetGauges {
     pub(crate) target: String,
     /// Calls in flight now.
     pub(crate) calls_in_flight: usize,
+    /// Calls in flight it accepts (`max_calls_in_flight`).
+    pub(crate) calls_limit: usize,
     /// Streams open now (legacy GET, `subscriptions/listen`).
     pub(crate) streams_open: usize,
+    /// Streams it accepts (`limits.max_streams_per_target`).
+    pub(crate) streams_limit: usize,
     /// Legacy sessions open now.
     pub(crate) sessions: usize,
+    /// Legacy sessions it accepts (`limits.max_sessions_per_target`).
+    pub(crate) sessions_limit: usize,
     /// Backend restarts so far (all of the target's backends).
     pub(crate) restarts: u64,
     /// Backends running now.
@@ -210,11 +216,13 @@ pub(crate) enum ConnectionEnd {
     IdleTimeout,
 }
 
-/// Client connections: open now, refused at the limit, closed by a
-/// timeout.
+/// Client connections: open now, the limit, refused at the limit, closed
+/// by a timeout.
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     open: AtomicU64,
+    /// 0 until the listener has worked it out.
+    limit: AtomicU64,
     refused: AtomicU64,
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
@@ -229,6 +237,12 @@ impl Connections {
     /// A served connection closed.
     pub(crate) fn closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The connection limit in force (known only once the open-file limit
+    /// is raised, when serving starts).
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit as u64, Ordering::Relaxed);
     }
 
     /// A connection was refused: the limit was reached.
@@ -253,6 +267,16 @@ impl Connections {
              # TYPE mcpod_connections gauge\nmcpod_connections {}",
             get(&self.open)
         );
+        // Absent rather than 0 before it is known: a 0 would read as
+        // saturated.
+        let limit = get(&self.limit);
+        if limit > 0 {
+            let _ = writeln!(
+                out,
+                "# HELP mcpod_connections_limit Client connections served at once (limits.max_connections); more are refused.\n\
+                 # TYPE mcpod_connections_limit gauge\nmcpod_connections_limit {limit}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP mcpod_connections_refused_total Client connections refused at the connection limit.\n\
@@ -409,6 +433,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "mcpod_calls_limit",
+            "Calls in flight the target accepts (max_calls_in_flight); more are refused with 503.",
+            "gauge",
+            &|g| g.calls_limit.to_string(),
+        );
+        gauge(
+            &mut out,
             "mcpod_streams_open",
             "Streams open now (legacy GET streams, subscriptions/listen).",
             "gauge",
@@ -416,10 +447,24 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "mcpod_streams_limit",
+            "Streams the target accepts open (limits.max_streams_per_target); more are refused with 503.",
+            "gauge",
+            &|g| g.streams_limit.to_string(),
+        );
+        gauge(
+            &mut out,
             "mcpod_sessions",
             "Legacy client sessions open now.",
             "gauge",
             &|g| g.sessions.to_string(),
+        );
+        gauge(
+            &mut out,
+            "mcpod_sessions_limit",
+            "Legacy client sessions the target accepts (limits.max_sessions_per_target); more are refused with 503.",
+            "gauge",
+            &|g| g.sessions_limit.to_string(),
         );
         gauge(
             &mut out,
@@ -462,8 +507,11 @@ mod tests {
         let text = m.render(&[TargetGauges {
             target: "demo".into(),
             calls_in_flight: 2,
+            calls_limit: 16,
             streams_open: 4,
+            streams_limit: 8,
             sessions: 1,
+            sessions_limit: 32,
             restarts: 3,
             backends_alive: 1,
         }]);
@@ -477,6 +525,13 @@ mod tests {
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"+Inf\"} 2"));
         assert!(text.contains("mcpod_calls_in_flight{target=\"demo\"} 2"));
         assert!(text.contains("mcpod_streams_open{target=\"demo\"} 4"));
+        assert!(text.contains("mcpod_calls_limit{target=\"demo\"} 16"));
+        assert!(text.contains("mcpod_streams_limit{target=\"demo\"} 8"));
+        assert!(text.contains("mcpod_sessions_limit{target=\"demo\"} 32"));
+        // The connection limit appears once it is known.
+        assert!(!text.contains("mcpod_connections_limit"));
+        m.connections.set_limit(768);
+        assert!(m.render(&[]).contains("\nmcpod_connections_limit 768\n"));
         assert!(text.contains(
             "mcpod_http_requests_total{target=\"demo\",operation=\"open_stream\",outcome=\"ok\"} 1"
         ));

@@ -61,6 +61,7 @@ async fn run(
     let max_connections = limits
         .max_connections
         .unwrap_or_else(|| nofile::default_max_connections(nofile));
+    app.ctx.metrics.connections.set_limit(max_connections);
     info!(%addr, targets = ?app.config.targets.keys().collect::<Vec<_>>(), max_connections, open_files = nofile, "mcpod listening");
 
     let token = app.ctx.shutdown.clone();

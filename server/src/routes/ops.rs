@@ -103,8 +103,11 @@ pub(super) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         .map(|t| TargetGauges {
             target: t.name().to_owned(),
             calls_in_flight: t.calls_in_flight(),
+            calls_limit: t.config.max_calls_in_flight,
             streams_open: t.streams_open(),
+            streams_limit: t.limits.max_streams_per_target,
             sessions: app.sessions.count(t.name()),
+            sessions_limit: t.limits.max_sessions_per_target,
             restarts: t.restarts(),
             backends_alive: t.backends_alive(),
         })

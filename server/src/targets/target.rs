@@ -120,11 +120,18 @@ impl Target {
 
     /// Shuts a session's own backend down (its restarts stay counted).
     pub(crate) async fn close_private(&self, id: u64) {
-        let Some(backend) = self.private.lock().remove(&id) else {
-            return;
+        // Moved to the closed count under the lock `restarts` reads both
+        // under, so a scrape never sees the counter dip (a reset to
+        // Prometheus).
+        let backend = {
+            let mut private = self.private.lock();
+            let Some(backend) = private.remove(&id) else {
+                return;
+            };
+            self.closed_restarts
+                .fetch_add(backend.upstream.status().restarts, Ordering::Relaxed);
+            backend
         };
-        self.closed_restarts
-            .fetch_add(backend.upstream.status().restarts, Ordering::Relaxed);
         backend.upstream.close().await;
     }
 
@@ -156,12 +163,19 @@ impl Target {
         all
     }
 
-    /// Backend restarts so far.
+    /// Backend restarts so far (never decreasing while the target runs).
     pub(crate) fn restarts(&self) -> u64 {
-        self.closed_restarts.load(Ordering::Relaxed)
-            + self
-                .backends()
-                .iter()
+        let shared: u64 = self
+            .shared
+            .lock()
+            .iter()
+            .map(|b| b.upstream.status().restarts)
+            .sum();
+        let private = self.private.lock();
+        shared
+            + self.closed_restarts.load(Ordering::Relaxed)
+            + private
+                .values()
                 .map(|b| b.upstream.status().restarts)
                 .sum::<u64>()
     }
