@@ -7,6 +7,7 @@ mod bots;
 mod guard;
 mod mcp;
 mod ops;
+mod redact;
 
 use std::sync::Arc;
 
