@@ -32,6 +32,9 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     /// Working directory; `None`: the container's (or `/`).
     pub cwd: Option<String>,
+    /// The user and group (`uid`, `gid`) the process runs as, with no
+    /// additional groups; `None`: the container's process user.
+    pub user: Option<(u32, u32)>,
     /// Longest stderr line logged, in bytes; the rest of a longer line is
     /// dropped (and counted) while draining goes on.
     pub stderr_line_limit: usize,
@@ -46,6 +49,7 @@ impl Default for ExecOptions {
             args: vec![DEFAULT_COMMAND.to_owned()],
             env: Vec::new(),
             cwd: None,
+            user: None,
             stderr_line_limit: DEFAULT_STDERR_LINE_LIMIT,
             drop_grace: Duration::from_secs(1),
         }
@@ -74,6 +78,12 @@ impl ExecOptions {
     /// Sets the working directory.
     pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
         self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Runs the process as `uid` and `gid` (no additional groups).
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 }
@@ -158,8 +168,10 @@ impl Client {
     /// Runs a process in the container's running task with FIFO stdio.
     ///
     /// The process spec is the container's own `spec.process` (so user,
-    /// capabilities, rlimits match `ctr task exec`) with `args`, `env` and
-    /// `cwd` overridden and `terminal: false`. Every failure part-way
+    /// capabilities, rlimits match `ctr task exec`) with `args`, `env`,
+    /// `cwd` (and `user`, if given) overridden and `terminal: false`. The
+    /// environment is the container's with `env` on top: nothing of the
+    /// calling process's own environment is passed. Every failure part-way
     /// through removes what was made (the exec record and the FIFO directory).
     pub async fn exec(&self, container_id: &str, opts: &ExecOptions) -> Result<ExecProcess> {
         if opts.args.is_empty() {
@@ -768,7 +780,7 @@ async fn drain_stderr(
     lines.finish(emit);
 }
 
-/// The container's `spec.process` with args, env and cwd overridden.
+/// The container's `spec.process` with args, env, cwd and user overridden.
 fn process_spec(
     container_id: &str,
     container: &containerd_client::services::v1::Container,
@@ -814,6 +826,9 @@ fn process_spec(
     process.insert("args".into(), serde_json::json!(opts.args));
     process.insert("env".into(), serde_json::json!(env));
     process.insert("cwd".into(), serde_json::json!(cwd));
+    if let Some((uid, gid)) = opts.user {
+        process.insert("user".into(), serde_json::json!({"uid": uid, "gid": gid}));
+    }
     process.insert("terminal".into(), serde_json::Value::Bool(false));
     process.remove("consoleSize");
     serde_json::to_vec(&process).map_err(|e| spec_err(format!("serializing process spec: {e}")))
@@ -846,6 +861,42 @@ mod tests {
         assert_eq!(v["cwd"], "/srv");
         assert_eq!(v["terminal"], false);
         assert_eq!(v["capabilities"]["bounding"][0], "CAP_KILL");
+        assert_eq!(
+            v["user"],
+            serde_json::Value::Null,
+            "the container's user by default"
+        );
+
+        let opts = ExecOptions::new(["/bin/cat"]).user(1000, 1001);
+        let out = process_spec("c", &container, &opts).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(v["user"], serde_json::json!({"uid": 1000, "gid": 1001}));
+    }
+
+    // The exec'd process's environment is the container's and the
+    // options': a variable of this (test) process never gets in.
+    #[test]
+    fn the_callers_environment_is_not_passed() {
+        let spec = serde_json::json!({"process": {"args": ["/bin/sh"], "env": ["PATH=/bin"]}});
+        let container = containerd_client::services::v1::Container {
+            spec: Some(prost_types::Any {
+                type_url: String::new(),
+                value: serde_json::to_vec(&spec).unwrap_or_default(),
+            }),
+            ..Default::default()
+        };
+        let out = process_spec(
+            "c",
+            &container,
+            &ExecOptions::new(["/bin/cat"]).env("A", "1"),
+        )
+        .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(v["env"], serde_json::json!(["PATH=/bin", "A=1"]));
+        assert!(
+            std::env::var_os("PATH").is_some(),
+            "this process has a PATH"
+        );
     }
 
     #[test]

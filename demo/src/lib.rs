@@ -63,6 +63,7 @@
 //! | `notify_change` | `{}` | emits `notifications/tools/list_changed`, then answers |
 //! | `log` | `{level?: string, message: string}` | emits `notifications/message` if the caller's level allows, answers `{"emitted": bool}` |
 //! | `stats` | `{}` | JSON text: `initialize_count`, `requests`, `cancelled` (ids verbatim), `in_flight`, `pid` |
+//! | `env` | `{names?: string[], prefix?: string}` | JSON text: the process's variables of those names (`null` when unset) and those starting with `prefix` |
 //!
 //! `sleep`, `progress` and legacy `ask` run on a worker thread each (so they
 //! can be cancelled and run concurrently); everything else answers on the

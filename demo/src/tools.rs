@@ -55,6 +55,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "notify_change",
     "log",
     "stats",
+    "env",
 ];
 
 fn definitions() -> &'static Value {
@@ -170,6 +171,17 @@ fn definitions() -> &'static Value {
                 "description": "Returns server counters as JSON text: initialize_count, requests, cancelled (ids seen in notifications/cancelled), in_flight, pid.",
                 "inputSchema": none,
             },
+            {
+                "name": "env",
+                "description": "Returns environment variables of the server process as a JSON object text: each of names (null when unset) and every variable whose name starts with prefix.",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": {
+                        "names": { "type": "array", "items": { "type": "string" } },
+                        "prefix": { "type": "string" },
+                    },
+                },
+            },
         ])
     })
 }
@@ -240,6 +252,14 @@ struct AskArgs {
     /// default one: lets a caller tell its question from another's.
     #[serde(default)]
     prompt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EnvArgs {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +386,10 @@ pub(crate) fn call(shared: &Arc<Shared>, request: &Request<'_>) -> Result<Answer
         "stats" => {
             let NoArgs {} = arguments(name, raw)?;
             Ok(Answer::Now(stats(shared)))
+        }
+        "env" => {
+            let EnvArgs { names, prefix } = arguments(name, raw)?;
+            Ok(Answer::Now(environment(&names, prefix.as_deref())))
         }
         other => Err(RpcError::invalid_params(format!("unknown tool: {other}"))),
     }
@@ -674,6 +698,25 @@ fn stats(shared: &Shared) -> Value {
         Ok(text) => text_result(text),
         Err(e) => tool_error(format!("cannot encode stats: {e}")),
     }
+}
+
+/// The variables asked for, as JSON text: `names` (null when unset) and
+/// every variable starting with `prefix` (an empty one matches all).
+fn environment(names: &[String], prefix: Option<&str>) -> Value {
+    let mut found = serde_json::Map::new();
+    for name in names {
+        let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        found.insert(name.clone(), json!(value));
+    }
+    if let Some(prefix) = prefix {
+        for (k, v) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with(prefix) {
+                found.insert(k.into_owned(), json!(v.to_string_lossy()));
+            }
+        }
+    }
+    text_result(Value::Object(found).to_string())
 }
 
 #[cfg(test)]

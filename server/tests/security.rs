@@ -141,9 +141,8 @@ async fn readyz_reports_targets() {
         demo_target("own", "sharing = \"per_session\"")
     ))
     .await;
-    let r = gw.http.get(gw.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
+    // Ready once the backend started at launch has done its handshake.
+    let v = readyz_until(&gw, None, |v| v["ready"] == true).await;
     assert_eq!(v["ready"], true);
     assert_eq!(v["targets"]["demo"]["ready"], true);
     assert_eq!(v["targets"]["demo"]["era"], "modern");
@@ -202,6 +201,10 @@ async fn readyz_reports_targets() {
     assert_eq!(r.status(), 503);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["targets"]["gone"]["ready"], false);
+    // Auth is off: everyone gets the detail, the start error among it.
+    let v = readyz_until(&broken, None, |v| !v["targets"]["gone"]["error"].is_null()).await;
+    let error = v["targets"]["gone"]["error"].as_str().unwrap();
+    assert!(error.contains("/nonexistent/mcp-server"), "{error}");
     // A call to it fails cleanly with 502 and a JSON-RPC error.
     let c = broken
         .modern("gone", json!(1), "tools/list", json!({}))
@@ -446,5 +449,126 @@ async fn cors_preflights_and_responses_for_allowed_origins_only() {
     let r = post(&gw, "/mcp/demo", &[("authorization", &good)]).await;
     assert_eq!(r.status, 200);
     assert!(r.header("access-control-allow-origin").is_none());
+    gw.shutdown().await;
+}
+
+/// `/readyz` (with `token`, if any) until `done` holds for its body.
+async fn readyz_until(
+    gw: &Gateway,
+    token: Option<&str>,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        let mut req = gw.http.get(gw.url("/readyz"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        last = req.send().await.unwrap().json().await.unwrap();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("/readyz never got there: {last}");
+}
+
+async fn readyz(gw: &Gateway, token: Option<&str>) -> (u16, String) {
+    let mut req = gw.http.get(gw.url("/readyz"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn readyz_tells_anonymous_callers_only_ready_or_not_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let gw = Gateway::start(&format!(
+        "[auth]\ntokens = [\"{TOKEN}\"]\n{}{}\
+         [targets.flaky]\ncommand = \"/bin/sh\"\n\
+         args = [\"-c\", 'echo started >> \"$0\"; exit 1', \"{}\"]\n\
+         restart_backoff_min = \"1ms\"\nrestart_backoff_max = \"1ms\"\n\
+         [bots.bot1]\ntarget = \"demo\"\ntokens = [\"bot1-only-token-0123456789\"]\n",
+        demo_target("demo", ""),
+        demo_target("private", "tokens = [\"private-token-0123456789\"]"),
+        starts.display()
+    ))
+    .await;
+    let count = || {
+        std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The gateway's own start of `flaky` has run and failed.
+    let v = readyz_until(&gw, Some(TOKEN), |v| {
+        v["targets"]["demo"]["ready"] == true && !v["targets"]["flaky"]["error"].is_null()
+    })
+    .await;
+    assert_eq!(v["targets"]["flaky"]["ready"], false, "{v}");
+    let before = count();
+    assert!(before >= 1);
+
+    let mut answers = Vec::new();
+    for token in [
+        None,
+        Some("wrong-token-0123456789abc"),
+        Some("bot1-only-token-0123456789"),
+        Some("private-token-0123456789"),
+    ] {
+        for _ in 0..5 {
+            answers.push((token, readyz(&gw, token).await));
+        }
+    }
+    // With the global token: the detail.
+    let (status, body) = readyz(&gw, Some(TOKEN)).await;
+    assert_eq!(count(), before, "a /readyz started a backend");
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["targets"]["demo"]["ready"], true, "{v}");
+    assert!(v["targets"]["private"].is_object(), "{v}");
+    for (token, (status, body)) in answers {
+        assert_eq!(status, 503, "{token:?}: {body}");
+        assert_eq!(body, r#"{"ready":false}"#, "{token:?}");
+    }
+    gw.shutdown().await;
+
+    // All ready: 200, and still only that to anonymous callers.
+    let gw = Gateway::start(&format!(
+        "[auth]\ntokens = [\"{TOKEN}\"]\n{}",
+        demo_target("demo", "")
+    ))
+    .await;
+    readyz_until(&gw, Some(TOKEN), |v| v["ready"] == true).await;
+    assert_eq!(
+        readyz(&gw, None).await,
+        (200, r#"{"ready":true}"#.to_owned())
+    );
+    gw.shutdown().await;
+}
+
+/// Answers `initialize` with an error that names a database URL with its
+/// password, as a backend that cannot reach its database does.
+const LEAKY_BACKEND: &str = r#"read line; id=$(printf %s "$line" | sed 's/.*"id":\([0-9]*\).*/\1/'); printf '{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"cannot connect to postgres://admin:hunter2@db.internal:5432/prod?sslmode=require&password=hunter2"}}\n' "$id"; cat >/dev/null"#;
+
+#[tokio::test]
+async fn readyz_detail_needs_the_global_token_and_hides_credentials() {
+    let gw = Gateway::start(&format!(
+        "[auth]\ntokens = [\"{TOKEN}\"]\n[targets.pg]\ncommand = \"/bin/sh\"\nargs = [\"-c\", '''{LEAKY_BACKEND}''']\nera = \"legacy\"\n"
+    ))
+    .await;
+    let v = readyz_until(&gw, Some(TOKEN), |v| !v["targets"]["pg"]["error"].is_null()).await;
+    let error = v["targets"]["pg"]["error"].as_str().unwrap();
+    assert!(!error.contains("hunter2"), "{error}");
+    assert!(
+        error.contains("initialize failed: cannot connect to postgres://…@db.internal:5432/prod"),
+        "{error}"
+    );
+    assert!(error.contains("&password=…"), "{error}");
+    let (status, body) = readyz(&gw, None).await;
+    assert_eq!((status, body.as_str()), (503, r#"{"ready":false}"#));
     gw.shutdown().await;
 }

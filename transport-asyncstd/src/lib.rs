@@ -53,7 +53,7 @@ use nix::sys::signal::Signal;
 
 pub use mcpod_transport::{
     BackendInfo, BackendProcess, BoxFuture, CallId, CallItem, CallStream, CloseReason, Connection,
-    Connector, Deadline, EndReason, Era, EraMode, OwnedOutcome, OwnedRequest, ProcessExit,
+    Connector, Deadline, EndReason, Era, EraMode, Inherit, OwnedOutcome, OwnedRequest, ProcessExit,
     ProcessSpec, RequestOptions, Runtime, SendError, ServerRequestId, ServerRequestKey, Upstream,
     UpstreamConfig, UpstreamError, UpstreamEvent, UpstreamEvents, UpstreamStatus,
 };

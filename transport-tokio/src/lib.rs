@@ -53,9 +53,10 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatE
 
 pub use mcpod_transport::{
     BackendInfo, BackendProcess, BoxFuture, CallId, CallItem, CallStream, CloseReason, Connection,
-    Connector, Deadline, EndReason, Era, EraMode, OwnedOutcome, OwnedRequest, Owner, ProcessExit,
-    ProcessSpec, RequestOptions, Runtime, SendError, ServerRequestId, ServerRequestKey, Upstream,
-    UpstreamConfig, UpstreamError, UpstreamEvent, UpstreamEvents, UpstreamStatus,
+    Connector, Deadline, EndReason, Era, EraMode, Inherit, OwnedOutcome, OwnedRequest, Owner,
+    ProcessExit, ProcessSpec, RequestOptions, Runtime, SendError, ServerRequestId,
+    ServerRequestKey, Upstream, UpstreamConfig, UpstreamError, UpstreamEvent, UpstreamEvents,
+    UpstreamStatus,
 };
 
 /// The tokio [`Runtime`]: spawns on a runtime handle, sleeps with

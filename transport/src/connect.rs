@@ -1,9 +1,10 @@
 //! How a backend is reached: a [`Connector`] makes a [`Connection`] (byte
 //! streams plus, for a process, a [`BackendProcess`] to stop it with).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use futures::io::{AsyncRead, AsyncWrite};
@@ -147,6 +148,19 @@ impl fmt::Display for ProcessExit {
     }
 }
 
+/// Which of the gateway's own environment variables a process inherits.
+/// They are read when the process starts, not when the spec is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Inherit {
+    /// All of them (but those [`ProcessSpec::withhold()`] names).
+    #[default]
+    All,
+    /// Only those of these names that are set (and not withheld).
+    Only(Vec<OsString>),
+    /// None: the process sees only [`ProcessSpec::env`].
+    Nothing,
+}
+
 /// What to run as a local backend process. Adapters turn it into a child
 /// process with stdin, stdout and stderr piped to the supervisor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,13 +169,24 @@ pub struct ProcessSpec {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
-    /// Environment variables to set (on top of the inherited ones unless
-    /// `env_clear`).
+    /// Environment variables to set, on top of the inherited ones (these
+    /// are set as given, even when a withheld prefix matches them).
     pub env: Vec<(OsString, OsString)>,
-    /// Start from an empty environment instead of inheriting the gateway's.
-    pub env_clear: bool,
+    /// Which of the gateway's variables are inherited.
+    pub inherit: Inherit,
+    /// Name prefixes (ASCII case ignored) of the gateway's variables that
+    /// are never inherited, whatever [`inherit`](Self::inherit) says: the
+    /// gateway's own secrets.
+    pub withhold: Vec<OsString>,
     /// The working directory; the gateway's own if `None`.
     pub cwd: Option<PathBuf>,
+    /// The user id to run as (`setuid` in the child, which also drops the
+    /// supplementary groups); the gateway's if `None`. Needs the privilege
+    /// to change users, else the spawn fails.
+    pub uid: Option<u32>,
+    /// The group id to run as (`setgid` in the child); the gateway's if
+    /// `None`.
+    pub gid: Option<u32>,
 }
 
 impl ProcessSpec {
@@ -196,9 +221,26 @@ impl ProcessSpec {
         self
     }
 
-    /// Starts from an empty environment.
+    /// Starts from an empty environment (inherits nothing).
     pub fn env_clear(mut self) -> Self {
-        self.env_clear = true;
+        self.inherit = Inherit::Nothing;
+        self
+    }
+
+    /// Inherits only the gateway's variables of these names.
+    pub fn inherit_only<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.inherit = Inherit::Only(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Never inherits the gateway's variables whose names start with
+    /// `prefix` (ASCII case ignored).
+    pub fn withhold(mut self, prefix: impl Into<OsString>) -> Self {
+        self.withhold.push(prefix.into());
         self
     }
 
@@ -208,21 +250,61 @@ impl ProcessSpec {
         self
     }
 
-    /// The command to spawn: program, arguments, environment and working
-    /// directory as specified, stdin/stdout/stderr piped, and a process
-    /// group of its own (so signals to the gateway do not reach it, and
-    /// [`signal_group`] reaches its children too). Adapters convert it to
-    /// their runtime's command type.
+    /// Runs the process as user `uid` and group `gid`.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.uid = Some(uid);
+        self.gid = Some(gid);
+        self
+    }
+
+    /// Whether the gateway's variable `name` is withheld.
+    fn withheld(&self, name: &OsStr) -> bool {
+        let name = name.as_bytes();
+        self.withhold.iter().any(|prefix| {
+            let prefix = prefix.as_bytes();
+            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+        })
+    }
+
+    /// The command to spawn: program, arguments, environment, working
+    /// directory and user as specified, stdin/stdout/stderr piped, and a
+    /// process group of its own (so signals to the gateway do not reach
+    /// it, and [`signal_group`] reaches its children too). Adapters convert
+    /// it to their runtime's command type; call it when the process is to
+    /// start, since it reads the gateway's environment then.
     pub fn command(&self) -> std::process::Command {
         use std::os::unix::process::CommandExt;
         let mut command = std::process::Command::new(&self.program);
         command.args(&self.args);
-        if self.env_clear {
-            command.env_clear();
+        match &self.inherit {
+            Inherit::All => {
+                for (name, _) in std::env::vars_os() {
+                    if self.withheld(&name) {
+                        command.env_remove(name);
+                    }
+                }
+            }
+            Inherit::Only(names) => {
+                command.env_clear();
+                for name in names {
+                    if let Some(value) = std::env::var_os(name).filter(|_| !self.withheld(name)) {
+                        command.env(name, value);
+                    }
+                }
+            }
+            Inherit::Nothing => {
+                command.env_clear();
+            }
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
+        }
+        if let Some(gid) = self.gid {
+            command.gid(gid);
+        }
+        if let Some(uid) = self.uid {
+            command.uid(uid);
         }
         command
             .stdin(std::process::Stdio::piped())
@@ -255,5 +337,85 @@ pub fn signal_group(pid: u32, signal: nix::sys::signal::Signal) -> io::Result<()
             Err(e) => Err(e.into()),
         },
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The environment the spec's command starts with, as `KEY=VALUE` lines.
+    fn environment(spec: &ProcessSpec) -> Vec<String> {
+        let out = spec.command().output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn names(env: &[String]) -> Vec<&str> {
+        env.iter()
+            .map(|l| l.split_once('=').map_or(l.as_str(), |(k, _)| k))
+            .collect()
+    }
+
+    // `cargo test` gives every test process CARGO_* variables and a PATH:
+    // they stand in for the gateway's own.
+    #[test]
+    fn withheld_prefixes_are_never_inherited_but_set_ones_are_kept() {
+        let spec = ProcessSpec::new("/usr/bin/env")
+            .withhold("cargo_")
+            .env("CARGO_SET_BY_SPEC", "1");
+        let env = environment(&spec);
+        let names = names(&env);
+        assert!(names.contains(&"PATH"), "{env:?}");
+        assert!(names.contains(&"CARGO_SET_BY_SPEC"), "{env:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("CARGO_") && *n != "CARGO_SET_BY_SPEC"),
+            "{env:?}"
+        );
+    }
+
+    #[test]
+    fn inherit_only_passes_just_the_named_variables() {
+        let spec = ProcessSpec::new("/usr/bin/env")
+            .inherit_only(["PATH", "CARGO_PKG_NAME", "MCPOD_SURELY_UNSET"])
+            .withhold("CARGO_")
+            .env("X", "1");
+        let env = environment(&spec);
+        let mut names = names(&env);
+        names.sort_unstable();
+        assert_eq!(names, ["PATH", "X"], "{env:?}");
+
+        let env = environment(&ProcessSpec::new("/usr/bin/env").env_clear().env("X", "1"));
+        assert_eq!(env, ["X=1"]);
+    }
+
+    #[test]
+    fn uid_and_gid_are_applied_with_no_supplementary_groups() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let root = status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+        let spec = ProcessSpec::new("/bin/sh")
+            .args(["-c", "id -u; id -g; id -G"])
+            .user(65534, 65534);
+        let out = spec.command().output();
+        if !root {
+            // Without the privilege, the spawn fails rather than run as
+            // the gateway's user.
+            assert!(out.is_err() || !out.unwrap().status.success());
+            return;
+        }
+        let out = out.unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "65534\n65534\n65534\n"
+        );
     }
 }

@@ -189,8 +189,10 @@ impl Supervisor {
     fn spawn_failed(&mut self, e: io::Error) {
         tracing::error!(upstream = %self.name, error = %e, "failed to start the backend");
         let e = Arc::new(e);
-        self.schedule_restart(Duration::ZERO, Some(e.clone()));
-        self.refuse_backlog(&UpstreamError::SpawnFailed(e));
+        let err = UpstreamError::SpawnFailed(e.clone());
+        self.shared.state().status.last_error = Some(err.to_string());
+        self.schedule_restart(Duration::ZERO, Some(e));
+        self.refuse_backlog(&err);
     }
 
     /// Refuses every waiting command with `err`, except a close.
@@ -698,6 +700,7 @@ impl Driver<'_> {
                 {
                     let mut state = self.shared.state();
                     state.status.era = Some(info.era);
+                    state.status.last_error = None;
                     state.current_info = Some(info.clone());
                     state.last_info = Some(info.clone());
                 }
@@ -819,6 +822,12 @@ impl Driver<'_> {
                     CloseReason::Local => UpstreamError::Closed,
                     other => UpstreamError::BackendGone(other.clone()),
                 };
+                if !matches!(reason, CloseReason::Local) {
+                    let mut state = self.shared.state();
+                    if state.current_info.is_none() {
+                        state.status.last_error = Some(err.to_string());
+                    }
+                }
                 for waiter in self.ready_waiters.drain(..) {
                     let _ = waiter.send(Err(err.clone()));
                 }

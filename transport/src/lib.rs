@@ -93,7 +93,9 @@ mod runtime;
 
 pub use call::CallStream;
 pub use config::UpstreamConfig;
-pub use connect::{BackendProcess, Connection, Connector, ProcessExit, ProcessSpec, signal_group};
+pub use connect::{
+    BackendProcess, Connection, Connector, Inherit, ProcessExit, ProcessSpec, signal_group,
+};
 pub use error::UpstreamError;
 pub use item::{CallItem, OwnedOutcome, OwnedRequest, ServerRequestKey, UpstreamEvent};
 pub use runtime::{BoxFuture, Runtime, timeout_at};

@@ -39,6 +39,11 @@ pub struct UpstreamStatus {
     /// While a restart backoff runs: the time left. Operations meanwhile
     /// fail at once ([`UpstreamError::Restarting`]).
     pub retry_after: Option<Duration>,
+    /// Why the last backend failed before it was ready (its start, its
+    /// handshake, or its early exit), as the error would say it; cleared
+    /// once a backend is ready. Backend texts may hold secrets: show them
+    /// only to operators.
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]

@@ -31,6 +31,7 @@ use mcpod_containerd::{
 use super::duration::RawDuration;
 use super::error::{ConfigError, invalid};
 use super::raw::{RawContainerd, RawTarget};
+use super::stdio::RunAs;
 
 /// Default idle time after which an exec'd server is stopped.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -48,6 +49,8 @@ pub struct ExecCommand {
     pub env: BTreeMap<String, String>,
     /// Working directory; `None`: the container's.
     pub cwd: Option<String>,
+    /// Whom it runs as; `None`: the container's process user.
+    pub user: Option<RunAs>,
 }
 
 impl Default for ExecCommand {
@@ -57,6 +60,7 @@ impl Default for ExecCommand {
             args: Vec::new(),
             env: BTreeMap::new(),
             cwd: None,
+            user: None,
         }
     }
 }
@@ -72,6 +76,9 @@ impl ExecCommand {
         }
         if let Some(cwd) = &self.cwd {
             opts = opts.cwd(cwd.clone());
+        }
+        if let Some(u) = self.user {
+            opts = opts.user(u.uid, u.gid);
         }
         opts
     }

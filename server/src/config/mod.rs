@@ -16,6 +16,7 @@ mod duration;
 mod error;
 mod example;
 mod raw;
+mod stdio;
 mod tokens;
 
 pub use containerd::{ContainerdBackend, ContainerdSettings, ExecCommand};
@@ -27,6 +28,7 @@ pub use example::EXAMPLE;
 pub use raw::{
     Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawTarget,
 };
+pub use stdio::{InheritEnv, RunAs, STDIO_ENV_ALLOWLIST, StdioPolicy, WITHHELD_ENV_PREFIX};
 use tokens::collect_tokens;
 
 /// Default listen address.
@@ -144,12 +146,14 @@ pub struct ProcessBackend {
     pub command: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Extra environment.
+    /// Extra environment, set as written.
     pub env: BTreeMap<String, String>,
-    /// Start from an empty environment.
-    pub env_clear: bool,
+    /// Which of the gateway's variables it inherits (never `MCPOD_*` ones).
+    pub inherit_env: InheritEnv,
     /// Working directory.
     pub cwd: Option<PathBuf>,
+    /// Whom it runs as (`None`: the gateway's user).
+    pub user: Option<RunAs>,
 }
 
 /// What runs a target's backend. New kinds (containerd) add a variant here
@@ -222,6 +226,8 @@ pub struct BotConfig {
     pub tokens: Option<Vec<String>>,
     /// May start local stdio processes.
     pub allow_local_stdio: bool,
+    /// What its `mcp-stdio` servers may be.
+    pub stdio: StdioPolicy,
 }
 
 /// The whole validated configuration.
@@ -450,6 +456,7 @@ fn validate_bots(
                 "a bot id may use letters, digits, `-`, `_` and `.`",
             ));
         }
+        let stdio = StdioPolicy::from_raw(&key, &raw)?;
         let target = raw
             .target
             .ok_or_else(|| invalid(format!("{key}.target"), "missing"))?;
@@ -473,6 +480,7 @@ fn validate_bots(
                 target,
                 tokens,
                 allow_local_stdio: raw.allow_local_stdio.unwrap_or(false),
+                stdio,
             },
         );
     }
@@ -561,8 +569,13 @@ fn validate_target(
                 command: PathBuf::from(command),
                 args: raw.args.unwrap_or_default(),
                 env: raw.env.unwrap_or_default(),
-                env_clear: raw.env_clear.unwrap_or(false),
+                inherit_env: if raw.env_clear.unwrap_or(false) {
+                    InheritEnv::Nothing
+                } else {
+                    InheritEnv::All
+                },
                 cwd: raw.cwd,
+                user: None,
             })
         }
         "containerd" => {
@@ -792,6 +805,18 @@ mod tests {
                 "[auth]\ndisabled = true\n[limits]\nmax_stream_lifetime = \"0s\"\n[targets.t]\ncommand = \"x\"",
                 "limits.max_stream_lifetime",
             ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\n[bots.b]\ntarget = \"t\"\nstdio_cwd_root = \"srv\"",
+                "bots.b.stdio_cwd_root",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\n[bots.b]\ntarget = \"t\"\nstdio_commands = [\"/bin/srv\", \"./srv\"]",
+                "bots.b.stdio_commands[1]",
+            ),
+            (
+                "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\n[bots.b]\ntarget = \"t\"\nstdio_uid = 1000",
+                "bots.b.stdio_uid",
+            ),
         ];
         for (text, key) in cases {
             let err = load(text).unwrap_err();
@@ -846,6 +871,38 @@ mod tests {
             (9, 2, 7)
         );
         assert_eq!(l.max_stream_lifetime, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bot_stdio_keys_and_env_clear_are_read() {
+        let c = load(
+            "[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"\nenv_clear = true\n\
+             [targets.u]\ncommand = \"x\"\n\
+             [bots.b]\ntarget = \"t\"\nstdio_cwd_root = \"/srv/b\"\n\
+             stdio_commands = [\" /bin/srv \", \"mcp-git\"]\nstdio_uid = 1000\nstdio_gid = 1001\n\
+             [bots.c]\ntarget = \"t\"",
+        )
+        .unwrap();
+        let inherit = |t: &str| match &c.targets[t].backend {
+            BackendSpec::Process(p) => p.inherit_env,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(inherit("t"), InheritEnv::Nothing);
+        assert_eq!(inherit("u"), InheritEnv::All);
+        let b = &c.bots["b"].stdio;
+        assert_eq!(b.cwd_root.as_deref(), Some(std::path::Path::new("/srv/b")));
+        assert_eq!(
+            b.commands.as_deref(),
+            Some(&["/bin/srv".to_owned(), "mcp-git".to_owned()][..])
+        );
+        assert_eq!(
+            b.user,
+            Some(RunAs {
+                uid: 1000,
+                gid: 1001
+            })
+        );
+        assert_eq!(c.bots["c"].stdio, StdioPolicy::OPEN);
     }
 
     #[test]

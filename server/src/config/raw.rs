@@ -117,7 +117,8 @@ pub struct RawTarget {
     pub args: Option<Vec<String>>,
     /// Extra environment variables.
     pub env: Option<BTreeMap<String, String>>,
-    /// Start from an empty environment (plus `env`).
+    /// Inherit none of the gateway's environment (only `env`); `MCPOD_*`
+    /// variables are never inherited either way.
     pub env_clear: Option<bool>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
@@ -186,6 +187,16 @@ pub struct RawBot {
     pub token_file: Option<PathBuf>,
     /// Allow `POST /bots/{bot_id}/mcp-stdio` to start local processes.
     pub allow_local_stdio: Option<bool>,
+    /// The directory every `mcp-stdio` server's `cwd` must be inside (and
+    /// the `cwd` of a request that names none).
+    pub stdio_cwd_root: Option<PathBuf>,
+    /// The commands `mcp-stdio` may start: absolute paths, or names looked
+    /// up in `PATH`, matched exactly.
+    pub stdio_commands: Option<Vec<String>>,
+    /// The user id `mcp-stdio` servers run as (with `stdio_gid`).
+    pub stdio_uid: Option<u32>,
+    /// The group id `mcp-stdio` servers run as (with `stdio_uid`).
+    pub stdio_gid: Option<u32>,
 }
 
 /// `[containerd]` as written: the defaults of every containerd target, and

@@ -43,16 +43,11 @@ async fn run(
     // /readyz tells the truth.
     for target in app.targets.all() {
         if !target.per_session() {
-            let upstream = target.shared_upstream();
-            let name = target.name().to_owned();
-            tokio::spawn(async move {
-                match upstream.ready().await {
-                    Ok(info) => {
-                        info!(target = %name, era = ?info.era, version = %info.protocol_version, "backend ready")
-                    }
-                    Err(e) => warn!(target = %name, error = %e, "backend not ready"),
-                }
-            });
+            tokio::spawn(start_until_ready(
+                target.shared_upstream(),
+                target.name().to_owned(),
+                app.ctx.shutdown.clone(),
+            ));
         }
     }
     let sweeper = tokio::spawn(sweep(app.clone()));
@@ -110,6 +105,36 @@ async fn run(
     }
     info!("mcpod stopped");
     Ok(())
+}
+
+/// How long the gateway waits before it tries again to start a shared
+/// backend that has never become ready.
+const NOT_READY_RETRY: Duration = Duration::from_secs(10);
+
+/// Starts a shared backend, and tries again (after [`NOT_READY_RETRY`], or
+/// the restart backoff if longer) until it has been ready once. `/readyz`
+/// never starts a backend, so without this a gateway whose backend failed
+/// at its start would stay unready until some client called.
+async fn start_until_ready(upstream: mcpod_tokio::Upstream, name: String, stop: CancellationToken) {
+    loop {
+        match upstream.ready().await {
+            Ok(info) => {
+                info!(target = %name, era = ?info.era, version = %info.protocol_version, "backend ready");
+                return;
+            }
+            Err(e) => warn!(target = %name, error = %e, "backend not ready"),
+        }
+        let status = upstream.status();
+        let wait = status.retry_after.unwrap_or_default().max(NOT_READY_RETRY);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        // A call may have started it meanwhile.
+        if upstream.status().closed || upstream.backend_info().is_some() {
+            return;
+        }
+    }
 }
 
 /// Expires idle sessions and stdio connections.

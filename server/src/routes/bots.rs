@@ -13,7 +13,7 @@ use http::{HeaderMap, StatusCode};
 use tracing::Instrument;
 
 use super::app::App;
-use crate::config::BotConfig;
+use crate::config::{BotConfig, StdioPolicy};
 use crate::front::memoh::{self, StdioBot};
 use crate::targets::{Target, check_target};
 use crate::web::errors::{ApiError, message};
@@ -62,6 +62,7 @@ fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotCon
 struct Resolved<'a> {
     id: &'a str,
     allow_local_stdio: bool,
+    stdio: &'a StdioPolicy,
     target: Arc<Target>,
 }
 
@@ -81,6 +82,7 @@ async fn resolve<'a>(
             Ok(Resolved {
                 id: bot_id,
                 allow_local_stdio: bot.allow_local_stdio,
+                stdio: &bot.stdio,
                 target,
             })
         }
@@ -95,6 +97,7 @@ async fn resolve<'a>(
             Ok(Resolved {
                 id: bot_id,
                 allow_local_stdio: false,
+                stdio: &StdioPolicy::OPEN,
                 target,
             })
         }
@@ -154,6 +157,7 @@ pub(super) async fn create_stdio(
     let bot = StdioBot {
         id: resolved.id,
         allow_local_stdio: resolved.allow_local_stdio,
+        policy: resolved.stdio,
     };
     memoh::create_stdio(&app.ctx, &app.stdio, bot, resolved.target, &headers, body).await
 }

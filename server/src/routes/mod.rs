@@ -9,6 +9,7 @@ mod cors;
 mod guard;
 mod mcp;
 mod ops;
+mod redact;
 
 use std::sync::Arc;
 

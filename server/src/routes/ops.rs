@@ -1,7 +1,6 @@
 //! `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::app::App;
+use super::redact::redact_credentials;
 use crate::metrics::TargetGauges;
 use crate::targets::BotContainers;
 
@@ -24,60 +24,62 @@ pub(super) async fn healthz() -> Response {
         .into_response()
 }
 
-/// `GET /readyz`: every shared target's backend is ready (started if it
-/// never ran; one that ran and stopped counts as idle and ready, since the
-/// next call starts it); 503 otherwise, with each target's state.
-pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
+/// `GET /readyz`: 200 when every target is ready, else 503.
+///
+/// Readiness comes from what the gateway knows, and asking never starts a
+/// backend, whoever asks: a shared target is ready once its backend has
+/// completed a handshake and until the target is closed (a backend that
+/// stopped since, idle or exited, counts as ready: the next call starts
+/// it); one whose backend never got that far — still starting, or failing
+/// to start — is not (the gateway keeps trying to start it, see
+/// `gateway::serve`); a `per_session` target is always ready.
+///
+/// Anyone gets `{"ready": …}` alone. The detail — each target's state, its
+/// counts, why its backend failed (credentials redacted), the bots'
+/// counts — needs the global token when auth is on.
+pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let detailed = app.authorize(None, &headers).is_ok();
     let mut all_ready = true;
     let mut report = serde_json::Map::new();
     for target in app.targets.all() {
         let sessions = app.sessions.count(target.name());
-        let state = if target.per_session() {
-            json!({ "ready": true, "sharing": "per_session", "sessions": sessions })
-        } else {
-            let upstream = target.shared_upstream();
-            // A backend that was ready before and is not running now (stopped
-            // when idle, or exited) is started again by the next call: the
-            // probe must not start it, or probing would defeat idle stops.
-            let before = upstream.status();
-            let idle = !before.alive && !before.closed && upstream.backend_info().is_some();
-            let (ok, error) = if idle {
-                (true, None)
-            } else {
-                match tokio::time::timeout(Duration::from_secs(2), upstream.ready()).await {
-                    Ok(Ok(_)) => (true, None),
-                    Ok(Err(e)) => (false, Some(e.to_string())),
-                    Err(_) => (false, Some("backend not ready yet".to_owned())),
-                }
-            };
-            let status = upstream.status();
-            all_ready &= ok;
+        if target.per_session() {
+            report.insert(
+                target.name().to_owned(),
+                json!({ "ready": true, "sharing": "per_session", "sessions": sessions }),
+            );
+            continue;
+        }
+        let upstream = target.shared_upstream();
+        let status = upstream.status();
+        let was_ready = upstream.backend_info().is_some();
+        let ready = was_ready && !status.closed;
+        all_ready &= ready;
+        if !detailed {
+            continue;
+        }
+        report.insert(
+            target.name().to_owned(),
             json!({
-                "ready": ok,
+                "ready": ready,
                 "sharing": "shared",
                 "alive": status.alive,
-                "idle": idle,
+                "idle": ready && !status.alive,
                 "era": status.era.map(|e| format!("{e:?}").to_lowercase()),
                 "restarts": status.restarts,
                 "calls_in_flight": target.calls_in_flight(),
                 "streams_open": target.streams_open(),
                 "sessions": sessions,
-                "error": error,
-            })
-        };
-        report.insert(target.name().to_owned(), state);
+                "error": status.last_error.as_deref().map(redact_credentials),
+            }),
+        );
     }
     let status = if all_ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+    let body = if detailed {
         json!({
             "ready": all_ready,
             "targets": report,
@@ -86,7 +88,16 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
                 "containers": app.bot_containers.as_ref().map(BotContainers::count),
             },
         })
-        .to_string(),
+    } else {
+        json!({ "ready": all_ready })
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
     )
         .into_response()
 }

@@ -8,12 +8,15 @@
 //!   `{"message": …}` with 400/404/500 as echo did.
 //! - `POST /bots/{bot_id}/mcp-stdio` with `{name, command, args, env, cwd}`
 //!   starts a stdio server for the bot, probes `tools/list` and answers
-//!   `{connection_id, url, tools}` ([`stdio`]).
+//!   `{connection_id, url, tools}` ([`stdio`]); a field outside those five
+//!   is refused (400), and the bot's `stdio_*` keys bound what may be
+//!   started ([`policy`]).
 //! - `POST /bots/{bot_id}/mcp-stdio/{connection_id}` talks to it (same
 //!   JSON-RPC rules); `DELETE` stops it. Another bot's connection → 404.
 //!
 //! Who the bot is and whether the caller may use it is the routes' job.
 
+mod policy;
 mod rpc;
 mod stdio;
 

@@ -18,8 +18,9 @@ use serde_json::value::RawValue;
 use tracing::{info, warn};
 
 use super::super::context::Context;
+use super::policy;
 use super::rpc::rpc;
-use crate::config::{BackendSpec, ExecCommand, ProcessBackend};
+use crate::config::{BackendSpec, ExecCommand, InheritEnv, ProcessBackend, StdioPolicy};
 use crate::metrics::{Operation, Outcome};
 use crate::targets::{Backend, Target};
 use crate::web::body::read_json_body;
@@ -90,8 +91,11 @@ impl StdioConnections {
     }
 }
 
-/// The body of `POST /bots/{bot_id}/mcp-stdio`.
+/// The body of `POST /bots/{bot_id}/mcp-stdio`. A field the contract does
+/// not name is refused, not ignored: a caller asking for `env_clear` must
+/// not believe it got it.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StdioRequest {
     #[serde(default)]
     name: String,
@@ -122,6 +126,8 @@ pub(crate) struct StdioBot<'a> {
     pub(crate) id: &'a str,
     /// Whether it may start local processes.
     pub(crate) allow_local_stdio: bool,
+    /// What its servers may be.
+    pub(crate) policy: &'a StdioPolicy,
 }
 
 /// `POST /bots/{bot_id}/mcp-stdio`: a JSON body (415 otherwise).
@@ -169,6 +175,22 @@ pub(crate) async fn create_stdio(
             "this bot may not start local stdio servers (set allow_local_stdio)",
         );
     }
+    let command = req.command.trim().to_owned();
+    let cwd = (!req.cwd.trim().is_empty()).then(|| req.cwd.trim());
+    let checked = policy::check_command(&command, bot.policy)
+        .and_then(|()| policy::check_env(&req.env, bot.policy))
+        .and_then(|()| policy::resolve_cwd(cwd, bot.policy, in_container));
+    let cwd = match checked {
+        Ok(cwd) => cwd,
+        Err(refusal) => {
+            record.outcome = match refusal.status {
+                StatusCode::FORBIDDEN => Outcome::Forbidden,
+                StatusCode::INTERNAL_SERVER_ERROR => Outcome::Failed,
+                _ => Outcome::Rejected,
+            };
+            return message(refusal.status, refusal.message);
+        }
+    };
     let max = target.limits.max_stdio_connections_per_bot;
     if stdio.count_for(bot.id) >= max {
         record.outcome = Outcome::Overloaded;
@@ -177,21 +199,25 @@ pub(crate) async fn create_stdio(
             format!("bot already has {max} stdio connections, its limit"),
         );
     }
-    let cwd = (!req.cwd.trim().is_empty()).then(|| req.cwd.trim().to_owned());
     let spec = match &target.config.backend {
-        // A bot with a container runs the command inside it.
+        // A bot with a container runs the command inside it, with the
+        // container's environment (never the gateway's) under the request's.
         BackendSpec::Containerd(c) => BackendSpec::Containerd(c.with_command(ExecCommand {
-            command: req.command.trim().into(),
+            command,
             args: req.args,
             env: req.env,
             cwd,
+            user: bot.policy.user,
         })),
+        // A local one inherits only the small allowlist of the gateway's
+        // variables, under the request's.
         _ => BackendSpec::Process(ProcessBackend {
-            command: req.command.trim().into(),
+            command: command.into(),
             args: req.args,
             env: req.env,
-            env_clear: false,
+            inherit_env: InheritEnv::Allowlist,
             cwd: cwd.map(Into::into),
+            user: bot.policy.user,
         }),
     };
     let connection_id = crate::ids::uuid_v4();
