@@ -395,7 +395,11 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
             l.max_stream_lifetime,
             d.max_stream_lifetime,
         )?,
-        sse_replay_events: positive("sse_replay_events", l.sse_replay_events, d.sse_replay_events)?,
+        sse_replay_events: positive(
+            "sse_replay_events",
+            l.sse_replay_events,
+            d.sse_replay_events,
+        )?,
     };
     for (key, d) in [
         ("limits.session_idle_timeout", limits.session_idle_timeout),
