@@ -190,6 +190,8 @@ pub(crate) struct TargetGauges {
     pub(crate) calls_in_flight: usize,
     /// Legacy sessions open now.
     pub(crate) sessions: usize,
+    /// Streams open now (legacy GET, `subscriptions/listen`).
+    pub(crate) streams: usize,
     /// Backend restarts so far (all of the target's backends).
     pub(crate) restarts: u64,
     /// Backends running now.
@@ -411,6 +413,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "mcpod_streams",
+            "Streams open now (legacy GET and subscriptions/listen), apart from calls.",
+            "gauge",
+            &|g| g.streams.to_string(),
+        );
+        gauge(
+            &mut out,
             "mcpod_backend_restarts_total",
             "Backend processes restarted after dying.",
             "counter",
@@ -451,6 +460,7 @@ mod tests {
             target: "demo".into(),
             calls_in_flight: 2,
             sessions: 1,
+            streams: 2,
             restarts: 3,
             backends_alive: 1,
         }]);
@@ -463,6 +473,7 @@ mod tests {
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"0.005\"} 1"));
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"+Inf\"} 2"));
         assert!(text.contains("mcpod_calls_in_flight{target=\"demo\"} 2"));
+        assert!(text.contains("mcpod_streams{target=\"demo\"} 2"));
         assert!(text.contains(
             "mcpod_http_requests_total{target=\"demo\",operation=\"open_stream\",outcome=\"ok\"} 1"
         ));

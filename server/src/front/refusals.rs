@@ -19,6 +19,19 @@ pub(crate) fn target_busy(target: &Target) -> ApiError {
     )
 }
 
+/// 503 for a target whose stream budget (`max_streams_per_target`: legacy
+/// GET streams and `subscriptions/listen` streams) is used up.
+pub(crate) fn streams_busy(target: &Target) -> ApiError {
+    overloaded(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "target `{}` has {} streams open, its limit; retry later",
+            target.name(),
+            target.limits.max_streams_per_target
+        ),
+    )
+}
+
 /// The -32022 answer for a version the gateway does not serve to this
 /// kind of client; `supported` lists what it does (what discovery says, for
 /// a 2026-07-28 client).

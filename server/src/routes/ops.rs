@@ -94,6 +94,7 @@ pub(super) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
             target: t.name().to_owned(),
             calls_in_flight: t.calls_in_flight(),
             sessions: app.sessions.count(t.name()),
+            streams: t.streams_open(),
             restarts: t.restarts(),
             backends_alive: t.backends_alive(),
         })
