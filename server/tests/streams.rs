@@ -53,6 +53,8 @@ struct Event {
     id: Option<String>,
     /// The data, when it is JSON (a message).
     data: Option<Value>,
+    /// The data as sent, when not empty.
+    text: Option<String>,
     retry: bool,
 }
 
@@ -73,13 +75,16 @@ impl Sse {
     }
 
     /// The next event (comments skipped); `None` when the stream ends.
+    /// Panics after 20 s without either (keep-alives do not count).
     async fn next(&mut self) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             while let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut event = Event {
                     id: None,
                     data: None,
+                    text: None,
                     retry: false,
                 };
                 let mut fields = false;
@@ -90,6 +95,7 @@ impl Sse {
                     } else if let Some(data) = line.strip_prefix("data: ") {
                         if !data.is_empty() {
                             event.data = serde_json::from_str(data).ok();
+                            event.text = Some(data.to_owned());
                         }
                         fields = true;
                     } else if line.starts_with("retry: ") {
@@ -101,9 +107,9 @@ impl Sse {
                     return Some(event);
                 }
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.resp.chunk())
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
                 .await
-                .expect("no event within 20 s");
+                .expect("no event, nor the end of the stream, within 20 s");
             match chunk {
                 Ok(Some(c)) => self.buf.push_str(std::str::from_utf8(&c).unwrap()),
                 _ => return None,
@@ -436,6 +442,16 @@ async fn the_target_stream_cap_gives_503_and_frees_when_streams_close() {
         "{body}"
     );
     assert_eq!(streams_open(&gw).await, 2);
+    // The 2024-11-05 transport's stream needs a slot too.
+    let sse = gw
+        .http
+        .get(gw.url("/mcp/demo/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let (status, retry, _) = error_of(sse).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")));
     // Calls are apart from streams: the one call slot is free.
     let r = gw
         .legacy("demo", &a, call(json!(1), "echo", json!({"text": "free"})))
@@ -456,9 +472,25 @@ async fn the_target_stream_cap_gives_503_and_frees_when_streams_close() {
         .unwrap();
     assert_eq!(del.status(), 200);
     wait_streams(&gw, 1).await;
-    let _fourth = Sse::new(get(&gw, &a, None).await);
+    let mut endpoint = Sse::new(
+        gw.http
+            .get(gw.url("/mcp/demo/sse"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap(),
+    );
+    assert!(endpoint.next().await.unwrap().text.is_some());
     assert_eq!(streams_open(&gw).await, 2);
+    // Shutting down ends it like the GET streams, without waiting out the
+    // grace (10 s).
+    let stopping = std::time::Instant::now();
     gw.shutdown().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        stopping.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -510,5 +542,23 @@ async fn a_stream_past_its_lifetime_is_ended_and_resumed_without_loss() {
     );
     assert_eq!(texts(&got), ["m1", "m2", "m3", "m4"], "{got:?}");
 
+    // The 2024-11-05 transport's stream ends at its lifetime too (and its
+    // session with it: that transport does not resume).
+    let mut endpoint = Sse::new(
+        gw.http
+            .get(gw.url("/mcp/demo/sse"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap(),
+    );
+    let announced = endpoint.next().await.unwrap();
+    let url = announced.text.unwrap();
+    assert!(url.starts_with("/mcp/demo/messages?sessionId="), "{url}");
+    while endpoint.next().await.is_some() {}
+    let r = gw
+        .post(&url, &[], &json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+        .await;
+    assert_eq!(r.status, 404, "the endpoint ended with its stream");
     gw.shutdown().await;
 }
