@@ -1,7 +1,9 @@
 //! [`Client`]: a legacy client session as the bridge sees it — the owner tag
 //! its calls carry, its calls in flight, what it said in `initialize`, the
-//! log level it set, the resources it subscribed to, its standing stream
-//! (the HTTP GET stream), and the requests it was asked to answer.
+//! log level it set, the resources it subscribed to, its streams (the
+//! HTTP GET streams and SSE replies, with the events kept for their
+//! resumption: [`super::streams`]), and the requests it was asked to
+//! answer.
 //!
 //! A backend's server request goes to the client under an id made from its
 //! [`ServerRequestKey`] ([`ServerRequestKey::wire_id`]), so the answer
@@ -14,21 +16,22 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use mcpod_core::Owner;
 use mcpod_tokio::{OwnedOutcome, ServerRequestKey};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::adapter::{Adapter, Party, Refused};
 use super::caps::ClientCaps;
 use super::logging::{LogLevel, passes};
+use super::streams::{Attached, Next, Refusal, StreamId, StreamLimits, Streams};
 use super::translate::SessionEnvelope;
 use crate::targets::{Backend, Member, no_answer};
 
-/// Frames buffered for a standing stream whose client reads slowly.
-const STREAM_BUFFER: usize = 256;
 /// Requests of the gateway's own awaiting a client's answer, per client.
 const MAX_ASKED: usize = 64;
 /// The prefix of the ids of the gateway's own requests to clients.
@@ -56,14 +59,29 @@ pub(crate) struct Client {
     log_level: Mutex<Option<LogLevel>>,
     subscriptions: Mutex<BTreeSet<String>>,
     calls: AtomicUsize,
-    stream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Its GET streams and SSE replies; a GET holds one of the target's
+    /// stream slots while open.
+    streams: Mutex<Streams<OwnedSemaphorePermit>>,
+    /// Woken after every change of `streams`: readers and replies wait on it.
+    wake: Notify,
+    /// The 2024-11-05 transport's SSE stream, when the session has one
+    /// (that transport has no resumption: its session ends with it).
+    bound: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Cancelled when the client ends: the calls carried on its SSE
+    /// replies stop (they run on without a connection, to be resumed).
+    ended: CancellationToken,
     held: Mutex<HashSet<ServerRequestKey>>,
     asked: Mutex<HashMap<String, oneshot::Sender<OwnedOutcome>>>,
 }
 
 impl Client {
-    /// A client of `backend`, attached to it.
-    pub(crate) fn attach(backend: Arc<Backend>, hello: ClientHello) -> Arc<Client> {
+    /// A client of `backend`, attached to it, its streams bounded by
+    /// `limits`.
+    pub(crate) fn attach(
+        backend: Arc<Backend>,
+        hello: ClientHello,
+        limits: StreamLimits,
+    ) -> Arc<Client> {
         let client = Arc::new(Client {
             owner: Owner(NEXT_OWNER.fetch_add(1, Ordering::Relaxed)),
             caps: ClientCaps::from_raw(hello.capabilities.as_deref()),
@@ -72,7 +90,10 @@ impl Client {
             log_level: Mutex::new(None),
             subscriptions: Mutex::new(BTreeSet::new()),
             calls: AtomicUsize::new(0),
-            stream: Mutex::new(None),
+            streams: Mutex::new(Streams::new(crate::ids::random_hex(4), limits)),
+            wake: Notify::new(),
+            bound: Mutex::new(None),
+            ended: CancellationToken::new(),
             held: Mutex::new(HashSet::new()),
             asked: Mutex::new(HashMap::new()),
         });
@@ -173,34 +194,104 @@ impl Client {
             })
     }
 
-    /// Opens the standing stream, replacing an older one (which ends).
-    pub(crate) fn open_stream(&self) -> mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        *self.stream.lock() = Some(tx);
-        rx
+    /// Opens a GET stream (with a priming event if `prime`), holding a
+    /// slot from `slot` while it is read.
+    pub(crate) fn open_standing(
+        &self,
+        prime: bool,
+        slot: impl FnOnce() -> Option<OwnedSemaphorePermit>,
+    ) -> Result<Attached, Refusal> {
+        let opened = self.streams.lock().open_standing(prime, slot);
+        self.wake.notify_waiters();
+        opened
+    }
+
+    /// A GET with `Last-Event-ID`: the stream it names, read from there on.
+    pub(crate) fn resume(
+        &self,
+        last_event_id: &str,
+        slot: impl FnOnce() -> Option<OwnedSemaphorePermit>,
+    ) -> Result<Attached, Refusal> {
+        let resumed = self.streams.lock().resume(last_event_id, slot);
+        // A reader replaced by this one ends.
+        self.wake.notify_waiters();
+        resumed
+    }
+
+    /// Opens the SSE reply stream of one of its calls (with a priming
+    /// event if `prime`).
+    pub(crate) fn open_reply(&self, prime: bool) -> Option<Attached> {
+        self.streams.lock().open_reply(prime)
+    }
+
+    /// Adds a frame to one of its streams: its sequence number, or `None`
+    /// when it is not kept.
+    pub(crate) fn append(&self, stream: StreamId, frame: Vec<u8>) -> Option<u64> {
+        let seq = self.streams.lock().append(stream, Bytes::from(frame));
+        self.wake.notify_waiters();
+        seq
+    }
+
+    /// A reply stream got its response.
+    pub(crate) fn finish(&self, stream: StreamId) {
+        self.streams.lock().finish(stream);
+        self.wake.notify_waiters();
+    }
+
+    /// What a reader of `stream` sends next (see [`Streams::next`]).
+    pub(crate) fn next_event(&self, stream: StreamId, generation: u64, cursor: u64) -> Next {
+        let next = self.streams.lock().next(stream, generation, cursor);
+        if matches!(next, Next::Event { .. }) {
+            // A reply waiting for its reader may go on.
+            self.wake.notify_waiters();
+        }
+        next
+    }
+
+    /// A reader of `stream` stopped.
+    pub(crate) fn detach(&self, stream: StreamId, generation: u64) {
+        self.streams.lock().detach(stream, generation);
+        self.wake.notify_waiters();
+    }
+
+    /// Whether event `seq` of `stream` waits for its reader.
+    pub(crate) fn awaits_reader(&self, stream: StreamId, seq: u64) -> bool {
+        self.streams.lock().awaits_reader(stream, seq)
+    }
+
+    /// Woken after every change of its streams. Make the `notified()`
+    /// future (and `enable` it) before looking, so no change is missed.
+    pub(crate) fn wake(&self) -> &Notify {
+        &self.wake
+    }
+
+    /// Cancelled when the client ends.
+    pub(crate) fn ended(&self) -> &CancellationToken {
+        &self.ended
     }
 
     /// Takes `stream` as its standing stream (the 2024-11-05 transport's
     /// SSE stream, opened before the session was).
     pub(crate) fn adopt_stream(&self, stream: mpsc::Sender<Vec<u8>>) {
-        *self.stream.lock() = Some(stream);
+        *self.bound.lock() = Some(stream);
     }
 
-    /// Whether a standing stream is open.
+    /// Whether a standing stream is open (read by a client now).
     pub(crate) fn has_stream(&self) -> bool {
-        self.stream
-            .lock()
-            .as_ref()
-            .is_some_and(|tx| !tx.is_closed())
+        let bound = self.bound.lock().as_ref().is_some_and(|tx| !tx.is_closed());
+        bound || self.streams.lock().has_reader()
     }
 
-    /// Sends a frame on the standing stream; false if none is open or it is
-    /// full.
+    /// Sends a frame that no call's reply carries to a standing stream:
+    /// false if there is none to take it (nor to keep it for the client's
+    /// return), or the 2024-11-05 transport's stream is full.
     pub(crate) fn push(&self, frame: Vec<u8>) -> bool {
-        match self.stream.lock().as_ref() {
-            Some(tx) => tx.try_send(frame).is_ok(),
-            None => false,
+        if let Some(tx) = self.bound.lock().as_ref() {
+            return tx.try_send(frame).is_ok();
         }
+        let delivered = self.streams.lock().deliver(Bytes::from(frame));
+        self.wake.notify_waiters();
+        delivered
     }
 
     /// Takes a server request for this client: the request frame to send
@@ -269,11 +360,15 @@ impl Client {
         true
     }
 
-    /// Ends the client: its stream closes, the server requests it held are
-    /// answered with an error, and what it asked of the backend (a log
-    /// level, subscriptions) is given back.
+    /// Ends the client: its streams close (what they kept goes with them),
+    /// the calls carried on its SSE replies are cancelled, the server
+    /// requests it held are answered with an error, and what it asked of
+    /// the backend (a log level, subscriptions) is given back.
     pub(crate) async fn close(&self) {
-        *self.stream.lock() = None;
+        *self.bound.lock() = None;
+        self.streams.lock().close();
+        self.ended.cancel();
+        self.wake.notify_waiters();
         self.asked.lock().clear();
         let held: Vec<ServerRequestKey> = self.held.lock().drain().collect();
         for key in held {

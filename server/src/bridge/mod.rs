@@ -2,7 +2,8 @@
 //! era sends reaches the backend in the backend's terms, and what comes
 //! back reaches the client in its own — the handshake answered by the
 //! gateway, a call's items turned into frames, SSE events or server
-//! requests on the right stream, multi round-trip requests for stateless
+//! requests on the right stream (a legacy session's streams keep their
+//! events for resumption), multi round-trip requests for stateless
 //! clients of legacy backends, listens served for them, and which calls
 //! may ask the client (they take turns on a shared legacy backend).
 //!
@@ -19,6 +20,7 @@ mod inputs;
 mod listen;
 mod logging;
 mod slots;
+mod streams;
 mod tool_headers;
 mod translate;
 
@@ -33,6 +35,7 @@ pub(crate) use inputs::{Inputs, Retry, STATE_PREFIX};
 pub(crate) use listen::{ListenFilter, listen};
 pub(crate) use logging::LogLevel;
 pub(crate) use slots::Slots;
+pub(crate) use streams::{Attached, Next, Refusal, StreamId, StreamLimits};
 
 use crate::targets::{Backend, Target};
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::bridge::Inputs;
 use crate::metrics::Metrics;
@@ -16,6 +17,10 @@ pub(crate) struct Context {
     pub(crate) inputs: Arc<Inputs>,
     /// Cancelled at shutdown: long-lived streams end.
     pub(crate) shutdown: CancellationToken,
+    /// Calls that run on without their connection (a legacy session's SSE
+    /// reply whose client went away, to resume it): waited for at shutdown
+    /// like the connections.
+    pub(crate) calls: TaskTracker,
 }
 
 impl Context {
@@ -25,6 +30,7 @@ impl Context {
             metrics: Arc::default(),
             inputs: Arc::default(),
             shutdown: CancellationToken::new(),
+            calls: TaskTracker::new(),
         }
     }
 }

@@ -19,7 +19,8 @@ pub(crate) fn target_busy(target: &Target) -> ApiError {
     )
 }
 
-/// 503 for a target whose streams (`max_streams_per_target`) are all open.
+/// 503 for a target whose stream budget (`max_streams_per_target`: legacy
+/// GET streams and `subscriptions/listen` streams) is used up.
 pub(crate) fn streams_busy(target: &Target) -> ApiError {
     overloaded(
         StatusCode::SERVICE_UNAVAILABLE,

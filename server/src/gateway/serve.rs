@@ -84,7 +84,14 @@ async fn run(
     // Stopping: no new connections; those open finish what is in flight.
     tasks.close();
     let grace = app.config.limits.shutdown_grace;
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+    let calls = app.ctx.calls.clone();
+    let drained = async move {
+        tasks.wait().await;
+        // Calls whose connection is gone, running on to be resumed.
+        calls.close();
+        calls.wait().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         warn!(
             grace_ms = grace.as_millis() as u64,
             "grace period over; dropping calls still in flight"

@@ -211,7 +211,10 @@ pub(super) async fn sse_open(
         Operation::OpenStream,
     );
     match target_for(&app, &name, &headers) {
-        Ok(target) => front::legacy::sse_transport::open(&app.sessions, &target, &headers, record),
+        Ok(target) => {
+            let shutdown = app.ctx.shutdown.clone();
+            front::legacy::sse_transport::open(&app.sessions, &target, &headers, shutdown, record)
+        }
         Err(e) => record.fail(e),
     }
 }

@@ -1,5 +1,6 @@
-//! Server-sent event responses: one JSON-RPC message per `message` event,
-//! `:` comment keep-alives on quiet streams, `X-Accel-Buffering: no`.
+//! Server-sent event responses: one JSON-RPC message per `message` event
+//! (with an `id` on resumable streams), `:` comment keep-alives on quiet
+//! streams, `X-Accel-Buffering: no`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,7 +14,20 @@ use tokio_util::sync::CancellationToken;
 
 /// One SSE `message` event carrying a JSON-RPC frame.
 pub(crate) fn event(frame: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(frame.len() + 24);
+    event_with_id(None, frame)
+}
+
+/// One SSE `message` event carrying a JSON-RPC frame, with an `id` the
+/// client can resume after (`Last-Event-ID`). Ids are the gateway's own:
+/// no newlines.
+pub(crate) fn event_with_id(id: Option<&str>, frame: &[u8]) -> Bytes {
+    let id_len = id.map_or(0, |i| i.len() + 5);
+    let mut out = Vec::with_capacity(frame.len() + id_len + 24);
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
     out.extend_from_slice(b"event: message\ndata: ");
     // Frames are single-line JSON; a stray newline would end the event
     // early, so turn any into a space (insignificant whitespace in JSON).
@@ -38,6 +52,19 @@ pub(crate) fn named_event(name: &str, data: &[u8]) -> Bytes {
     );
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// A priming event: an id and empty data, sent first on a new stream so
+/// that the client can resume it even before anything else came
+/// (2025-11-25).
+pub(crate) fn priming(id: &str) -> Bytes {
+    Bytes::from(format!("id: {id}\ndata: \n\n"))
+}
+
+/// A `retry` field, sent before the gateway closes a stream that goes on:
+/// how long the client waits before it reconnects.
+pub(crate) fn retry(after: Duration) -> Bytes {
+    Bytes::from(format!("retry: {}\n\n", after.as_millis()))
 }
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -101,5 +128,11 @@ mod tests {
             b"event: message\ndata: {\"a\":1}\n\n"
         );
         assert_eq!(&event(b"{\n}")[..], b"event: message\ndata: { }\n\n");
+        assert_eq!(
+            &event_with_id(Some("a-1-2"), b"{}")[..],
+            b"id: a-1-2\nevent: message\ndata: {}\n\n"
+        );
+        assert_eq!(&priming("a-1-1")[..], b"id: a-1-1\ndata: \n\n");
+        assert_eq!(&retry(Duration::from_secs(1))[..], b"retry: 1000\n\n");
     }
 }

@@ -174,12 +174,14 @@ impl Reply {
             .is_some_and(|c| c.starts_with("text/event-stream"))
     }
 
-    /// The JSON messages of the reply (one for JSON, each `data:` for SSE).
+    /// The JSON messages of the reply (one for JSON, each non-empty `data:`
+    /// for SSE).
     pub fn messages(&self) -> Vec<Value> {
         if self.is_sse() {
             self.body
                 .lines()
                 .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| !d.is_empty()) // a priming event: an id, no message
                 .map(|d| serde_json::from_str(d).unwrap())
                 .collect()
         } else {
@@ -224,7 +226,7 @@ pub async fn read_events(
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
             for line in event.lines() {
-                if let Some(d) = line.strip_prefix("data: ") {
+                if let Some(d) = line.strip_prefix("data: ").filter(|d| !d.is_empty()) {
                     out.push(serde_json::from_str(d).unwrap());
                 }
             }

@@ -1,14 +1,15 @@
 //! Legacy (2025-11-25 and earlier) clients: `initialize` answered by the
-//! gateway, sessions, their GET streams and DELETE, client cancellations
-//! and answers to server requests.
+//! gateway, sessions, their resumable SSE streams (GET, and the replies to
+//! their POSTs) and DELETE, client cancellations and answers to server
+//! requests.
 
 mod session;
 pub(crate) mod sse_transport;
+mod stream;
 
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use mcpod_core::envelope::ErrorObject;
 use mcpod_core::{LEGACY_VERSIONS, Message};
@@ -19,7 +20,7 @@ use tracing::debug;
 
 use super::context::Context;
 use super::refusals::{target_busy, unsupported_version};
-use super::reply::{Answering, answer, forward_notification, reply};
+use super::reply::{forward_notification, reply};
 use crate::bridge::{self, Caller, Client, ClientHello, Exchange, LogLevel, Slots};
 use crate::metrics::Outcome;
 use crate::targets::Target;
@@ -29,7 +30,6 @@ use crate::web::errors::{
 };
 use crate::web::headers::{self, Accept};
 use crate::web::record::Record;
-use crate::web::sse;
 
 pub(crate) use session::Sessions;
 use session::{Session, SessionStore};
@@ -249,13 +249,8 @@ pub(crate) async fn post_bound(
                 Ok(e) => e,
                 Err(e) => return record.fail(upstream_error(&e).with_id(Some(id))),
             };
-            let how = Answering {
-                accept,
-                keep_alive: target.limits.sse_keep_alive,
-                stop: None,
-                statuses: false,
-            };
-            answer(exchange, record, how).await
+            let keep_alive = target.limits.sse_keep_alive;
+            stream::answer(ctx, &session, exchange, record, accept, keep_alive).await
         }
         Message::Notification { method, params } => match method.as_ref() {
             "notifications/initialized" => {
@@ -376,12 +371,13 @@ async fn initialize(
             return record.fail(not_ready(&e, target.name()).with_id(Some(id)));
         }
     };
-    let client = Client::attach(backend, hello);
+    let client = Client::attach(backend, hello, stream::stream_limits(&target.limits));
     if let Some(stream) = bound_stream {
         client.adopt_stream(stream);
     }
     let session = Arc::new(Session::new(
         session_id,
+        version,
         client,
         target.clone(),
         private,
@@ -431,7 +427,8 @@ fn session_for(
 /// A legacy `GET` or `DELETE`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SessionRequest {
-    /// `GET`: open the session's stream of server-initiated messages.
+    /// `GET`: open a stream of server-initiated messages, or resume one
+    /// (`Last-Event-ID`).
     OpenStream,
     /// `DELETE`: end the session.
     End,
@@ -451,7 +448,7 @@ pub(crate) async fn session_request(
     };
     record.session(&session.id);
     match request {
-        SessionRequest::OpenStream => open_stream(&session, target, headers, record),
+        SessionRequest::OpenStream => stream::open(&session, target, headers, record),
         SessionRequest::End => {
             if let Ok(store) = sessions_of(sessions, target) {
                 if let Some(session) = store.remove(&session.id) {
@@ -463,40 +460,6 @@ pub(crate) async fn session_request(
         }
     }
 }
-
-/// `GET /mcp/{target}`: a legacy session's stream of server-initiated
-/// messages.
-fn open_stream(
-    session: &Session,
-    target: &Target,
-    headers: &HeaderMap,
-    mut record: Record,
-) -> Response {
-    if !Accept::from_headers(headers).sse {
-        return record.fail(ApiError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            INVALID_REQUEST,
-            "GET opens an event stream: Accept must include text/event-stream",
-        ));
-    }
-    session.touch();
-    let rx = session.client.open_stream();
-    let events = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|frame| (sse::event(&frame), rx))
-    })
-    .boxed();
-    record.outcome = Outcome::Ok;
-    let mut response = sse::response(
-        events,
-        target.limits.sse_keep_alive,
-        Some(session.closed.clone()),
-    );
-    if let Ok(v) = HeaderValue::from_str(&session.id) {
-        response.headers_mut().insert(headers::SESSION_ID, v);
-    }
-    response
-}
-
 /// 503 for a target with `max_sessions_per_target` sessions open or being
 /// made.
 pub(super) fn too_many_sessions(target: &Target, id: Option<&RawValue>) -> ApiError {

@@ -1,7 +1,7 @@
 //! Legacy client sessions (`Mcp-Session-Id`): each is a [`Client`] of one
 //! backend (the target's shared one, or its own in `per_session` mode),
-//! with the HTTP side around it — its id, when it was last used, and the
-//! token that ends its streams.
+//! with the HTTP side around it — its id, its revision, when it was last
+//! used, and the token that ends its streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use crate::targets::{Registry, Target};
 pub(crate) struct Session {
     /// The `Mcp-Session-Id`.
     pub(crate) id: String,
+    /// The protocol revision negotiated in its `initialize`.
+    pub(crate) version: &'static str,
     /// The session as the bridge sees it.
     pub(crate) client: Arc<Client>,
     target: Arc<Target>,
@@ -35,10 +37,12 @@ pub(crate) fn new_session_id() -> String {
 }
 
 impl Session {
-    /// A session with id `id` whose calls go through `client`; `private`
-    /// names its own backend of `target`, if it has one.
+    /// A session with id `id` at revision `version` whose calls go
+    /// through `client`; `private` names its own backend of `target`, if
+    /// it has one.
     pub(crate) fn new(
         id: String,
+        version: &'static str,
         client: Arc<Client>,
         target: Arc<Target>,
         private: Option<u64>,
@@ -46,6 +50,7 @@ impl Session {
     ) -> Self {
         Session {
             id,
+            version,
             client,
             target,
             private,

@@ -9,6 +9,11 @@
 //! endpoint's, its standing stream is the SSE stream, and each message is
 //! handled as a Streamable HTTP POST of that session whose answer is moved
 //! onto the stream.
+//!
+//! The SSE stream holds one of the target's stream slots
+//! (`max_streams_per_target`, 503 beyond) while open, and is ended after
+//! `max_stream_lifetime`, or at shutdown. This transport has no resumption: the session
+//! ends with its stream, and the client connects again.
 
 use std::sync::Arc;
 
@@ -17,12 +22,15 @@ use axum::response::Response;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use mcpod_core::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::session::Sessions;
 use super::{Binding, post_bound, too_many_sessions};
 use crate::front::context::Context;
+use crate::front::refusals::streams_busy;
 use crate::targets::Target;
 use crate::web::errors::{ApiError, accepted};
 use crate::web::headers;
@@ -34,11 +42,13 @@ const STREAM_BUFFER: usize = 256;
 /// The largest answer moved onto a stream (the core's frame limit).
 const MAX_ANSWER: usize = mcpod_core::framing::DEFAULT_MAX_FRAME_LEN;
 
-/// Ends an endpoint (and its session) when its SSE stream ends.
+/// Ends an endpoint (and its session) when its SSE stream ends, and
+/// gives back its stream slot.
 struct Closing {
     id: String,
     target: Arc<Target>,
     sessions: Arc<Sessions>,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Drop for Closing {
@@ -54,11 +64,13 @@ impl Drop for Closing {
     }
 }
 
-/// `GET /mcp/{target}/sse`: opens an endpoint.
+/// `GET /mcp/{target}/sse`: opens an endpoint, whose stream also ends
+/// when `shutdown` is cancelled.
 pub(crate) fn open(
     sessions: &Arc<Sessions>,
     target: &Arc<Target>,
     headers: &HeaderMap,
+    shutdown: CancellationToken,
     mut record: Record,
 ) -> Response {
     if !headers::Accept::from_headers(headers).sse {
@@ -71,6 +83,9 @@ pub(crate) fn open(
     // The endpoint holds its session's place from now: its `initialize`
     // cannot be refused for a limit that endpoints opened later took.
     let max = target.limits.max_sessions_per_target;
+    let Some(slot) = target.try_stream_slot() else {
+        return record.fail(streams_busy(target));
+    };
     let Some(place) = sessions.of(target.name()).and_then(|s| s.reserve(max)) else {
         return record.fail(too_many_sessions(target, None));
     };
@@ -83,18 +98,24 @@ pub(crate) fn open(
         id: id.clone(),
         target: target.clone(),
         sessions: sessions.clone(),
+        _slot: slot,
     };
-    let rest = futures::stream::unfold((rx, closing), |(mut rx, closing)| async move {
-        rx.recv()
-            .await
-            .map(|frame| (sse::event(&frame), (rx, closing)))
+    let deadline = Instant::now() + target.limits.max_stream_lifetime;
+    let rest = futures::stream::unfold((rx, closing), move |(mut rx, closing)| async move {
+        tokio::select! {
+            frame = rx.recv() => frame.map(|frame| (sse::event(&frame), (rx, closing))),
+            () = tokio::time::sleep_until(deadline) => {
+                debug!(session = %closing.id, "an SSE endpoint reached its lifetime; ending it");
+                None
+            }
+        }
     });
     record.session(&id);
     record.outcome = crate::metrics::Outcome::Ok;
     sse::response(
         first.chain(rest).boxed(),
         target.limits.sse_keep_alive,
-        None,
+        Some(shutdown),
     )
 }
 
