@@ -1,6 +1,47 @@
-//! Random identifiers: session ids, connection ids, request-state tokens.
+//! Identifiers: random ones (session ids, connection ids, request-state
+//! tokens), and the [`Principal`] a request was made by.
 
+use std::sync::OnceLock;
+
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::Sha256;
+
+/// Who made a request, as far as the gateway can tell: a keyed hash of
+/// the bearer token it presented (never the token itself), or anyone when
+/// auth is off. Sessions, their streams and parked calls are bound to
+/// theirs; another principal is answered as if they did not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Principal(Box<str>);
+
+impl Principal {
+    /// Every caller, when auth is off.
+    pub(crate) fn anonymous() -> Principal {
+        Principal("anonymous".into())
+    }
+
+    /// The holder of `token`: HMAC-SHA256 of it under a key made when the
+    /// process starts, so the id tells nothing of the token.
+    pub(crate) fn of_token(token: &str) -> Principal {
+        static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let mut k = [0u8; 32];
+            rand::rng().fill_bytes(&mut k);
+            k
+        });
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+            return Principal("token".into()); // any key length is accepted by HMAC
+        };
+        mac.update(token.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        Principal(format!("token:{}", hex(&digest[..16])).into())
+    }
+
+    /// Its text, for keys and MACs.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// `bytes` random bytes as lowercase hex (`bytes * 2` digits).
 pub(crate) fn random_hex(bytes: usize) -> String {

@@ -25,12 +25,19 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_names_the
     // Wait until the first call is with the backend.
     let until = Instant::now() + Duration::from_secs(10);
     while stats(&gw, "demo").await["in_flight"].as_u64().unwrap_or(0) == 0 {
-        assert!(Instant::now() < until, "the first call never reached the backend");
+        assert!(
+            Instant::now() < until,
+            "the first call never reached the backend"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The same id again, in the same session: -32600, and nothing sent.
     let second = gw
-        .legacy("demo", &sid, call(json!(7), "echo", json!({"text": "twin"})))
+        .legacy(
+            "demo",
+            &sid,
+            call(json!(7), "echo", json!({"text": "twin"})),
+        )
         .await;
     assert_eq!(second.status, 400, "{}", second.body);
     assert_eq!(second.code(), Some(-32600), "{}", second.body);
@@ -39,7 +46,11 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_names_the
     // Another session may use id 7 at the same time.
     let other = gw.initialize("demo").await;
     let r = gw
-        .legacy("demo", &other, call(json!(7), "echo", json!({"text": "mine"})))
+        .legacy(
+            "demo",
+            &other,
+            call(json!(7), "echo", json!({"text": "mine"})),
+        )
         .await;
     assert_eq!(r.text(), "mine");
     // The cancellation names the first call, which ends at once.
@@ -59,7 +70,208 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_names_the
     assert!(ended.json()["error"].is_object(), "{}", ended.body);
     // Id 7 is free again.
     let again = gw
-        .legacy("demo", &sid, call(json!(7), "echo", json!({"text": "free"})))
+        .legacy(
+            "demo",
+            &sid,
+            call(json!(7), "echo", json!({"text": "free"})),
+        )
         .await;
     assert_eq!(again.text(), "free");
+}
+
+const G: &str = "token-of-principal-g-0123456789";
+const E: &str = "token-of-principal-e-0123456789";
+
+/// A gateway with two global tokens and a legacy-only demo backend (its
+/// sampling becomes `input_required` for 2026-07-28 clients).
+async fn two_principals(extra_limits: &str) -> Gateway {
+    Gateway::start(&format!(
+        "[auth]\ntokens = [\"{G}\", \"{E}\"]\n[limits]\n{extra_limits}\n[targets.demo]\n\
+         command = \"{}\"\nargs = [\"demo-server\", \"--legacy-only\"]\nera = \"legacy\"\n",
+        common::DEMO
+    ))
+    .await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn initialize_as(gw: &Gateway, token: &str) -> common::Reply {
+    let auth = bearer(token);
+    gw.post(
+        "/mcp/demo",
+        &[("authorization", &auth)],
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},
+            "clientInfo":{"name":"principal","version":"1"}}}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_session_is_its_makers_alone() {
+    let gw = two_principals("").await;
+    let made = initialize_as(&gw, G).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let sid = made.header("mcp-session-id").unwrap();
+    let (g, e) = (bearer(G), bearer(E));
+    let echo = call(json!(1), "echo", json!({"text": "mine"}));
+    // Its maker uses it.
+    let r = gw
+        .post(
+            "/mcp/demo",
+            &[("authorization", &g), ("mcp-session-id", &sid)],
+            &echo,
+        )
+        .await;
+    assert_eq!(r.text(), "mine");
+    // To another token it does not exist: POST, GET and DELETE get 404.
+    let r = gw
+        .post(
+            "/mcp/demo",
+            &[("authorization", &e), ("mcp-session-id", &sid)],
+            &echo,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = gw
+            .http
+            .request(method.clone(), gw.url("/mcp/demo"))
+            .header("authorization", &e)
+            .header("mcp-session-id", &sid)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method}");
+    }
+    // It survived the foreign DELETE.
+    let r = gw
+        .post(
+            "/mcp/demo",
+            &[("authorization", &g), ("mcp-session-id", &sid)],
+            &echo,
+        )
+        .await;
+    assert_eq!(r.text(), "mine");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_token_cannot_take_every_session_of_a_target() {
+    let gw = two_principals("max_sessions_per_target = 4\nmax_sessions_per_principal = 2").await;
+    for _ in 0..2 {
+        assert_eq!(initialize_as(&gw, G).await.status, 200);
+    }
+    let third = initialize_as(&gw, G).await;
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert_eq!(third.header("retry-after").as_deref(), Some("5"));
+    assert!(
+        third.body.contains("this token has 2 sessions"),
+        "{}",
+        third.body
+    );
+    // The other token still gets its own.
+    for _ in 0..2 {
+        assert_eq!(initialize_as(&gw, E).await.status, 200);
+    }
+    // And the target's own limit still holds over both.
+    let r = initialize_as(&gw, E).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_state_is_redeemed_only_by_the_token_it_was_issued_to() {
+    let gw = two_principals("").await;
+    let ask = |token: &'static str, id: &str, extra: serde_json::Value| {
+        let mut params = json!({"name":"ask","arguments":{"kind":"sampling"},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":common::MODERN,
+                "io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}});
+        if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params});
+        let req = gw
+            .http
+            .post(gw.url("/mcp/demo"))
+            .header("authorization", bearer(token))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", common::MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "ask")
+            .body(body.to_string());
+        async move { common::Reply::from(req.send().await.unwrap()).await }
+    };
+    let parked = ask(G, "q", json!({})).await.json();
+    assert_eq!(parked["result"]["resultType"], "input_required", "{parked}");
+    let key = parked["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let answer = json!({"role":"assistant","content":{"type":"text","text":"from g"},"model":"m"});
+    let retry = json!({"inputResponses":{key.clone(): answer},
+        "requestState": parked["result"]["requestState"]});
+    // Another token's retry: refused as a state this gateway never issued.
+    let foreign = ask(E, "q-e", retry.clone()).await;
+    assert_eq!(foreign.code(), Some(-32602), "{}", foreign.body);
+    assert!(
+        foreign.body.contains("requestState was not issued"),
+        "{}",
+        foreign.body
+    );
+    // Its owner's retry resumes the call.
+    let done = ask(G, "q-g", retry).await.json();
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("from g"), "{done}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_sse_endpoint_takes_messages_only_from_its_opener() {
+    let gw = two_principals("").await;
+    let mut stream = gw
+        .http
+        .get(gw.url("/mcp/demo/sse"))
+        .header("authorization", bearer(G))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut buf = String::new();
+    while !buf.contains("sessionId=") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let endpoint = buf
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .to_owned();
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"sse","version":"1"}}});
+    let post = |token: &str| {
+        gw.http
+            .post(gw.url(&endpoint))
+            .header("authorization", bearer(token))
+            .header("content-type", "application/json")
+            .body(init.to_string())
+            .send()
+    };
+    assert_eq!(post(E).await.unwrap().status(), 404);
+    assert_eq!(post(G).await.unwrap().status(), 202);
+    gw.shutdown().await;
 }

@@ -44,6 +44,7 @@ use super::inputs::{self, Inputs, Parked, Question, question_key};
 use super::logging::{LogLevel, passes};
 use super::slots::Slots;
 use super::translate::{ClientEra, result_for_client, with_envelope};
+use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Backend;
 
@@ -159,6 +160,8 @@ pub(crate) struct Place {
     pub(crate) burst_window: Duration,
     /// Which calls may ask the client (`None`: the backend has one client).
     pub(crate) asking: Option<Arc<AskingTools>>,
+    /// Who the calls are for: a parked call resumes only for them.
+    pub(crate) principal: Principal,
 }
 
 /// Where a call's items go, and what its caller holds.
@@ -767,6 +770,7 @@ impl Exchange {
             stream,
             backend: self.place.backend.clone(),
             target: self.place.target.clone(),
+            principal: self.place.principal.clone(),
             method: self.method.clone(),
             slots: std::mem::take(&mut self.slots),
             questions,

@@ -25,6 +25,7 @@ use sha2::Sha256;
 use tracing::debug;
 
 use super::slots::Slots;
+use crate::ids::Principal;
 use crate::targets::{Backend, no_answer};
 
 /// Prefix of the `requestState` values the gateway issues.
@@ -60,6 +61,8 @@ pub(crate) struct Parked {
     pub(crate) backend: Arc<Backend>,
     /// Its target's name: a retry on another target does not resume it.
     pub(crate) target: String,
+    /// Who it is for: another principal's retry does not resume it.
+    pub(crate) principal: Principal,
     /// Its method.
     pub(crate) method: String,
     /// Its call slots, still held.
@@ -107,13 +110,15 @@ impl Default for Inputs {
 }
 
 impl Inputs {
-    fn mac(&self, token: &str, target: &str) -> String {
+    fn mac(&self, token: &str, target: &str, principal: &Principal) -> String {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
             return String::new(); // any key length is accepted by HMAC
         };
         mac.update(token.as_bytes());
         mac.update(b"\0");
         mac.update(target.as_bytes());
+        mac.update(b"\0");
+        mac.update(principal.as_str().as_bytes());
         crate::ids::hex(&mac.finalize().into_bytes())
     }
 
@@ -128,7 +133,8 @@ impl Inputs {
         id_json: &str,
     ) -> Result<Vec<u8>, Box<Parked>> {
         let token = crate::ids::random_hex(16);
-        let state = format!("{STATE_PREFIX}{token}.{}", self.mac(&token, &parked.target));
+        let mac = self.mac(&token, &parked.target, &parked.principal);
+        let state = format!("{STATE_PREFIX}{token}.{mac}");
         let frame = input_required_frame(id_json, &parked.questions, &state);
         {
             let mut map = self.parked.lock();
@@ -150,15 +156,16 @@ impl Inputs {
         Ok(frame)
     }
 
-    /// What the `requestState` of a retry on `target` names.
-    pub(crate) fn take(&self, target: &str, state: &str) -> Retry {
+    /// What the `requestState` of `principal`'s retry on `target` names
+    /// (a state issued to another principal is as good as forged).
+    pub(crate) fn take(&self, target: &str, principal: &Principal, state: &str) -> Retry {
         let Some((token, mac)) = state
             .strip_prefix(STATE_PREFIX)
             .and_then(|rest| rest.split_once('.'))
         else {
             return Retry::Forged;
         };
-        let expected = self.mac(token, target);
+        let expected = self.mac(token, target, principal);
         if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
             return Retry::Forged;
         }
@@ -309,16 +316,20 @@ mod tests {
     async fn a_tampered_or_foreign_state_is_refused_and_a_spent_one_starts_afresh() {
         let inputs = Arc::new(Inputs::default());
         let token = "00".repeat(16);
-        let good = format!("{STATE_PREFIX}{token}.{}", inputs.mac(&token, "t"));
-        assert!(matches!(inputs.take("t", &good), Retry::Gone));
-        assert!(matches!(inputs.take("other", &good), Retry::Forged));
+        let g = Principal::of_token("token-of-g-0123456789");
+        let e = Principal::of_token("token-of-e-0123456789");
+        let good = format!("{STATE_PREFIX}{token}.{}", inputs.mac(&token, "t", &g));
+        assert!(matches!(inputs.take("t", &g, &good), Retry::Gone));
+        assert!(matches!(inputs.take("other", &g, &good), Retry::Forged));
+        // Issued to G, redeemed by E: as good as forged.
+        assert!(matches!(inputs.take("t", &e, &good), Retry::Forged));
         let tampered = good.replace(&token, &"11".repeat(16));
-        assert!(matches!(inputs.take("t", &tampered), Retry::Forged));
+        assert!(matches!(inputs.take("t", &g, &tampered), Retry::Forged));
         assert!(matches!(
-            inputs.take("t", "mcpod-input.nodot"),
+            inputs.take("t", &g, "mcpod-input.nodot"),
             Retry::Forged
         ));
         let other_gateway = Inputs::default();
-        assert!(matches!(other_gateway.take("t", &good), Retry::Forged));
+        assert!(matches!(other_gateway.take("t", &g, &good), Retry::Forged));
     }
 }

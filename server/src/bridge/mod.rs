@@ -60,5 +60,6 @@ pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>
         inputs: inputs.clone(),
         call_timeout: target.config.call_timeout,
         burst_window: target.burst_window(),
+        principal: crate::ids::Principal::anonymous(),
     }
 }

@@ -74,6 +74,9 @@ pub struct Limits {
     pub max_calls_per_session: usize,
     /// Legacy sessions per target.
     pub max_sessions_per_target: usize,
+    /// Legacy sessions of one principal (the holder of one token) per
+    /// target; not counted with auth off.
+    pub max_sessions_per_principal: usize,
     /// Idle time before a legacy session expires.
     pub session_idle_timeout: Duration,
     /// SSE keep-alive interval.
@@ -113,6 +116,7 @@ impl Default for Limits {
             max_calls_per_target: 1024,
             max_calls_per_session: 64,
             max_sessions_per_target: 1024,
+            max_sessions_per_principal: 256,
             session_idle_timeout: Duration::from_secs(30 * 60),
             sse_keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
@@ -378,6 +382,11 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
             "max_sessions_per_target",
             l.max_sessions_per_target,
             d.max_sessions_per_target,
+        )?,
+        max_sessions_per_principal: positive(
+            "max_sessions_per_principal",
+            l.max_sessions_per_principal,
+            d.max_sessions_per_principal,
         )?,
         session_idle_timeout: opt_duration(
             "limits.session_idle_timeout",

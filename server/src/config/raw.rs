@@ -77,6 +77,8 @@ pub struct RawLimits {
     pub max_calls_per_session: Option<usize>,
     /// Legacy client sessions per target.
     pub max_sessions_per_target: Option<usize>,
+    /// Legacy client sessions of one principal (token) per target.
+    pub max_sessions_per_principal: Option<usize>,
     /// Idle time after which a legacy session expires.
     pub session_idle_timeout: Option<RawDuration>,
     /// Interval of SSE keep-alive comments.

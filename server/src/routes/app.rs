@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::front::Context;
 use crate::front::legacy::Sessions;
 use crate::front::memoh::StdioConnections;
+use crate::ids::Principal;
 use crate::targets::{BotContainers, Registry};
 use crate::web::errors::ApiError;
 
@@ -85,7 +86,7 @@ impl App {
         &self,
         own: Option<&Vec<String>>,
         headers: &HeaderMap,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Principal, ApiError> {
         self.tokens(own).check(headers)
     }
 }

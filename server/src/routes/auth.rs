@@ -3,6 +3,7 @@
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use subtle::ConstantTimeEq;
 
+use crate::ids::Principal;
 use crate::web::errors::{ApiError, SERVER_ERROR};
 
 /// The tokens one route accepts (borrowed from the config: checking a
@@ -16,13 +17,14 @@ pub(crate) enum TokenSet<'a> {
 }
 
 impl TokenSet<'_> {
-    /// Checks the request's `Authorization: Bearer …` header.
+    /// Checks the request's `Authorization: Bearer …` header; the caller's
+    /// principal if it passes.
     ///
     /// Every configured token is compared (in constant time for equal
     /// lengths), so the time taken does not tell which one nearly matched.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let TokenSet::Tokens(tokens) = self else {
-            return Ok(());
+            return Ok(Principal::anonymous());
         };
         let Some(presented) = bearer(headers) else {
             return Err(unauthorized(
@@ -35,7 +37,7 @@ impl TokenSet<'_> {
             ok |= token.as_bytes().ct_eq(presented.as_bytes());
         }
         if bool::from(ok) {
-            Ok(())
+            Ok(Principal::of_token(presented))
         } else {
             Err(unauthorized(
                 "invalid bearer token",

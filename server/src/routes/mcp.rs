@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::app::App;
 use crate::front;
 use crate::front::legacy::SessionRequest;
+use crate::ids::Principal;
 use crate::metrics::{Method, Operation};
 use crate::targets::Target;
 use crate::web::body::read_json_body;
@@ -77,11 +78,15 @@ fn metric_target<'a>(app: &App, name: &'a str) -> &'a str {
 
 /// Finds the target and checks the caller's token (the global tokens
 /// guard the 404 for unknown targets, so names do not leak).
-fn target_for(app: &App, name: &str, headers: &HeaderMap) -> Result<Arc<Target>, ApiError> {
+fn target_for(
+    app: &App,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Arc<Target>, Principal), ApiError> {
     match app.targets.get(name) {
         Some(t) => {
-            app.authorize(t.config.tokens.as_ref(), headers)?;
-            Ok(t.clone())
+            let principal = app.authorize(t.config.tokens.as_ref(), headers)?;
+            Ok((t.clone(), principal))
         }
         None => {
             app.authorize(None, headers)?;
@@ -114,7 +119,7 @@ pub(super) async fn post(
 
 async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
-    let target = match target_for(&app, &name, &headers) {
+    let (target, principal) = match target_for(&app, &name, &headers) {
         Ok(t) => t,
         Err(e) => return record.fail(e),
     };
@@ -124,13 +129,14 @@ async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body
     };
     // Boxed apart: a connection whose body is still coming holds only the
     // small future above, not the one of the whole exchange.
-    Box::pin(dispatch_post(app, target, headers, body, record)).await
+    Box::pin(dispatch_post(app, target, principal, headers, body, record)).await
 }
 
 /// A POST whose body has arrived: to the front end of the client's era.
 async fn dispatch_post(
     app: Arc<App>,
     target: Arc<Target>,
+    principal: Principal,
     headers: HeaderMap,
     body: Bytes,
     mut record: Record,
@@ -152,11 +158,23 @@ async fn dispatch_post(
     match era {
         ClientEra::Modern(version) => {
             tracing::Span::current().record("era", "modern");
-            front::modern::post(&app.ctx, target, &headers, &msg, meta, version, record).await
+            let request = front::modern::ModernPost {
+                headers: &headers,
+                msg: &msg,
+                meta,
+                version,
+                principal,
+            };
+            front::modern::post(&app.ctx, target, request, record).await
         }
         ClientEra::Legacy => {
             tracing::Span::current().record("era", "legacy");
-            front::legacy::post(&app.ctx, &app.sessions, target, &headers, &msg, record).await
+            let request = front::legacy::LegacyPost {
+                headers: &headers,
+                msg: &msg,
+                principal,
+            };
+            front::legacy::post(&app.ctx, &app.sessions, target, request, record).await
         }
     }
 }
@@ -192,8 +210,10 @@ async fn session_request(
     };
     let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
     match target_for(app, name, headers) {
-        Ok(target) => {
-            front::legacy::session_request(&app.sessions, &target, headers, request, record).await
+        Ok((target, principal)) => {
+            let sessions = &app.sessions;
+            front::legacy::session_request(sessions, &target, headers, &principal, request, record)
+                .await
         }
         Err(e) => record.fail(e),
     }
@@ -211,9 +231,12 @@ pub(super) async fn sse_open(
         Operation::OpenStream,
     );
     match target_for(&app, &name, &headers) {
-        Ok(target) => {
+        Ok((target, principal)) => {
             let shutdown = app.ctx.shutdown.clone();
-            front::legacy::sse_transport::open(&app.sessions, &target, &headers, shutdown, record)
+            let sessions = &app.sessions;
+            front::legacy::sse_transport::open(
+                sessions, &target, &headers, principal, shutdown, record,
+            )
         }
         Err(e) => record.fail(e),
     }
@@ -229,7 +252,7 @@ pub(super) async fn sse_message(
     body: Body,
 ) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
-    let target = match target_for(&app, &name, &headers) {
+    let (target, principal) = match target_for(&app, &name, &headers) {
         Ok(t) => t,
         Err(e) => return record.fail(e),
     };
@@ -249,5 +272,14 @@ pub(super) async fn sse_message(
             None => record.method(Method::RESPONSE, "response"),
         }
     }
-    front::legacy::sse_transport::post(&app.ctx, &app.sessions, target, session_id, body, record)
+    let ctx = &app.ctx;
+    front::legacy::sse_transport::post(
+        ctx,
+        &app.sessions,
+        target,
+        session_id,
+        &principal,
+        body,
+        record,
+    )
 }

@@ -22,6 +22,7 @@ use super::context::Context;
 use super::refusals::{target_busy, unsupported_version};
 use super::reply::{forward_notification, reply};
 use crate::bridge::{self, Caller, Client, ClientHello, Exchange, LogLevel, Slots};
+use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Target;
 use crate::web::errors::{
@@ -124,16 +125,25 @@ fn sessions_of<'a>(sessions: &'a Sessions, target: &Target) -> Result<&'a Sessio
     })
 }
 
+/// A legacy client's POST: its headers, its message, who sent it.
+pub(crate) struct LegacyPost<'a> {
+    /// The request's headers.
+    pub(crate) headers: &'a HeaderMap,
+    /// Its JSON-RPC message.
+    pub(crate) msg: &'a Message<'a>,
+    /// Who sent it (sessions are theirs alone).
+    pub(crate) principal: Principal,
+}
+
 /// Handles a legacy client's POST.
 pub(crate) async fn post(
     ctx: &Context,
     sessions: &Sessions,
     target: Arc<Target>,
-    headers: &HeaderMap,
-    msg: &Message<'_>,
+    request: LegacyPost<'_>,
     record: Record,
 ) -> Response {
-    post_bound(ctx, sessions, target, headers, msg, record, None).await
+    post_bound(ctx, sessions, target, request, record, None).await
 }
 
 /// A session of the 2024-11-05 HTTP+SSE transport being made: its id is
@@ -152,15 +162,20 @@ pub(crate) async fn post_bound(
     ctx: &Context,
     sessions: &Sessions,
     target: Arc<Target>,
-    headers: &HeaderMap,
-    msg: &Message<'_>,
+    request: LegacyPost<'_>,
     mut record: Record,
     binding: Option<Binding>,
 ) -> Response {
+    let LegacyPost {
+        headers,
+        msg,
+        principal,
+    } = request;
     let accept = Accept::from_headers(headers);
     if let Message::Request { id, method, params } = msg {
         if method == "initialize" {
-            return initialize(ctx, sessions, &target, id, *params, accept, record, binding).await;
+            let made = Made { principal, binding };
+            return initialize(ctx, sessions, &target, id, *params, accept, record, made).await;
         }
     }
     let session_id = match headers::session_id(headers) {
@@ -173,7 +188,7 @@ pub(crate) async fn post_bound(
         }
         Err(p) => return record.fail(ApiError::bad_request(INVALID_REQUEST, p.to_string())),
     };
-    let session = match sessions_of(sessions, &target).map(|s| s.get(session_id)) {
+    let session = match sessions_of(sessions, &target).map(|s| s.get_for(session_id, &principal)) {
         Ok(Some(session)) => session,
         Ok(None) => return record.fail(session_not_found()),
         Err(e) => return record.fail(e),
@@ -305,6 +320,13 @@ pub(crate) async fn post_bound(
     }
 }
 
+/// Who a session is being made for, and the 2024-11-05 endpoint it is
+/// bound to, if any.
+struct Made {
+    principal: Principal,
+    binding: Option<Binding>,
+}
+
 #[allow(clippy::too_many_arguments)] // one of each thing a handshake needs
 async fn initialize(
     ctx: &Context,
@@ -314,8 +336,9 @@ async fn initialize(
     params: Option<&RawValue>,
     accept: Accept,
     mut record: Record,
-    binding: Option<Binding>,
+    made: Made,
 ) -> Response {
+    let Made { principal, binding } = made;
     if !accept.json && !accept.sse {
         return record.fail(not_acceptable(Some(id)));
     }
@@ -351,10 +374,13 @@ async fn initialize(
         .is_some()
         .then(|| sessions.endpoints.take_place(&session_id))
         .flatten()
-        .filter(|p| p.is_in(store));
-    let max = target.limits.max_sessions_per_target;
-    let Some(place) = held.or_else(|| store.reserve(max)) else {
-        return record.fail(too_many_sessions(target, Some(id)));
+        .filter(|p| p.is_for(store, &principal));
+    let place = match held {
+        Some(place) => place,
+        None => match reserve(store, target, &principal) {
+            Ok(place) => place,
+            Err(e) => return record.fail(e.with_id(Some(id))),
+        },
     };
     let (backend, private) = if target.per_session() {
         let p = target.open_private(&session_id[..8]);
@@ -379,6 +405,7 @@ async fn initialize(
         session_id,
         version,
         client,
+        principal,
         target.clone(),
         private,
         ctx.shutdown.child_token(),
@@ -400,6 +427,7 @@ fn session_for(
     sessions: &Sessions,
     target: &Target,
     headers: &HeaderMap,
+    principal: &Principal,
 ) -> Result<Arc<Session>, ApiError> {
     let id = headers::session_id(headers)
         .map_err(|p| ApiError::bad_request(INVALID_REQUEST, p.to_string()))?;
@@ -420,7 +448,7 @@ fn session_for(
         });
     };
     sessions_of(sessions, target)?
-        .get(id)
+        .get_for(id, principal)
         .ok_or_else(session_not_found)
 }
 
@@ -439,10 +467,11 @@ pub(crate) async fn session_request(
     sessions: &Sessions,
     target: &Target,
     headers: &HeaderMap,
+    principal: &Principal,
     request: SessionRequest,
     mut record: Record,
 ) -> Response {
-    let session = match session_for(sessions, target, headers) {
+    let session = match session_for(sessions, target, headers, principal) {
         Ok(s) => s,
         Err(e) => return record.fail(e),
     };
@@ -460,18 +489,42 @@ pub(crate) async fn session_request(
         }
     }
 }
-/// 503 for a target with `max_sessions_per_target` sessions open or being
-/// made.
-pub(super) fn too_many_sessions(target: &Target, id: Option<&RawValue>) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        SERVER_ERROR,
-        format!(
-            "target `{}` has {} sessions, its limit",
-            target.name(),
-            target.limits.max_sessions_per_target
+/// A place for a session of `principal` in `store`: 503 when the target
+/// has `max_sessions_per_target` sessions open or being made, 429 when
+/// `principal` has `max_sessions_per_principal` of them (one token cannot
+/// lock the others out).
+pub(super) fn reserve(
+    store: &SessionStore,
+    target: &Target,
+    principal: &Principal,
+) -> Result<session::Reservation, ApiError> {
+    let limits = &target.limits;
+    let full = match store.reserve(
+        limits.max_sessions_per_target,
+        limits.max_sessions_per_principal,
+        principal,
+    ) {
+        Ok(place) => return Ok(place),
+        Err(full) => full,
+    };
+    let (status, message) = match full {
+        session::Full::Target => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "target `{}` has {} sessions, its limit",
+                target.name(),
+                limits.max_sessions_per_target
+            ),
         ),
-    )
-    .with_id(id)
-    .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+        session::Full::Principal => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this token has {} sessions on target `{}`, its limit; end one (DELETE) or wait for one to expire",
+                limits.max_sessions_per_principal,
+                target.name()
+            ),
+        ),
+    };
+    Err(ApiError::new(status, SERVER_ERROR, message)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")))
 }

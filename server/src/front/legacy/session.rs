@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Client;
+use crate::ids::Principal;
 use crate::targets::{Registry, Target};
 
 /// One legacy client session.
@@ -23,6 +24,8 @@ pub(crate) struct Session {
     pub(crate) version: &'static str,
     /// The session as the bridge sees it.
     pub(crate) client: Arc<Client>,
+    /// Who made it: only they may use it (anyone else gets 404).
+    pub(crate) principal: Principal,
     target: Arc<Target>,
     /// The session's own backend (`per_session` sharing), by its number.
     private: Option<u64>,
@@ -37,13 +40,14 @@ pub(crate) fn new_session_id() -> String {
 }
 
 impl Session {
-    /// A session with id `id` at revision `version` whose calls go
-    /// through `client`; `private` names its own backend of `target`, if
-    /// it has one.
+    /// A session of `principal` with id `id` at revision `version` whose
+    /// calls go through `client`; `private` names its own backend of
+    /// `target`, if it has one.
     pub(crate) fn new(
         id: String,
         version: &'static str,
         client: Arc<Client>,
+        principal: Principal,
         target: Arc<Target>,
         private: Option<u64>,
         closed: CancellationToken,
@@ -52,6 +56,7 @@ impl Session {
             id,
             version,
             client,
+            principal,
             target,
             private,
             last_seen: Mutex::new(Instant::now()),
@@ -92,57 +97,114 @@ pub(crate) struct SessionStore {
 #[derive(Debug, Default)]
 struct StoreInner {
     sessions: HashMap<String, Arc<Session>>,
-    /// Places promised to sessions being made (counted with `sessions`).
-    reserved: usize,
+    /// Places promised to sessions being made (counted with `sessions`),
+    /// by principal.
+    reserved: HashMap<Principal, usize>,
 }
 
-/// A place for one session in a [`SessionStore`], taken before the
-/// session's backend starts, so that concurrent `initialize`s cannot pass
-/// the limit together; given back when dropped unless used.
+impl StoreInner {
+    /// Sessions open or being made, in all and of `principal`.
+    fn counts(&self, principal: &Principal) -> (usize, usize) {
+        let reserved: usize = self.reserved.values().sum();
+        let own_reserved = self.reserved.get(principal).copied().unwrap_or(0);
+        let own = self
+            .sessions
+            .values()
+            .filter(|s| s.principal == *principal)
+            .count();
+        (self.sessions.len() + reserved, own + own_reserved)
+    }
+
+    fn release(&mut self, principal: &Principal) {
+        if let Some(n) = self.reserved.get_mut(principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.reserved.remove(principal);
+            }
+        }
+    }
+}
+
+/// A place for one session of one principal in a [`SessionStore`], taken
+/// before the session's backend starts, so that concurrent `initialize`s
+/// cannot pass the limits together; given back when dropped unless used.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     inner: Arc<Mutex<StoreInner>>,
+    principal: Principal,
+    filled: bool,
 }
 
 impl Reservation {
     /// Puts `session` in the place reserved for it.
-    pub(crate) fn fill(self, session: Arc<Session>) {
+    pub(crate) fn fill(mut self, session: Arc<Session>) {
         let mut inner = self.inner.lock();
-        inner.reserved -= 1;
+        inner.release(&self.principal);
         inner.sessions.insert(session.id.clone(), session);
         drop(inner);
-        std::mem::forget(self);
+        self.filled = true;
     }
 
-    /// Whether the place is in `store`.
-    pub(crate) fn is_in(&self, store: &SessionStore) -> bool {
-        Arc::ptr_eq(&self.inner, &store.inner)
+    /// Whether the place is in `store`, for `principal`.
+    pub(crate) fn is_for(&self, store: &SessionStore, principal: &Principal) -> bool {
+        Arc::ptr_eq(&self.inner, &store.inner) && self.principal == *principal
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.inner.lock().reserved -= 1;
+        if !self.filled {
+            self.inner.lock().release(&self.principal);
+        }
     }
 }
 
+/// Why a session could not be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The target has `max_sessions_per_target`.
+    Target,
+    /// The principal has `max_sessions_per_principal` of the target's.
+    Principal,
+}
+
 impl SessionStore {
-    /// A place for one more session, if fewer than `max` sessions exist or
-    /// are being made.
-    pub(crate) fn reserve(&self, max: usize) -> Option<Reservation> {
+    /// A place for one more session of `principal`, if fewer than `max`
+    /// sessions exist or are being made, and fewer than `per_principal`
+    /// of them are `principal`'s (a token's; not counted with auth off).
+    pub(crate) fn reserve(
+        &self,
+        max: usize,
+        per_principal: usize,
+        principal: &Principal,
+    ) -> Result<Reservation, Full> {
         let mut inner = self.inner.lock();
-        if inner.sessions.len() + inner.reserved >= max {
-            return None;
+        let (all, own) = inner.counts(principal);
+        if all >= max {
+            return Err(Full::Target);
         }
-        inner.reserved += 1;
-        Some(Reservation {
+        // With auth off every caller is the one anonymous principal: only
+        // the target's limit applies.
+        if own >= per_principal && *principal != Principal::anonymous() {
+            return Err(Full::Principal);
+        }
+        *inner.reserved.entry(principal.clone()).or_insert(0) += 1;
+        Ok(Reservation {
             inner: self.inner.clone(),
+            principal: principal.clone(),
+            filled: false,
         })
     }
 
     /// The session with this id.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
         self.inner.lock().sessions.get(id).cloned()
+    }
+
+    /// The session with this id, if `principal` made it: to anyone else
+    /// it does not exist.
+    pub(crate) fn get_for(&self, id: &str, principal: &Principal) -> Option<Arc<Session>> {
+        self.get(id).filter(|s| s.principal == *principal)
     }
 
     /// Removes a session (the caller closes it).
@@ -188,26 +250,37 @@ pub(crate) struct Endpoints {
 struct Endpoint {
     stream: tokio::sync::mpsc::Sender<Vec<u8>>,
     place: Option<Reservation>,
+    principal: Principal,
 }
 
 impl Endpoints {
-    /// Opens endpoint `id`, holding `place` for its session.
+    /// Opens endpoint `id` of `principal`, holding `place` for its
+    /// session.
     pub(crate) fn open(
         &self,
         id: String,
         stream: tokio::sync::mpsc::Sender<Vec<u8>>,
         place: Reservation,
+        principal: Principal,
     ) {
         let endpoint = Endpoint {
             stream,
             place: Some(place),
+            principal,
         };
         self.open.lock().insert(id, endpoint);
     }
 
-    /// The stream of endpoint `id`.
-    pub(crate) fn stream(&self, id: &str) -> Option<tokio::sync::mpsc::Sender<Vec<u8>>> {
-        self.open.lock().get(id).map(|e| e.stream.clone())
+    /// The stream of endpoint `id`, if `principal` opened it.
+    pub(crate) fn stream(
+        &self,
+        id: &str,
+        principal: &Principal,
+    ) -> Option<tokio::sync::mpsc::Sender<Vec<u8>>> {
+        let open = self.open.lock();
+        open.get(id)
+            .filter(|e| e.principal == *principal)
+            .map(|e| e.stream.clone())
     }
 
     /// The place endpoint `id` holds for its session, for its `initialize`.

@@ -28,9 +28,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::session::Sessions;
-use super::{Binding, post_bound, too_many_sessions};
+use super::{Binding, LegacyPost, post_bound, reserve};
 use crate::front::context::Context;
 use crate::front::refusals::streams_busy;
+use crate::ids::Principal;
 use crate::targets::Target;
 use crate::web::errors::{ApiError, accepted};
 use crate::web::headers;
@@ -70,6 +71,7 @@ pub(crate) fn open(
     sessions: &Arc<Sessions>,
     target: &Arc<Target>,
     headers: &HeaderMap,
+    principal: Principal,
     shutdown: CancellationToken,
     mut record: Record,
 ) -> Response {
@@ -82,16 +84,23 @@ pub(crate) fn open(
     }
     // The endpoint holds its session's place from now: its `initialize`
     // cannot be refused for a limit that endpoints opened later took.
-    let max = target.limits.max_sessions_per_target;
     let Some(slot) = target.try_stream_slot() else {
         return record.fail(streams_busy(target));
     };
-    let Some(place) = sessions.of(target.name()).and_then(|s| s.reserve(max)) else {
-        return record.fail(too_many_sessions(target, None));
+    let Some(store) = sessions.of(target.name()) else {
+        return record.fail(ApiError::new(
+            StatusCode::NOT_FOUND,
+            crate::web::errors::SERVER_ERROR,
+            format!("target `{}` has no legacy sessions", target.name()),
+        ));
+    };
+    let place = match reserve(store, target, &principal) {
+        Ok(place) => place,
+        Err(e) => return record.fail(e),
     };
     let id = super::session::new_session_id();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    sessions.endpoints.open(id.clone(), tx, place);
+    sessions.endpoints.open(id.clone(), tx, place, principal);
     let endpoint = format!("/mcp/{}/messages?sessionId={id}", target.name());
     let first = futures::stream::iter([sse::named_event("endpoint", endpoint.as_bytes())]);
     let closing = Closing {
@@ -126,10 +135,11 @@ pub(crate) fn post(
     sessions: &Arc<Sessions>,
     target: Arc<Target>,
     session_id: &str,
+    principal: &Principal,
     body: Bytes,
     mut record: Record,
 ) -> Response {
-    let Some(stream) = sessions.endpoints.stream(session_id) else {
+    let Some(stream) = sessions.endpoints.stream(session_id, principal) else {
         return record.fail(ApiError::new(
             StatusCode::NOT_FOUND,
             crate::web::errors::SESSION_NOT_FOUND,
@@ -157,20 +167,17 @@ pub(crate) fn post(
         id: session_id.to_owned(),
         stream: stream.clone(),
     };
+    let principal = principal.clone();
     tokio::spawn(async move {
         let Ok(msg) = Message::parse(&body) else {
             return;
         };
-        let answer = post_bound(
-            &ctx,
-            &sessions,
-            target,
-            &headers,
-            &msg,
-            record,
-            Some(binding),
-        )
-        .await;
+        let request = LegacyPost {
+            headers: &headers,
+            msg: &msg,
+            principal,
+        };
+        let answer = post_bound(&ctx, &sessions, target, request, record, Some(binding)).await;
         if answer.status() == StatusCode::ACCEPTED {
             return; // a notification or an answer: nothing to send back
         }

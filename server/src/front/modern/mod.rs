@@ -23,6 +23,7 @@ use super::streams::open_stream;
 use crate::bridge::{
     self, Caller, ClientCaps, Exchange, ListenFilter, LogLevel, Resumed, Retry, Slots,
 };
+use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Target;
 use crate::web::errors::{
@@ -115,16 +116,35 @@ fn invalid_params(e: serde_json::Error, id: Option<&RawValue>) -> ApiError {
     ApiError::bad_request(INVALID_PARAMS, format!("invalid params: {e}")).with_id(id)
 }
 
+/// A 2026-07-28 client's POST: its headers, message and `_meta` (read
+/// once, by the router), its `MCP-Protocol-Version`, who sent it.
+pub(crate) struct ModernPost<'a> {
+    /// The request's headers.
+    pub(crate) headers: &'a HeaderMap,
+    /// Its JSON-RPC message.
+    pub(crate) msg: &'a Message<'a>,
+    /// Its `params._meta`.
+    pub(crate) meta: Result<RequestMeta<'a>, serde_json::Error>,
+    /// The `MCP-Protocol-Version` header.
+    pub(crate) version: Option<String>,
+    /// Who sent it (a parked call resumes only for them).
+    pub(crate) principal: Principal,
+}
+
 /// Handles a modern client's POST.
 pub(crate) async fn post(
     ctx: &Context,
     target: Arc<Target>,
-    headers: &HeaderMap,
-    msg: &Message<'_>,
-    meta: Result<RequestMeta<'_>, serde_json::Error>,
-    header_version: Option<String>,
+    request: ModernPost<'_>,
     mut record: Record,
 ) -> Response {
+    let ModernPost {
+        headers,
+        msg,
+        meta,
+        version: header_version,
+        principal,
+    } = request;
     let (id, method, raw_params) = match msg {
         Message::Request { id, method, params } => (Some(*id), method.as_ref(), *params),
         Message::Notification { method, params } => (None, method.as_ref(), *params),
@@ -289,13 +309,14 @@ pub(crate) async fn post(
             )
         }
         m if FORWARDED_METHODS.contains(&m) => {
-            let place = bridge::place(&target, backend, &ctx.inputs);
+            let mut place = bridge::place(&target, backend, &ctx.inputs);
+            place.principal = principal.clone();
             // The retry of a call the gateway parked for client input.
             let retry = params
                 .request_state
                 .as_deref()
                 .filter(|s| s.starts_with(bridge::STATE_PREFIX))
-                .map(|s| ctx.inputs.take(target.name(), s));
+                .map(|s| ctx.inputs.take(target.name(), &principal, s));
             let mut forward_params = raw_params.map(|p| p.to_owned());
             match retry {
                 Some(Retry::Forged) => {
