@@ -203,6 +203,8 @@ pub(crate) struct TargetGauges {
     pub(crate) sessions_limit: usize,
     /// Backend restarts so far (all of the target's backends).
     pub(crate) restarts: u64,
+    /// Log messages of a shared backend no call owned, dropped.
+    pub(crate) unattributed_logs: u64,
     /// Backends running now.
     pub(crate) backends_alive: usize,
 }
@@ -475,6 +477,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "mcpod_log_messages_unattributed_total",
+            "Log messages of a shared backend that no call owned, dropped (broadcast_logs = false).",
+            "counter",
+            &|g| g.unattributed_logs.to_string(),
+        );
+        gauge(
+            &mut out,
             "mcpod_backends_alive",
             "Backend processes running now.",
             "gauge",
@@ -513,8 +522,10 @@ mod tests {
             sessions: 1,
             sessions_limit: 32,
             restarts: 3,
+            unattributed_logs: 5,
             backends_alive: 1,
         }]);
+        assert!(text.contains("mcpod_log_messages_unattributed_total{target=\"demo\"} 5"));
         assert!(text.contains(
             "mcpod_requests_total{target=\"demo\",method=\"tools/call\",outcome=\"ok\"} 2"
         ));

@@ -275,3 +275,163 @@ async fn an_sse_endpoint_takes_messages_only_from_its_opener() {
     assert_eq!(post(G).await.unwrap().status(), 202);
     gw.shutdown().await;
 }
+
+/// Session `token`'s: initialized, `notifications/initialized` sent, log
+/// level debug.
+async fn session_as(gw: &Gateway, token: &str) -> String {
+    let sid = initialize_as(gw, token)
+        .await
+        .header("mcp-session-id")
+        .unwrap();
+    let auth = bearer(token);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("mcp-session-id", sid.as_str()),
+    ];
+    let r = gw
+        .post(
+            "/mcp/demo",
+            &h,
+            &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let r = gw
+        .post(
+            "/mcp/demo",
+            &h,
+            &json!({"jsonrpc":"2.0","id":"lvl","method":"logging/setLevel","params":{"level":"debug"}}),
+        )
+        .await;
+    assert!(r.json()["result"].is_object(), "{}", r.body);
+    sid
+}
+
+async fn unattributed(gw: &Gateway) -> u64 {
+    let text = gw
+        .http
+        .get(gw.url("/metrics"))
+        .header("authorization", bearer(G))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mcpod_log_messages_unattributed_total{target=\"demo\"} "))
+        .unwrap_or_else(|| panic!("no counter in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Session A (token G) listens on its GET stream with a call in flight
+/// while session V (token E) makes its backend log: with two clients'
+/// calls in flight, that log message is nobody's in particular.
+async fn a_log_between_two_tokens(broadcast: bool) -> Vec<serde_json::Value> {
+    let gw = Arc::new(
+        Gateway::start(&format!(
+            "[auth]\ntokens = [\"{G}\", \"{E}\"]\n[targets.demo]\ncommand = \"{}\"\n\
+             args = [\"demo-server\", \"--legacy-only\"]\nera = \"legacy\"\nbroadcast_logs = {broadcast}\n",
+            common::DEMO
+        ))
+        .await,
+    );
+    let (a, v) = (session_as(&gw, G).await, session_as(&gw, E).await);
+    let mut stream = gw
+        .http
+        .get(gw.url("/mcp/demo"))
+        .header("authorization", bearer(G))
+        .header("mcp-session-id", &a)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let sleeping = {
+        let (gw, a) = (gw.clone(), a.clone());
+        tokio::spawn(async move {
+            let auth = bearer(G);
+            let h = [
+                ("authorization", auth.as_str()),
+                ("mcp-session-id", a.as_str()),
+            ];
+            gw.post(
+                "/mcp/demo",
+                &h,
+                &call(json!("s"), "sleep", json!({"ms": 20_000})),
+            )
+            .await
+        })
+    };
+    let auth = bearer(E);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("mcp-session-id", v.as_str()),
+    ];
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw
+            .post("/mcp/demo", &h, &call(json!("st"), "stats", json!({})))
+            .await;
+        let s: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+        if s["in_flight"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the sleep never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = unattributed(&gw).await;
+    let auth = bearer(E);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("mcp-session-id", v.as_str()),
+    ];
+    let logged = gw
+        .post(
+            "/mcp/demo",
+            &h,
+            &call(json!("l"), "log", json!({"message": "V's private data"})),
+        )
+        .await;
+    assert!(logged.body.contains("emitted"), "{}", logged.body);
+    // A marker every GET stream gets, after the log message.
+    let r = gw
+        .post(
+            "/mcp/demo",
+            &h,
+            &call(json!("n"), "notify_change", json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = common::read_events(&mut stream, |e| {
+        e.iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed")
+    })
+    .await;
+    let after = unattributed(&gw).await;
+    assert_eq!(
+        after - before,
+        u64::from(!broadcast),
+        "dropped logs counted"
+    );
+    sleeping.abort();
+    seen.into_iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_log_message_no_call_owns_reaches_no_other_token_unless_the_target_broadcasts() {
+    let leaked = a_log_between_two_tokens(false).await;
+    assert!(leaked.is_empty(), "session A got V's log: {leaked:?}");
+    let shared = a_log_between_two_tokens(true).await;
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert_eq!(
+        shared[0]["params"]["data"], "V's private data",
+        "{shared:?}"
+    );
+}

@@ -209,6 +209,9 @@ pub struct TargetConfig {
     /// backend they take turns, so that a server request goes to the
     /// call that asked. Tools seen asking are added to these.
     pub asking_tools: Vec<String>,
+    /// Whether a shared backend's log messages that no call owns go to
+    /// every client (else to nobody: they may carry any client's data).
+    pub broadcast_logs: bool,
 }
 
 /// The restart backoff of a target that sets none: 100 ms doubling up to
@@ -700,6 +703,7 @@ fn validate_target(
         )?,
         restart_backoff: (backoff_min, backoff_max),
         asking_tools,
+        broadcast_logs: raw.broadcast_logs.unwrap_or(false),
     })
 }
 

@@ -148,6 +148,9 @@ pub struct RawTarget {
     /// Tools whose calls may ask the client (sampling, elicitation,
     /// roots): exact names, or patterns with `*`.
     pub asking_tools: Option<Vec<String>>,
+    /// Send a shared backend's log messages that no call owns to every
+    /// client (default: to nobody).
+    pub broadcast_logs: Option<bool>,
     /// The bot whose container runs the server (containerd targets).
     pub bot: Option<String>,
     /// containerd socket (containerd targets; default from `[containerd]`).

@@ -120,6 +120,7 @@ pub(super) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
             sessions: app.sessions.count(t.name()),
             sessions_limit: t.limits.max_sessions_per_target,
             restarts: t.restarts(),
+            unattributed_logs: t.unattributed_logs(),
             backends_alive: t.backends_alive(),
         })
         .collect();

@@ -10,6 +10,7 @@
 //! target's config or refused — never left waiting.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -55,6 +56,8 @@ pub(crate) struct Backend {
     /// Whether one client owns it (`per_session`): then every server
     /// request is offered to that client.
     exclusive: bool,
+    /// What becomes of log messages no call or client owns.
+    logs: LogFanout,
     members: Mutex<Vec<Weak<dyn Member>>>,
     /// State the layers above keep per backend, one value per type.
     attachments: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
@@ -76,12 +79,14 @@ impl Backend {
         upstream: Upstream,
         roots: Option<Vec<RawRoot>>,
         exclusive: bool,
+        logs: LogFanout,
     ) -> Arc<Backend> {
         let backend = Arc::new(Backend {
             name,
             upstream,
             roots,
             exclusive,
+            logs,
             members: Mutex::new(Vec::new()),
             attachments: Mutex::new(Vec::new()),
         });
@@ -163,6 +168,18 @@ impl Backend {
     /// `owner`, or to every member when there is none (each keeps what it
     /// wants).
     pub(crate) fn deliver_notification(&self, method: &str, frame: &[u8], owner: Option<Owner>) {
+        // A log message of a shared backend that no call or client owns
+        // may carry any client's data: it goes to nobody, unless the
+        // target says its logs are for everyone.
+        if method == "notifications/message"
+            && owner.is_none()
+            && !self.exclusive
+            && !self.logs.broadcast
+        {
+            self.logs.unattributed.fetch_add(1, Ordering::Relaxed);
+            debug!(target = %self.name, "a log message no call owns was dropped");
+            return;
+        }
         let members = self.members();
         let mut delivered = 0usize;
         for m in &members {
@@ -193,6 +210,15 @@ impl Backend {
         }
         self.answer_from_config(key, &method).await;
     }
+}
+
+/// What a backend does with log messages no call or client owns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogFanout {
+    /// Send them to every client (the target's `broadcast_logs`).
+    pub(crate) broadcast: bool,
+    /// Counts the ones dropped instead.
+    pub(crate) unattributed: Arc<AtomicU64>,
 }
 
 /// An error answer to a server request.

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::backend::Backend;
+use super::backend::{Backend, LogFanout};
 use super::containerd::clients::Clients;
 use super::launch;
 use crate::config::{BackendSpec, Limits, Sharing, TargetConfig};
@@ -31,6 +31,9 @@ pub(crate) struct Target {
     call_slots: Arc<Semaphore>,
     /// Open streams (legacy GET, `subscriptions/listen`), apart from calls.
     stream_slots: Arc<Semaphore>,
+    /// Where its backends' unowned log messages go, and how many were
+    /// dropped.
+    logs: LogFanout,
     /// Restarts counted from private backends already closed.
     closed_restarts: AtomicU64,
 }
@@ -50,6 +53,10 @@ impl Target {
     pub(crate) fn new(config: TargetConfig, limits: Limits, clients: Clients) -> Arc<Target> {
         let slots = config.max_calls_in_flight;
         let streams = limits.max_streams_per_target;
+        let logs = LogFanout {
+            broadcast: config.broadcast_logs,
+            ..LogFanout::default()
+        };
         Arc::new(Target {
             config,
             limits,
@@ -59,6 +66,7 @@ impl Target {
             next_private: AtomicU64::new(1),
             call_slots: Arc::new(Semaphore::new(slots)),
             stream_slots: Arc::new(Semaphore::new(streams)),
+            logs,
             closed_restarts: AtomicU64::new(0),
         })
     }
@@ -153,7 +161,8 @@ impl Target {
             &self.clients,
             launch::upstream_config(&self.config, name.clone()),
         );
-        Backend::start(name, upstream, self.config.roots.clone(), exclusive)
+        let logs = self.logs.clone();
+        Backend::start(name, upstream, self.config.roots.clone(), exclusive, logs)
     }
 
     /// Every running backend (the shared one and the sessions' own).
@@ -191,6 +200,11 @@ impl Target {
     /// One of the target's call slots, if one is free.
     pub(crate) fn try_call_slot(&self) -> Option<OwnedSemaphorePermit> {
         self.call_slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Log messages of a shared backend that no call owned, dropped.
+    pub(crate) fn unattributed_logs(&self) -> u64 {
+        self.logs.unattributed.load(Ordering::Relaxed)
     }
 
     /// Calls in flight now.

@@ -152,6 +152,7 @@ impl BotContainers {
             shutdown_grace: Duration::from_secs(3),
             restart_backoff: crate::config::DEFAULT_RESTART_BACKOFF,
             asking_tools: Vec::new(),
+            broadcast_logs: false,
         }
     }
 
