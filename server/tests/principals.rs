@@ -435,3 +435,110 @@ async fn a_log_message_no_call_owns_reaches_no_other_token_unless_the_target_bro
         "{shared:?}"
     );
 }
+
+/// A 2026-07-28 request of `token`'s.
+async fn modern_as(
+    gw: &Gateway,
+    token: &str,
+    id: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> reqwest::Response {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion":common::MODERN,
+        "io.modelcontextprotocol/clientCapabilities":{}});
+    let mut req = gw
+        .http
+        .post(gw.url("/mcp/demo"))
+        .header("authorization", bearer(token))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", common::MODERN)
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str() {
+        req = req.header("mcp-name", name.to_owned());
+    }
+    req.body(json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_token_cannot_take_every_call_or_listen_of_a_target() {
+    let gw = Arc::new(
+        two_principals("max_calls_per_principal = 1\nmax_listens_per_principal = 1").await,
+    );
+    // G's one call in flight (a legacy session's and a stateless one count alike).
+    let sid = initialize_as(&gw, G)
+        .await
+        .header("mcp-session-id")
+        .unwrap();
+    let sleeping = {
+        let (gw, sid) = (gw.clone(), sid.clone());
+        tokio::spawn(async move {
+            let auth = bearer(G);
+            let h = [
+                ("authorization", auth.as_str()),
+                ("mcp-session-id", sid.as_str()),
+            ];
+            gw.post(
+                "/mcp/demo",
+                &h,
+                &call(json!(1), "sleep", json!({"ms": 20_000})),
+            )
+            .await
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let r = modern_as(
+            &gw,
+            G,
+            "2",
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"x"}}),
+        )
+        .await;
+        if r.status() == 429 {
+            break r;
+        }
+        assert!(Instant::now() < until, "G's second call was never refused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("this token has 1 calls in flight"), "{body}");
+    // E calls meanwhile.
+    let r = modern_as(
+        &gw,
+        E,
+        "3",
+        "tools/call",
+        json!({"name":"echo","arguments":{"text":"e"}}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("\"e\""));
+    sleeping.abort();
+
+    // One listen each.
+    let listen = json!({"notifications":{"toolsListChanged":true}});
+    let g1 = modern_as(&gw, G, "l1", "subscriptions/listen", listen.clone()).await;
+    assert_eq!(g1.status(), 200);
+    let g2 = modern_as(&gw, G, "l2", "subscriptions/listen", listen.clone()).await;
+    assert_eq!(g2.status(), 429);
+    let e1 = modern_as(&gw, E, "l3", "subscriptions/listen", listen.clone()).await;
+    assert_eq!(e1.status(), 200);
+    // A closed listen gives its place back.
+    drop(g1);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = modern_as(&gw, G, "l4", "subscriptions/listen", listen.clone()).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(Instant::now() < until, "the closed listen kept its place");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -4,6 +4,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::DropGuard;
 
 use super::client::ClientCallGuard;
+use crate::targets::PrincipalSlot;
 
 /// Slots held for the life of a call (freed when dropped).
 #[derive(Debug, Default)]
@@ -11,6 +12,7 @@ pub(crate) struct Slots {
     _target: Option<OwnedSemaphorePermit>,
     _client: Option<ClientCallGuard>,
     _stream_timer: Option<DropGuard>,
+    _principal: Option<PrincipalSlot>,
 }
 
 impl Slots {
@@ -20,7 +22,14 @@ impl Slots {
             _target: Some(target),
             _client: client,
             _stream_timer: None,
+            _principal: None,
         }
+    }
+
+    /// The same, holding the caller's principal's share too.
+    pub(crate) fn with_principal(mut self, slot: PrincipalSlot) -> Slots {
+        self._principal = Some(slot);
+        self
     }
 
     /// One of the target's stream slots, for a call that is a stream
@@ -30,6 +39,7 @@ impl Slots {
             _target: Some(slot),
             _client: None,
             _stream_timer: Some(timer),
+            _principal: None,
         }
     }
 }

@@ -77,6 +77,12 @@ pub struct Limits {
     /// Legacy sessions of one principal (the holder of one token) per
     /// target; not counted with auth off.
     pub max_sessions_per_principal: usize,
+    /// Calls in flight of one principal per target; not counted with auth
+    /// off.
+    pub max_calls_per_principal: usize,
+    /// `subscriptions/listen` streams of one principal per target; not
+    /// counted with auth off.
+    pub max_listens_per_principal: usize,
     /// Idle time before a legacy session expires.
     pub session_idle_timeout: Duration,
     /// SSE keep-alive interval.
@@ -117,6 +123,8 @@ impl Default for Limits {
             max_calls_per_session: 64,
             max_sessions_per_target: 1024,
             max_sessions_per_principal: 256,
+            max_calls_per_principal: 256,
+            max_listens_per_principal: 256,
             session_idle_timeout: Duration::from_secs(30 * 60),
             sse_keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
@@ -390,6 +398,16 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
             "max_sessions_per_principal",
             l.max_sessions_per_principal,
             d.max_sessions_per_principal,
+        )?,
+        max_calls_per_principal: positive(
+            "max_calls_per_principal",
+            l.max_calls_per_principal,
+            d.max_calls_per_principal,
+        )?,
+        max_listens_per_principal: positive(
+            "max_listens_per_principal",
+            l.max_listens_per_principal,
+            d.max_listens_per_principal,
         )?,
         session_idle_timeout: opt_duration(
             "limits.session_idle_timeout",

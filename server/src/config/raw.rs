@@ -79,6 +79,10 @@ pub struct RawLimits {
     pub max_sessions_per_target: Option<usize>,
     /// Legacy client sessions of one principal (token) per target.
     pub max_sessions_per_principal: Option<usize>,
+    /// Calls in flight of one principal per target.
+    pub max_calls_per_principal: Option<usize>,
+    /// `subscriptions/listen` streams of one principal per target.
+    pub max_listens_per_principal: Option<usize>,
     /// Idle time after which a legacy session expires.
     pub session_idle_timeout: Option<RawDuration>,
     /// Interval of SSE keep-alive comments.

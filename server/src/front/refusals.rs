@@ -32,6 +32,17 @@ pub(crate) fn streams_busy(target: &Target) -> ApiError {
     )
 }
 
+/// 429 for a token that holds `max` of a target's `what` already.
+pub(crate) fn principal_busy(target: &Target, what: &str, max: usize) -> ApiError {
+    overloaded(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "this token has {max} {what} on target `{}`, its limit; retry later",
+            target.name()
+        ),
+    )
+}
+
 /// The -32022 answer for a version the gateway does not serve to this
 /// kind of client; `supported` lists what it does (what discovery says, for
 /// a 2026-07-28 client).

@@ -9,4 +9,4 @@ mod target;
 
 pub(crate) use backend::{Backend, Member, no_answer};
 pub(crate) use containerd::{BotContainers, BotRefusal, check_target};
-pub(crate) use target::{Registry, Target};
+pub(crate) use target::{PrincipalSlot, Registry, Target};

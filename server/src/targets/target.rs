@@ -14,6 +14,7 @@ use super::backend::{Backend, LogFanout};
 use super::containerd::clients::Clients;
 use super::launch;
 use crate::config::{BackendSpec, Limits, Sharing, TargetConfig};
+use crate::ids::Principal;
 
 /// One configured target (or a bot served without configuration).
 #[derive(Debug)]
@@ -31,6 +32,10 @@ pub(crate) struct Target {
     call_slots: Arc<Semaphore>,
     /// Open streams (legacy GET, `subscriptions/listen`), apart from calls.
     stream_slots: Arc<Semaphore>,
+    /// Calls in flight per principal.
+    principal_calls: PrincipalCounts,
+    /// `subscriptions/listen` streams open per principal.
+    principal_listens: PrincipalCounts,
     /// Where its backends' unowned log messages go, and how many were
     /// dropped.
     logs: LogFanout,
@@ -66,6 +71,8 @@ impl Target {
             next_private: AtomicU64::new(1),
             call_slots: Arc::new(Semaphore::new(slots)),
             stream_slots: Arc::new(Semaphore::new(streams)),
+            principal_calls: PrincipalCounts::default(),
+            principal_listens: PrincipalCounts::default(),
             logs,
             closed_restarts: AtomicU64::new(0),
         })
@@ -218,6 +225,21 @@ impl Target {
         self.stream_slots.clone().try_acquire_owned().ok()
     }
 
+    /// One of `principal`'s calls on this target
+    /// (`limits.max_calls_per_principal`), if it has one left; always with
+    /// auth off.
+    pub(crate) fn try_principal_call(&self, principal: &Principal) -> Option<PrincipalSlot> {
+        self.principal_calls
+            .try_take(principal, self.limits.max_calls_per_principal)
+    }
+
+    /// One of `principal`'s listens on this target
+    /// (`limits.max_listens_per_principal`), if it has one left.
+    pub(crate) fn try_principal_listen(&self, principal: &Principal) -> Option<PrincipalSlot> {
+        self.principal_listens
+            .try_take(principal, self.limits.max_listens_per_principal)
+    }
+
     /// Streams open now.
     pub(crate) fn streams_open(&self) -> usize {
         self.limits.max_streams_per_target - self.stream_slots.available_permits()
@@ -232,6 +254,47 @@ impl Target {
         let shared = self.shared.lock().take();
         if let Some(b) = shared {
             b.upstream.close().await;
+        }
+    }
+}
+
+/// What each principal holds of one kind of a target's budget.
+#[derive(Debug, Default, Clone)]
+struct PrincipalCounts(Arc<Mutex<HashMap<Principal, usize>>>);
+
+impl PrincipalCounts {
+    /// One more for `principal`, if it holds fewer than `max` (any number
+    /// for the anonymous principal: with auth off the target's own limits
+    /// are the only ones).
+    fn try_take(&self, principal: &Principal, max: usize) -> Option<PrincipalSlot> {
+        let mut counts = self.0.lock();
+        let n = counts.entry(principal.clone()).or_insert(0);
+        if *n >= max && *principal != Principal::anonymous() {
+            return None;
+        }
+        *n += 1;
+        Some(PrincipalSlot {
+            counts: self.clone(),
+            principal: principal.clone(),
+        })
+    }
+}
+
+/// A principal's share of a target's budget, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct PrincipalSlot {
+    counts: PrincipalCounts,
+    principal: Principal,
+}
+
+impl Drop for PrincipalSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock();
+        if let Some(n) = counts.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.principal);
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use tracing::debug;
 
 use super::context::Context;
-use super::refusals::{target_busy, unsupported_version};
+use super::refusals::{principal_busy, target_busy, unsupported_version};
 use super::reply::{forward_notification, reply};
 use crate::bridge::{self, Caller, Client, ClientHello, Exchange, LogLevel, Slots};
 use crate::ids::Principal;
@@ -251,7 +251,12 @@ pub(crate) async fn post_bound(
                 params.map(|p| p.to_owned()),
             );
             let place = bridge::place(&target, client.backend().clone(), &ctx.inputs);
-            let slots = Slots::new(target_slot, Some(client_slot));
+            let Some(own_slot) = target.try_principal_call(&principal) else {
+                let max = target.limits.max_calls_per_principal;
+                let e = principal_busy(&target, "calls in flight", max);
+                return record.fail(e.with_id(Some(id)));
+            };
+            let slots = Slots::new(target_slot, Some(client_slot)).with_principal(own_slot);
             let exchange = match Exchange::start(
                 place,
                 Caller::Session(client.clone()),

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::context::Context;
-use super::refusals::{target_busy, unsupported_version};
+use super::refusals::{principal_busy, target_busy, unsupported_version};
 use super::reply::{Answering, answer, forward_notification, reply};
 use super::streams::open_stream;
 use crate::bridge::{
@@ -78,12 +78,17 @@ struct Call {
 impl Call {
     /// Takes a call slot, starts the call and answers it.
     async fn answer(self, target: &Target, how: Answering, mut record: Record) -> Response {
+        let id = self.request.id.clone();
         let Some(slot) = target.try_call_slot() else {
-            let id = self.request.id.clone();
             return record.fail(target_busy(target).with_id(Some(&id)));
         };
-        self.answer_holding(Slots::new(slot, None), how, record)
-            .await
+        let Some(own) = target.try_principal_call(&self.place.principal) else {
+            let max = target.limits.max_calls_per_principal;
+            let e = principal_busy(target, "calls in flight", max);
+            return record.fail(e.with_id(Some(&id)));
+        };
+        let slots = Slots::new(slot, None).with_principal(own);
+        self.answer_holding(slots, how, record).await
     }
 
     /// Starts the call with `slots` already taken and answers it.
@@ -257,6 +262,11 @@ pub(crate) async fn post(
             }
             // A listen holds a stream slot, not a call slot: open streams
             // never starve calls, and end after their lifetime.
+            let Some(own) = target.try_principal_listen(&principal) else {
+                let max = target.limits.max_listens_per_principal;
+                let e = principal_busy(&target, "listens open", max);
+                return record.fail(e.with_id(Some(id)));
+            };
             let (stop, hold) = match open_stream(&target, &ctx.shutdown) {
                 Ok(held) => held,
                 Err(e) => return record.fail(e.with_id(Some(id))),
@@ -282,7 +292,7 @@ pub(crate) async fn post(
                     stop: Some(stop),
                     ..how
                 };
-                let slots = Slots::stream(hold.slot, hold.timer);
+                let slots = Slots::stream(hold.slot, hold.timer).with_principal(own);
                 return call.answer_holding(slots, how, record).await;
             }
             record.outcome = Outcome::Ok;
@@ -295,7 +305,7 @@ pub(crate) async fn post(
             .await;
             let first = futures::stream::iter([sse::event(&listening.ack)]);
             let rest = futures::stream::unfold(
-                (listening.rx, listening.guard, hold),
+                (listening.rx, listening.guard, (hold, own)),
                 |(mut rx, guard, hold)| async move {
                     rx.recv()
                         .await
