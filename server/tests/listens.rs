@@ -46,21 +46,8 @@ async fn acknowledged(gw: &Gateway, target: &str, id: &str) -> reqwest::Response
 }
 
 async fn streams_open(gw: &Gateway, target: &str) -> u64 {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = format!("mcpod_streams_open{{target=\"{target}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .unwrap_or_else(|| panic!("no {line} in {text}"))
-        .parse()
-        .unwrap()
+    let series = format!("mcpod_streams_open{{target=\"{target}\"}}");
+    common::metric(gw, &series, None).await
 }
 
 async fn eventually_streams_open(gw: &Gateway, target: &str, want: u64) {

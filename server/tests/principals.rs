@@ -308,21 +308,8 @@ async fn session_as(gw: &Gateway, token: &str) -> String {
 }
 
 async fn unattributed(gw: &Gateway) -> u64 {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .header("authorization", bearer(G))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("mcpod_log_messages_unattributed_total{target=\"demo\"} "))
-        .unwrap_or_else(|| panic!("no counter in {text}"))
-        .parse()
-        .unwrap()
+    let series = "mcpod_log_messages_unattributed_total{target=\"demo\"}";
+    common::metric(gw, series, Some(G)).await
 }
 
 /// Session A (token G) listens on its GET stream with a call in flight

@@ -250,3 +250,21 @@ pub async fn stats(gw: &Gateway, target: &str) -> Value {
         .await;
     serde_json::from_str(&r.text()).unwrap()
 }
+
+/// The value of the `/metrics` line that starts with `series` (name and
+/// labels, e.g. `mcpod_streams_open{target="demo"}`), read with `token`
+/// when auth is on.
+pub async fn metric(gw: &Gateway, series: &str, token: Option<&str>) -> u64 {
+    let mut req = gw.http.get(gw.url("/metrics"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let text = req.send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
