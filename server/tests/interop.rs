@@ -572,6 +572,18 @@ impl OneLine {
     }
 }
 
+/// A server's command line, the `--env` it needs, the target name the
+/// gateway gives it, a tool to call, its arguments, and a word its answer
+/// holds.
+type OneLineServer<'a> = (
+    Vec<String>,
+    Vec<(&'a str, String)>,
+    &'a str,
+    &'a str,
+    Value,
+    &'a str,
+);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_one_liner_fronts_servers_people_run_for_clients_of_both_eras() {
     require_setup();
@@ -597,7 +609,7 @@ async fn the_one_liner_fronts_servers_people_run_for_clients_of_both_eras() {
     let memory_file = data.path().join("memory.jsonl").display().to_string();
     let file = data.path().join("hello.txt").display().to_string();
     let repo_path = repo.path().display().to_string();
-    let servers: Vec<(Vec<String>, Vec<(&str, String)>, &str, &str, Value, &str)> = vec![
+    let servers: Vec<OneLineServer<'_>> = vec![
         (
             vec![
                 npm("mcp-server-filesystem"),
