@@ -59,6 +59,9 @@ RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --release -p mcpo
   --target x86_64-unknown-linux-gnu
 export MCPOD_TEST_DEMO_STATIC="${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/mcpod-demo"
 
+step "static mcpod release, run on an empty root file system"
+scripts/release.sh
+
 step "private containerd"
 ctd_dir=$(mktemp -d /tmp/mcpod-containerd.XXXXXX)
 stop_containerd() { scripts/containerd-env.sh stop "$ctd_dir" || true; }
