@@ -20,8 +20,7 @@ die() { printf 'release: %s\n' "$*" >&2; exit 1; }
 build() {
     (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
         cargo build --locked --release -p mcpod-server --target "$TARGET")
-    file "$BIN" 2>/dev/null | grep -q 'static' || ldd "$BIN" 2>&1 | grep -q 'not a dynamic' ||
-        die "$BIN is not statically linked"
+    # Whether it is really static, the check tells: nothing else is there.
 }
 
 check() {
