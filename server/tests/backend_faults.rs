@@ -207,23 +207,8 @@ fn marked_children(mark: &str) -> Vec<(u32, char)> {
 }
 
 async fn restarts(gw: &Gateway, target: &str) -> u64 {
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let key = format!("mcpod_backend_restarts_total{{target=\"{target}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .unwrap_or_else(|| panic!("no {key} in {metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
+    let series = format!("mcpod_backend_restarts_total{{target=\"{target}\"}}");
+    common::metric(gw, &series, None).await
 }
 
 #[tokio::test]

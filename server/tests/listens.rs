@@ -51,18 +51,11 @@ async fn streams_open(gw: &Gateway, target: &str) -> u64 {
 }
 
 async fn eventually_streams_open(gw: &Gateway, target: &str, want: u64) {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = streams_open(gw, target).await;
-        if n == want {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "{target}: {n} streams open, not {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{target}: {want} streams open");
+    common::eventually(Duration::from_secs(10), &what, || async {
+        (streams_open(gw, target).await == want).then_some(())
+    })
+    .await;
 }
 
 async fn echo(gw: &Gateway, target: &str, text: &str) -> common::Reply {

@@ -6,9 +6,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Gateway, call, demo_target, stats};
+use common::{Gateway, call, demo_target, eventually, stats};
+
+/// How long a test waits for a condition.
+const WAIT: Duration = Duration::from_secs(10);
 use serde_json::json;
 
 #[tokio::test]
@@ -23,14 +26,10 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_names_the
         })
     };
     // Wait until the first call is with the backend.
-    let until = Instant::now() + Duration::from_secs(10);
-    while stats(&gw, "demo").await["in_flight"].as_u64().unwrap_or(0) == 0 {
-        assert!(
-            Instant::now() < until,
-            "the first call never reached the backend"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(WAIT, "the first call reaches the backend", || async {
+        (stats(&gw, "demo").await["in_flight"].as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
     // The same id again, in the same session: -32600, and nothing sent.
     let second = gw
         .legacy(
@@ -335,42 +334,20 @@ async fn a_log_between_two_tokens(broadcast: bool) -> Vec<serde_json::Value> {
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
-    let sleeping = {
-        let (gw, a) = (gw.clone(), a.clone());
-        tokio::spawn(async move {
-            let auth = bearer(G);
-            let h = [
-                ("authorization", auth.as_str()),
-                ("mcp-session-id", a.as_str()),
-            ];
-            gw.post(
-                "/mcp/demo",
-                &h,
-                &call(json!("s"), "sleep", json!({"ms": 20_000})),
-            )
-            .await
-        })
-    };
+    let sleeping = long_call(&gw, G, &a);
     let auth = bearer(E);
     let h = [
         ("authorization", auth.as_str()),
         ("mcp-session-id", v.as_str()),
     ];
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(WAIT, "the sleep reaches the backend", || async {
         let r = gw
             .post("/mcp/demo", &h, &call(json!("st"), "stats", json!({})))
             .await;
         let s: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
-        if s["in_flight"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the sleep never reached the backend"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (s["in_flight"].as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
     let before = unattributed(&gw).await;
     let auth = bearer(E);
     let h = [
@@ -461,38 +438,13 @@ async fn one_token_cannot_take_every_call_or_listen_of_a_target() {
         .await
         .header("mcp-session-id")
         .unwrap();
-    let sleeping = {
-        let (gw, sid) = (gw.clone(), sid.clone());
-        tokio::spawn(async move {
-            let auth = bearer(G);
-            let h = [
-                ("authorization", auth.as_str()),
-                ("mcp-session-id", sid.as_str()),
-            ];
-            gw.post(
-                "/mcp/demo",
-                &h,
-                &call(json!(1), "sleep", json!({"ms": 20_000})),
-            )
-            .await
-        })
-    };
-    let until = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let r = modern_as(
-            &gw,
-            G,
-            "2",
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"x"}}),
-        )
-        .await;
-        if r.status() == 429 {
-            break r;
-        }
-        assert!(Instant::now() < until, "G's second call was never refused");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let sleeping = long_call(&gw, G, &sid);
+    let echo = json!({"name":"echo","arguments":{"text":"x"}});
+    let refused = eventually(WAIT, "G's second call is refused", || async {
+        let r = modern_as(&gw, G, "2", "tools/call", echo.clone()).await;
+        (r.status() == 429).then_some(r)
+    })
+    .await;
     let body = refused.text().await.unwrap();
     assert!(body.contains("this token has 1 calls in flight"), "{body}");
     // E calls meanwhile.
@@ -518,14 +470,28 @@ async fn one_token_cannot_take_every_call_or_listen_of_a_target() {
     assert_eq!(e1.status(), 200);
     // A closed listen gives its place back.
     drop(g1);
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(WAIT, "the closed listen gives its place back", || async {
         let r = modern_as(&gw, G, "l4", "subscriptions/listen", listen.clone()).await;
-        if r.status() == 200 {
-            break;
-        }
-        assert_eq!(r.status(), 429);
-        assert!(Instant::now() < until, "the closed listen kept its place");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        assert!(matches!(r.status().as_u16(), 200 | 429), "{}", r.status());
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// A 20 s `sleep` call of `token`'s session `sid`, in flight until aborted.
+fn long_call(
+    gw: &Arc<Gateway>,
+    token: &'static str,
+    sid: &str,
+) -> tokio::task::JoinHandle<common::Reply> {
+    let (gw, sid) = (gw.clone(), sid.to_owned());
+    tokio::spawn(async move {
+        let auth = bearer(token);
+        let h = [
+            ("authorization", auth.as_str()),
+            ("mcp-session-id", sid.as_str()),
+        ];
+        let body = call(json!("long"), "sleep", json!({"ms": 20_000}));
+        gw.post("/mcp/demo", &h, &body).await
+    })
 }

@@ -149,20 +149,7 @@ async fn slow_and_silent_connections_are_closed_while_calls_go_on() {
     // The gauge comes back down to the client's own connections.
     let deadline = Instant::now() + BOUND;
     loop {
-        let text = gw
-            .http
-            .get(gw.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let open: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("mcpod_connections "))
-            .and_then(|v| v.parse().ok())
-            .unwrap();
+        let open = common::metric(&gw, "mcpod_connections", None).await;
         if open <= 16 {
             break;
         }

@@ -180,20 +180,8 @@ fn texts(events: &[Event]) -> Vec<&str> {
 
 /// `mcpod_streams_open{target="demo"}` from `/metrics`.
 async fn streams_open(gw: &Gateway) -> usize {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("mcpod_streams_open{target=\"demo\"} "))
-        .unwrap()
-        .parse()
-        .unwrap()
+    let n = common::metric(gw, "mcpod_streams_open{target=\"demo\"}", None).await;
+    usize::try_from(n).unwrap()
 }
 
 /// Waits until the target has `n` streams open.

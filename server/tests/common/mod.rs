@@ -268,3 +268,24 @@ pub async fn metric(gw: &Gateway, series: &str, token: Option<&str>) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Polls `check` until it gives `Some`, failing with `what` after
+/// `within`: a test waits on the condition itself, re-checked every few
+/// milliseconds, never on a fixed sleep.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
