@@ -12,12 +12,17 @@ use sha2::Sha256;
 /// auth is off. Sessions, their streams and parked calls are bound to
 /// theirs; another principal is answered as if they did not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Principal(Box<str>);
+pub(crate) enum Principal {
+    /// Every caller, when auth is off.
+    Anonymous,
+    /// The holder of one token: `token:` and 32 hex digits of its HMAC.
+    Token(Box<str>),
+}
 
 impl Principal {
     /// Every caller, when auth is off.
     pub(crate) fn anonymous() -> Principal {
-        Principal("anonymous".into())
+        Principal::Anonymous
     }
 
     /// The holder of `token`: HMAC-SHA256 of it under a key made when the
@@ -30,16 +35,24 @@ impl Principal {
             k
         });
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return Principal("token".into()); // any key length is accepted by HMAC
+            return Principal::Token("token".into()); // any key length is accepted by HMAC
         };
         mac.update(token.as_bytes());
         let digest = mac.finalize().into_bytes();
-        Principal(format!("token:{}", hex(&digest[..16])).into())
+        Principal::Token(format!("token:{}", hex(&digest[..16])).into())
+    }
+
+    /// Whether it is every caller's (auth off).
+    pub(crate) fn is_anonymous(&self) -> bool {
+        matches!(self, Principal::Anonymous)
     }
 
     /// Its text, for keys and MACs.
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        match self {
+            Principal::Anonymous => "anonymous",
+            Principal::Token(id) => id,
+        }
     }
 }
 

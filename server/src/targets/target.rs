@@ -267,15 +267,18 @@ impl PrincipalCounts {
     /// for the anonymous principal: with auth off the target's own limits
     /// are the only ones).
     fn try_take(&self, principal: &Principal, max: usize) -> Option<PrincipalSlot> {
+        if principal.is_anonymous() {
+            // Nothing to count on a call's path when auth is off.
+            return Some(PrincipalSlot { held: None });
+        }
         let mut counts = self.0.lock();
         let n = counts.entry(principal.clone()).or_insert(0);
-        if *n >= max && *principal != Principal::anonymous() {
+        if *n >= max {
             return None;
         }
         *n += 1;
         Some(PrincipalSlot {
-            counts: self.clone(),
-            principal: principal.clone(),
+            held: Some((self.clone(), principal.clone())),
         })
     }
 }
@@ -283,17 +286,20 @@ impl PrincipalCounts {
 /// A principal's share of a target's budget, given back when dropped.
 #[derive(Debug)]
 pub(crate) struct PrincipalSlot {
-    counts: PrincipalCounts,
-    principal: Principal,
+    /// The counts it is in, and whose; `None` for the anonymous principal.
+    held: Option<(PrincipalCounts, Principal)>,
 }
 
 impl Drop for PrincipalSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.0.lock();
-        if let Some(n) = counts.get_mut(&self.principal) {
+        let Some((counts, principal)) = &self.held else {
+            return;
+        };
+        let mut counts = counts.0.lock();
+        if let Some(n) = counts.get_mut(principal) {
             *n -= 1;
             if *n == 0 {
-                counts.remove(&self.principal);
+                counts.remove(principal);
             }
         }
     }

@@ -185,7 +185,7 @@ impl SessionStore {
         }
         // With auth off every caller is the one anonymous principal: only
         // the target's limit applies.
-        if own >= per_principal && *principal != Principal::anonymous() {
+        if own >= per_principal && !principal.is_anonymous() {
             return Err(Full::Principal);
         }
         *inner.reserved.entry(principal.clone()).or_insert(0) += 1;
