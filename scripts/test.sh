@@ -27,6 +27,8 @@ command -v npm >/dev/null || missing+=(npm)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 # prometheus and promtool, for the tests of the ops/ kit (server/tests/prometheus.rs)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+# haproxy, for the tests of replicas behind a balancer (server/tests/replicas.rs)
+command -v haproxy >/dev/null || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "need root to install: ${missing[*]}"
   apt-get update -qq

@@ -6,26 +6,27 @@
 //! `inputResponses` and the gateway's `requestState`, then the answers go
 //! to the backend and the retry gets the call's result (or the next round).
 //!
-//! The `requestState` is `mcpod-input.<token>.<mac>`: the token names the
-//! parked call, the MAC (HMAC-SHA-256 under a key of this gateway process)
-//! binds it to the target, so a tampered or foreign state is refused,
-//! while an authentic one whose call is gone (answered, expired) starts the
-//! request afresh.
+//! The `requestState` is `mcpod-input.` and a token sealed (authenticated
+//! encryption, [`Sealer`]) under the gateway's key — the replicas' shared
+//! `[sessions] key_file`, or a key of this process — that names the
+//! replica and the parked call and binds them to the target and the
+//! principal: a tampered or foreign state is refused; an authentic one
+//! whose call is gone (answered, expired) starts the request afresh; one
+//! whose call is parked on another replica is refused with an error that
+//! tells the client to start the request again (the call cannot move).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use mcpod_tokio::{CallStream, ServerRequestKey};
 use parking_lot::Mutex;
-use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::Sha256;
 use tracing::debug;
 
 use super::slots::Slots;
-use crate::ids::Principal;
+use crate::ids::{Principal, Sealer, Unsealed, unix_now};
 use crate::targets::{Backend, no_answer};
 
 /// Prefix of the `requestState` values the gateway issues.
@@ -38,6 +39,12 @@ const PARK_TTL: Duration = Duration::from_secs(120);
 /// Calls parked at once, gateway-wide; beyond it the backend's request is
 /// refused instead.
 const MAX_PARKED: usize = 4096;
+/// What a gateway-made `requestState` is sealed for (a session id does not
+/// open as one).
+const PURPOSE: &[u8] = b"mcpod requestState v1";
+/// How long a `requestState` stays authentic beyond its call's
+/// [`PARK_TTL`] (then it is as good as spent: the request starts afresh).
+const STATE_SLACK: Duration = Duration::from_secs(60);
 
 /// One server request carried to the client under `key`.
 #[derive(Debug)]
@@ -87,39 +94,58 @@ pub(crate) enum Retry {
     Parked(Box<Parked>),
     /// An authentic state whose call is gone: start the request afresh.
     Gone,
+    /// An authentic state whose call is parked on another replica (or was,
+    /// before that replica went away): the client must start again.
+    Elsewhere,
     /// Not a state this gateway made for this target.
     Forged,
+}
+
+/// What a sealed `requestState` says.
+#[derive(Serialize, Deserialize)]
+struct State {
+    /// The replica the call is parked on.
+    r: String,
+    /// The parked call's token.
+    k: String,
+    /// The target.
+    t: String,
+    /// The principal's seal tag.
+    p: String,
 }
 
 /// The parked calls, by token.
 #[derive(Debug)]
 pub(crate) struct Inputs {
     parked: Mutex<HashMap<String, Parked>>,
-    key: [u8; 32],
-}
-
-impl Default for Inputs {
-    fn default() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        Inputs {
-            parked: Mutex::new(HashMap::new()),
-            key,
-        }
-    }
+    seal: Arc<Sealer>,
+    /// This replica, in the states it issues.
+    replica: String,
 }
 
 impl Inputs {
-    fn mac(&self, token: &str, target: &str, principal: &Principal) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
-            return String::new(); // any key length is accepted by HMAC
+    /// No parked calls; states sealed with `seal`.
+    pub(crate) fn new(seal: Arc<Sealer>) -> Self {
+        Inputs {
+            parked: Mutex::new(HashMap::new()),
+            seal,
+            replica: crate::ids::random_hex(8),
+        }
+    }
+
+    fn state(&self, token: &str, target: &str, principal: &Principal) -> String {
+        let state = State {
+            r: self.replica.clone(),
+            k: token.to_owned(),
+            t: target.to_owned(),
+            p: principal.seal_tag(),
         };
-        mac.update(token.as_bytes());
-        mac.update(b"\0");
-        mac.update(target.as_bytes());
-        mac.update(b"\0");
-        mac.update(principal.as_str().as_bytes());
-        crate::ids::hex(&mac.finalize().into_bytes())
+        let payload = serde_json::to_vec(&state).unwrap_or_default();
+        let expires = unix_now() + (PARK_TTL + STATE_SLACK).as_secs();
+        format!(
+            "{STATE_PREFIX}{}",
+            self.seal.seal(PURPOSE, &payload, expires)
+        )
     }
 
     /// Parks a call; returns the `input_required` frame for the client's
@@ -133,8 +159,7 @@ impl Inputs {
         id_json: &str,
     ) -> Result<Vec<u8>, Box<Parked>> {
         let token = crate::ids::random_hex(16);
-        let mac = self.mac(&token, &parked.target, &parked.principal);
-        let state = format!("{STATE_PREFIX}{token}.{mac}");
+        let state = self.state(&token, &parked.target, &parked.principal);
         let frame = input_required_frame(id_json, &parked.questions, &state);
         {
             let mut map = self.parked.lock();
@@ -159,26 +184,29 @@ impl Inputs {
     /// What the `requestState` of `principal`'s retry on `target` names
     /// (a state issued to another principal is as good as forged).
     pub(crate) fn take(&self, target: &str, principal: &Principal, state: &str) -> Retry {
-        let Some((token, mac)) = state
-            .strip_prefix(STATE_PREFIX)
-            .and_then(|rest| rest.split_once('.'))
-        else {
+        let Some(sealed) = state.strip_prefix(STATE_PREFIX) else {
             return Retry::Forged;
         };
-        let expected = self.mac(token, target, principal);
-        if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+        let payload = match self.seal.open(PURPOSE, sealed, unix_now()) {
+            Ok(p) => p,
+            // Past its call's life wherever it was parked.
+            Err(Unsealed::Expired) => return Retry::Gone,
+            Err(Unsealed::Bad) => return Retry::Forged,
+        };
+        let Ok(state) = serde_json::from_slice::<State>(&payload) else {
+            return Retry::Forged;
+        };
+        if state.t != target || state.p != principal.seal_tag() {
             return Retry::Forged;
         }
-        match self.parked.lock().remove(token) {
+        if state.r != self.replica {
+            return Retry::Elsewhere;
+        }
+        match self.parked.lock().remove(&state.k) {
             Some(p) => Retry::Parked(Box::new(p)),
             None => Retry::Gone,
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// The `input_required` result frame for request `id_json`.
@@ -312,24 +340,41 @@ mod tests {
         assert_eq!(question_key(Some(&p), 3).0, "mcpod-3");
     }
 
+    fn inputs(seal: &Arc<Sealer>) -> Inputs {
+        Inputs::new(seal.clone())
+    }
+
     #[tokio::test]
     async fn a_tampered_or_foreign_state_is_refused_and_a_spent_one_starts_afresh() {
-        let inputs = Arc::new(Inputs::default());
+        use crate::ids::SealKey;
+        let key = SealKey::random();
+        let seal = Arc::new(Sealer::new(&key, &[]));
+        let inputs = inputs(&seal);
         let token = "00".repeat(16);
         let g = Principal::of_token("token-of-g-0123456789");
         let e = Principal::of_token("token-of-e-0123456789");
-        let good = format!("{STATE_PREFIX}{token}.{}", inputs.mac(&token, "t", &g));
+        let good = inputs.state(&token, "t", &g);
+        assert!(good.starts_with(STATE_PREFIX));
+        assert!(!good.contains(&token), "the state is sealed: {good}");
         assert!(matches!(inputs.take("t", &g, &good), Retry::Gone));
         assert!(matches!(inputs.take("other", &g, &good), Retry::Forged));
         // Issued to G, redeemed by E: as good as forged.
         assert!(matches!(inputs.take("t", &e, &good), Retry::Forged));
-        let tampered = good.replace(&token, &"11".repeat(16));
+        let mut tampered = good.clone().into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
         assert!(matches!(inputs.take("t", &g, &tampered), Retry::Forged));
         assert!(matches!(
             inputs.take("t", &g, "mcpod-input.nodot"),
             Retry::Forged
         ));
-        let other_gateway = Inputs::default();
+        // Another gateway, with a key of its own: forged.
+        let other_gateway = Inputs::new(Arc::new(Sealer::new(&SealKey::random(), &[])));
         assert!(matches!(other_gateway.take("t", &g, &good), Retry::Forged));
+        // Another replica sharing the key: authentic, parked elsewhere.
+        let replica = Inputs::new(Arc::new(Sealer::new(&key, &[])));
+        assert!(matches!(replica.take("t", &g, &good), Retry::Elsewhere));
+        assert!(matches!(replica.take("t", &e, &good), Retry::Forged));
     }
 }

@@ -16,7 +16,7 @@ mod tests {
 
     use super::EXAMPLE;
     use crate::config::raw::{
-        RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawTarget,
+        RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawSessions, RawTarget,
     };
     use crate::config::{ContainerdSettings, Limits};
 
@@ -77,12 +77,21 @@ mod tests {
     #[test]
     fn the_example_names_every_key_of_every_section_and_no_other() {
         let keys = keys();
-        let tables = ["log", "auth", "limits", "targets", "bots", "containerd"];
+        let tables = [
+            "log",
+            "auth",
+            "limits",
+            "sessions",
+            "targets",
+            "bots",
+            "containerd",
+        ];
         let sections = [
             ("", fields::<RawConfig>()),
             ("log", fields::<RawLog>()),
             ("auth", fields::<RawAuth>()),
             ("limits", fields::<RawLimits>()),
+            ("sessions", fields::<RawSessions>()),
             ("targets", fields::<RawTarget>()),
             ("bots", fields::<RawBot>()),
             ("containerd", fields::<RawContainerd>()),
@@ -113,6 +122,7 @@ mod tests {
         let config = RawConfig::from_toml(EXAMPLE).unwrap().validate().unwrap();
         assert_eq!(config.listen.to_string(), crate::config::DEFAULT_LISTEN);
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.sessions, crate::config::SessionsConfig::default());
         assert_eq!(config.containerd, Some(ContainerdSettings::default()));
         // The example's target is what its command alone would give.
         let minimal = RawConfig::from_toml(

@@ -16,6 +16,7 @@ mod duration;
 mod error;
 mod example;
 mod raw;
+mod sessions;
 mod stdio;
 mod tokens;
 
@@ -26,8 +27,10 @@ pub use error::ConfigError;
 use error::invalid;
 pub use example::EXAMPLE;
 pub use raw::{
-    Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawTarget,
+    Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawSessions,
+    RawTarget,
 };
+pub use sessions::{DEFAULT_SESSION_MAX_AGE, SessionsConfig};
 pub use stdio::{InheritEnv, RunAs, STDIO_ENV_ALLOWLIST, StdioPolicy, WITHHELD_ENV_PREFIX};
 use tokens::collect_tokens;
 
@@ -89,6 +92,9 @@ pub struct Limits {
     pub sse_keep_alive: Duration,
     /// Grace period at shutdown.
     pub shutdown_grace: Duration,
+    /// Time at shutdown spent serving while `/readyz` answers 503, before
+    /// the gateway stops accepting (so a balancer stops sending first).
+    pub shutdown_drain: Duration,
     /// Local stdio connections per bot.
     pub max_stdio_connections_per_bot: usize,
     /// Open client connections; `None`: derived from `RLIMIT_NOFILE` when
@@ -128,6 +134,7 @@ impl Default for Limits {
             session_idle_timeout: Duration::from_secs(30 * 60),
             sse_keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
+            shutdown_drain: Duration::ZERO,
             max_stdio_connections_per_bot: 8,
             max_connections: None,
             header_read_timeout: Duration::from_secs(10),
@@ -263,6 +270,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Limits.
     pub limits: Limits,
+    /// `[sessions]`: sealed session ids for replicas.
+    pub sessions: SessionsConfig,
     /// Targets by name.
     pub targets: BTreeMap<String, TargetConfig>,
     /// Bots by id.
@@ -278,6 +287,7 @@ impl RawConfig {
         let log = validate_log(self.log)?;
         let auth = validate_auth(self.auth, listen)?;
         let limits = validate_limits(self.limits)?;
+        let sessions = sessions::validate_sessions(self.sessions)?;
         let containerd = self
             .containerd
             .as_ref()
@@ -312,6 +322,7 @@ impl RawConfig {
             log,
             auth,
             limits,
+            sessions,
             targets,
             bots,
             containerd,
@@ -416,6 +427,7 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
         )?,
         sse_keep_alive: opt_duration("limits.sse_keep_alive", l.sse_keep_alive, d.sse_keep_alive)?,
         shutdown_grace: opt_duration("limits.shutdown_grace", l.shutdown_grace, d.shutdown_grace)?,
+        shutdown_drain: opt_duration("limits.shutdown_drain", l.shutdown_drain, d.shutdown_drain)?,
         max_stdio_connections_per_bot: positive(
             "max_stdio_connections_per_bot",
             l.max_stdio_connections_per_bot,

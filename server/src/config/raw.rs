@@ -32,6 +32,9 @@ pub struct RawConfig {
     /// `[limits]`.
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[sessions]`: sealed legacy session ids, for replicas.
+    #[serde(default)]
+    pub sessions: RawSessions,
     /// `[targets.<name>]`.
     #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
@@ -65,6 +68,20 @@ pub struct RawAuth {
     pub token_file: Option<PathBuf>,
 }
 
+/// `[sessions]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    /// A file with the key (32 bytes, or 64 hex digits, or base64) that
+    /// seals legacy session ids and `requestState`s, shared by the
+    /// replicas; without it ids are random and known to one process.
+    pub key_file: Option<PathBuf>,
+    /// Files with earlier keys, still accepted (not used to seal).
+    pub old_key_files: Option<Vec<PathBuf>>,
+    /// How long a sealed session id is accepted after its `initialize`.
+    pub max_age: Option<RawDuration>,
+}
+
 /// `[limits]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +106,10 @@ pub struct RawLimits {
     pub sse_keep_alive: Option<RawDuration>,
     /// How long in-flight calls may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Option<RawDuration>,
+    /// How long the gateway keeps serving after SIGINT/SIGTERM with
+    /// `/readyz` answering 503, before it stops accepting (the balancer
+    /// notices meanwhile).
+    pub shutdown_drain: Option<RawDuration>,
     /// Local stdio connections per bot (Memoh `mcp-stdio`).
     pub max_stdio_connections_per_bot: Option<usize>,
     /// Open client connections (default: derived from `RLIMIT_NOFILE`).
@@ -355,6 +376,12 @@ impl RawConfig {
         }
         if let Some(v) = var("MCPOD_SHUTDOWN_GRACE") {
             self.limits.shutdown_grace = Some(duration("MCPOD_SHUTDOWN_GRACE", v)?);
+        }
+        if let Some(v) = var("MCPOD_SHUTDOWN_DRAIN") {
+            self.limits.shutdown_drain = Some(duration("MCPOD_SHUTDOWN_DRAIN", v)?);
+        }
+        if let Some(v) = var("MCPOD_SESSION_KEY_FILE") {
+            self.sessions.key_file = Some(PathBuf::from(v));
         }
         Ok(())
     }

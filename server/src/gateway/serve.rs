@@ -20,9 +20,10 @@ use crate::config::Config;
 use crate::routes::{self, App};
 
 /// Serves `config` on `listener` until `stop` resolves, then shuts down
-/// gracefully: stops accepting, ends long-lived streams, lets in-flight
-/// calls finish for up to `limits.shutdown_grace`, then closes every
-/// backend properly.
+/// gracefully: `/readyz` answers 503 while requests are still served for
+/// `limits.shutdown_drain` (a balancer's health checks notice), then it
+/// stops accepting, ends long-lived streams, lets in-flight calls finish
+/// for up to `limits.shutdown_grace`, and closes every backend properly.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -62,8 +63,21 @@ async fn run(
     let token = app.ctx.shutdown.clone();
     tokio::spawn({
         let token = token.clone();
+        let draining = app.ctx.draining.clone();
+        let drain = limits.shutdown_drain;
         async move {
             stop.await;
+            // Not ready from now on, still serving: a balancer's health
+            // checks see it and stop sending here before the listener
+            // closes.
+            draining.cancel();
+            if !drain.is_zero() {
+                info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "draining: /readyz answers 503, requests are still served"
+                );
+                tokio::time::sleep(drain).await;
+            }
             token.cancel();
         }
     });

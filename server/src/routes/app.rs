@@ -65,7 +65,7 @@ impl App {
             sessions: Arc::new(Sessions::new(&targets)),
             targets,
             guard,
-            ctx: Context::new(),
+            ctx: Context::new(&config.sessions),
             stdio: StdioConnections::default(),
             bot_containers,
             config,

@@ -212,8 +212,11 @@ async fn session_request(
     match target_for(app, name, headers) {
         Ok((target, principal)) => {
             let sessions = &app.sessions;
-            front::legacy::session_request(sessions, &target, headers, &principal, request, record)
-                .await
+            let ctx = &app.ctx;
+            front::legacy::session_request(
+                ctx, sessions, &target, headers, &principal, request, record,
+            )
+            .await
         }
         Err(e) => record.fail(e),
     }

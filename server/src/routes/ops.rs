@@ -12,7 +12,8 @@ use super::redact::redact_credentials;
 use crate::metrics::TargetGauges;
 use crate::targets::BotContainers;
 
-/// `GET /healthz`: the process is up.
+/// `GET /healthz`: the process is up (liveness: 200 as long as it
+/// answers, draining or not; a balancer routes on `/readyz`).
 pub(super) async fn healthz() -> Response {
     (
         [(
@@ -24,7 +25,12 @@ pub(super) async fn healthz() -> Response {
         .into_response()
 }
 
-/// `GET /readyz`: 200 when every target is ready, else 503.
+/// `GET /readyz`: 200 when every target is ready and the gateway is not
+/// shutting down, else 503 — what a balancer's health check asks.
+///
+/// From SIGINT/SIGTERM on it answers 503 (`"draining": true`) while the
+/// gateway still serves for `limits.shutdown_drain`, so the balancer
+/// stops sending before the listener closes.
 ///
 /// Readiness comes from what the gateway knows, and asking never starts a
 /// backend, whoever asks: a shared target is ready once its backend has
@@ -39,7 +45,8 @@ pub(super) async fn healthz() -> Response {
 /// counts — needs the global token when auth is on.
 pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let detailed = app.authorize(None, &headers).is_ok();
-    let mut all_ready = true;
+    let draining = app.ctx.draining.is_cancelled();
+    let mut all_ready = !draining;
     let mut report = serde_json::Map::new();
     for target in app.targets.all() {
         let sessions = app.sessions.count(target.name());
@@ -82,12 +89,15 @@ pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> R
     let body = if detailed {
         json!({
             "ready": all_ready,
+            "draining": draining,
             "targets": report,
             "bots": {
                 "stdio_connections": app.stdio.count(),
                 "containers": app.bot_containers.as_ref().map(BotContainers::count),
             },
         })
+    } else if draining {
+        json!({ "ready": false, "draining": true })
     } else {
         json!({ "ready": all_ready })
     };

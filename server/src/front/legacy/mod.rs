@@ -3,6 +3,7 @@
 //! their POSTs) and DELETE, client cancellations and answers to server
 //! requests.
 
+mod sealed;
 mod session;
 pub(crate) mod sse_transport;
 mod stream;
@@ -16,7 +17,7 @@ use mcpod_core::{LEGACY_VERSIONS, Message};
 use mcpod_tokio::{OwnedOutcome, OwnedRequest, RequestOptions};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::context::Context;
 use super::refusals::{principal_busy, target_busy, unsupported_version};
@@ -188,9 +189,8 @@ pub(crate) async fn post_bound(
         }
         Err(p) => return record.fail(ApiError::bad_request(INVALID_REQUEST, p.to_string())),
     };
-    let session = match sessions_of(sessions, &target).map(|s| s.get_for(session_id, &principal)) {
-        Ok(Some(session)) => session,
-        Ok(None) => return record.fail(session_not_found()),
+    let session = match find(ctx, sessions, &target, session_id, &principal).await {
+        Ok(session) => session,
         Err(e) => return record.fail(e),
     };
     record.session(&session.id);
@@ -365,7 +365,7 @@ async fn initialize(
     };
     let (session_id, bound_stream) = match binding {
         Some(b) => (b.id, Some(b.stream)),
-        None => (session::new_session_id(), None),
+        None => (new_id(ctx, target, version, &principal, &hello), None),
     };
     if store.get(&session_id).is_some() {
         return record.fail(
@@ -428,9 +428,10 @@ async fn initialize(
 }
 
 /// The legacy session a `GET` or `DELETE` names, or the error to answer.
-fn session_for(
+async fn session_for(
+    ctx: &Context,
     sessions: &Sessions,
-    target: &Target,
+    target: &Arc<Target>,
     headers: &HeaderMap,
     principal: &Principal,
 ) -> Result<Arc<Session>, ApiError> {
@@ -452,9 +453,106 @@ fn session_for(
             .with_header(header::ALLOW, HeaderValue::from_static("POST"))
         });
     };
-    sessions_of(sessions, target)?
-        .get_for(id, principal)
-        .ok_or_else(session_not_found)
+    find(ctx, sessions, target, id, principal).await
+}
+
+/// A new session's id: sealed when the replicas share a key and the
+/// target's backend is shared (a `per_session` backend lives in this
+/// process: its session cannot move), else random.
+fn new_id(
+    ctx: &Context,
+    target: &Target,
+    version: &str,
+    principal: &Principal,
+    hello: &ClientHello,
+) -> String {
+    let Some(sealer) = ctx.seal.as_deref().filter(|_| !target.per_session()) else {
+        return session::new_session_id();
+    };
+    let now = crate::ids::unix_now();
+    let max_age = ctx.session_max_age;
+    let name = target.name();
+    sealed::seal(sealer, max_age, now, name, version, principal, hello).unwrap_or_else(|| {
+        warn!(
+            target = name,
+            "the client's capabilities are too large for a sealed session id (over {} bytes): \
+             the session gets a random id, served by this replica only",
+            sealed::MAX_ID_LEN
+        );
+        session::new_session_id()
+    })
+}
+
+/// The session `id` of `principal` on `target`: the one this replica has,
+/// or, for a sealed id this replica does not know, the session re-created
+/// from the id (attached to this replica's backend of the target, within
+/// the session limits). Anything else is 404: the client initializes
+/// again.
+async fn find(
+    ctx: &Context,
+    sessions: &Sessions,
+    target: &Arc<Target>,
+    id: &str,
+    principal: &Principal,
+) -> Result<Arc<Session>, ApiError> {
+    let store = sessions_of(sessions, target)?;
+    if let Some(session) = store.get_for(id, principal) {
+        return Ok(session);
+    }
+    let Some(sealer) = ctx.seal.as_deref() else {
+        return Err(session_not_found());
+    };
+    // Another principal's session here, or one its client ended here.
+    if store.get(id).is_some() || store.was_ended(id) {
+        return Err(session_not_found());
+    }
+    let now = crate::ids::unix_now();
+    let opened = match sealed::open(sealer, id, now, target.name(), principal) {
+        Ok(o) => o,
+        Err(why) => {
+            debug!(?why, "session id names no session this replica can serve");
+            return Err(session_not_found());
+        }
+    };
+    if target.per_session() {
+        // Sealed ids are not given for per-session targets; one of a target
+        // that was shared when it was made has no backend here.
+        return Err(session_not_found());
+    }
+    let place = reserve(store, target, principal)?;
+    let backend = target.shared_backend();
+    if let Err(e) = bridge::ready(&backend.upstream, target.ready_timeout()).await {
+        return Err(not_ready(&e, target.name()));
+    }
+    let client = Client::attach(backend, opened.hello, stream::stream_limits(&target.limits));
+    let session = Arc::new(Session::new(
+        id.to_owned(),
+        opened.version,
+        client,
+        principal.clone(),
+        target.clone(),
+        None,
+        ctx.shutdown.child_token(),
+    ));
+    match place.fill_unless_present(session.clone()) {
+        Ok(()) => {
+            info!(
+                target = target.name(),
+                principal = principal.as_str(),
+                "session re-created from its sealed id"
+            );
+            Ok(session)
+        }
+        // A request of the same session made it meanwhile.
+        Err(existing) => {
+            session.client.close().await;
+            if existing.principal == *principal {
+                Ok(existing)
+            } else {
+                Err(session_not_found())
+            }
+        }
+    }
 }
 
 /// A legacy `GET` or `DELETE`.
@@ -469,14 +567,15 @@ pub(crate) enum SessionRequest {
 
 /// Answers a legacy session's `GET` or `DELETE`.
 pub(crate) async fn session_request(
+    ctx: &Context,
     sessions: &Sessions,
-    target: &Target,
+    target: &Arc<Target>,
     headers: &HeaderMap,
     principal: &Principal,
     request: SessionRequest,
     mut record: Record,
 ) -> Response {
-    let session = match session_for(sessions, target, headers, principal) {
+    let session = match session_for(ctx, sessions, target, headers, principal).await {
         Ok(s) => s,
         Err(e) => return record.fail(e),
     };
@@ -485,7 +584,7 @@ pub(crate) async fn session_request(
         SessionRequest::OpenStream => stream::open(&session, target, headers, record),
         SessionRequest::End => {
             if let Ok(store) = sessions_of(sessions, target) {
-                if let Some(session) = store.remove(&session.id) {
+                if let Some(session) = store.end(&session.id) {
                     session.close().await;
                 }
             }

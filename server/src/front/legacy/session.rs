@@ -3,7 +3,7 @@
 //! with the HTTP side around it — its id, its revision, when it was last
 //! used, and the token that ends its streams.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -100,7 +100,15 @@ struct StoreInner {
     /// Places promised to sessions being made (counted with `sessions`),
     /// by principal.
     reserved: HashMap<Principal, usize>,
+    /// Sealed ids of sessions ended here (DELETE), newest last, so they are
+    /// not re-created from their id on this replica; the oldest go first
+    /// beyond [`MAX_ENDED`].
+    ended: HashSet<String>,
+    ended_order: VecDeque<String>,
 }
+
+/// Ended sealed session ids each store remembers.
+const MAX_ENDED: usize = 4096;
 
 impl StoreInner {
     /// Sessions open or being made, in all and of `principal`.
@@ -143,6 +151,20 @@ impl Reservation {
         inner.sessions.insert(session.id.clone(), session);
         drop(inner);
         self.filled = true;
+    }
+
+    /// Puts `session` in the place reserved for it, unless a session of
+    /// its id is there already (made meanwhile by a request of the same
+    /// session): that one is given back, and the place too.
+    pub(crate) fn fill_unless_present(mut self, session: Arc<Session>) -> Result<(), Arc<Session>> {
+        let mut inner = self.inner.lock();
+        inner.release(&self.principal);
+        self.filled = true;
+        if let Some(existing) = inner.sessions.get(&session.id) {
+            return Err(existing.clone());
+        }
+        inner.sessions.insert(session.id.clone(), session);
+        Ok(())
     }
 
     /// Whether the place is in `store`, for `principal`.
@@ -210,6 +232,26 @@ impl SessionStore {
     /// Removes a session (the caller closes it).
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
         self.inner.lock().sessions.remove(id)
+    }
+
+    /// Removes a session its client ended, and remembers its id as ended
+    /// (a sealed id is then not re-created here).
+    pub(crate) fn end(&self, id: &str) -> Option<Arc<Session>> {
+        let mut inner = self.inner.lock();
+        if inner.ended.insert(id.to_owned()) {
+            inner.ended_order.push_back(id.to_owned());
+            if inner.ended_order.len() > MAX_ENDED {
+                if let Some(oldest) = inner.ended_order.pop_front() {
+                    inner.ended.remove(&oldest);
+                }
+            }
+        }
+        inner.sessions.remove(id)
+    }
+
+    /// Whether a session of this id was ended here.
+    pub(crate) fn was_ended(&self, id: &str) -> bool {
+        self.inner.lock().ended.contains(id)
     }
 
     /// How many sessions are open.

@@ -339,6 +339,18 @@ pub(crate) async fn post(
                         .with_id(Some(id)),
                     );
                 }
+                Some(Retry::Elsewhere) => {
+                    return record.fail(
+                        ApiError::bad_request(
+                            INVALID_PARAMS,
+                            "requestState names a call parked on another replica of this \
+                             gateway (the balancer sent the retry elsewhere, or that replica \
+                             went away), where it cannot be resumed; start the request again \
+                             without requestState and inputResponses",
+                        )
+                        .with_id(Some(id)),
+                    );
+                }
                 Some(Retry::Parked(parked)) => {
                     let empty = HashMap::new();
                     let answers = params.input_responses.as_ref().unwrap_or(&empty);

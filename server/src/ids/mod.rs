@@ -1,5 +1,10 @@
 //! Identifiers: random ones (session ids, connection ids, request-state
-//! tokens), and the [`Principal`] a request was made by.
+//! tokens), the [`Principal`] a request was made by, and sealed tokens
+//! ([`Sealer`]: what a replica hands out for another to read back).
+
+mod seal;
+
+pub(crate) use seal::{MAX_OLD_KEYS, SealKey, Sealer, Unsealed, unix_now};
 
 use std::sync::OnceLock;
 
@@ -15,8 +20,10 @@ use sha2::Sha256;
 pub(crate) enum Principal {
     /// Every caller, when auth is off.
     Anonymous,
-    /// The holder of one token: `token:` and 32 hex digits of its HMAC.
-    Token(Box<str>),
+    /// The holder of one token: `token:` and 32 hex digits of its HMAC
+    /// (the id, for logs and keys), and the token's fingerprint (for
+    /// sealed tokens only, see [`Principal::seal_tag`]).
+    Token(Box<str>, [u8; 16]),
 }
 
 impl Principal {
@@ -34,12 +41,24 @@ impl Principal {
             rand::rng().fill_bytes(&mut k);
             k
         });
+        let fingerprint = fingerprint(token);
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return Principal::Token("token".into()); // any key length is accepted by HMAC
+            return Principal::Token("token".into(), fingerprint); // any key length is accepted by HMAC
         };
         mac.update(token.as_bytes());
         let digest = mac.finalize().into_bytes();
-        Principal::Token(format!("token:{}", hex(&digest[..16])).into())
+        Principal::Token(format!("token:{}", hex(&digest[..16])).into(), fingerprint)
+    }
+
+    /// What names the principal inside a sealed token, the same in every
+    /// replica (the id of [`Principal::as_str`] is keyed per process):
+    /// `anonymous`, or 32 hex digits of a SHA-256 of the token. It is only
+    /// ever written inside sealed (encrypted) tokens, never in the clear.
+    pub(crate) fn seal_tag(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".to_owned(),
+            Principal::Token(_, fingerprint) => hex(fingerprint),
+        }
     }
 
     /// Whether it is every caller's (auth off).
@@ -51,9 +70,21 @@ impl Principal {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Principal::Anonymous => "anonymous",
-            Principal::Token(id) => id,
+            Principal::Token(id, _) => id,
         }
     }
+}
+
+/// The first 16 bytes of SHA-256 of `token`, under a label of its own.
+fn fingerprint(token: &str) -> [u8; 16] {
+    use sha2::Digest as _;
+    let digest = Sha256::new()
+        .chain_update(b"mcpod principal fingerprint\0")
+        .chain_update(token.as_bytes())
+        .finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 /// `bytes` random bytes as lowercase hex (`bytes * 2` digits).
@@ -105,5 +136,21 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn seal_tags_name_the_token_alike_everywhere_and_differ_between_tokens() {
+        let a = Principal::of_token("token-a-0123456789");
+        assert_eq!(
+            a.seal_tag(),
+            Principal::of_token("token-a-0123456789").seal_tag()
+        );
+        assert_ne!(
+            a.seal_tag(),
+            Principal::of_token("token-b-0123456789").seal_tag()
+        );
+        assert_eq!(a.seal_tag().len(), 32);
+        assert!(!a.seal_tag().contains("token-a"));
+        assert_eq!(Principal::anonymous().seal_tag(), "anonymous");
     }
 }
