@@ -717,14 +717,15 @@ type Load = (
     Vec<tokio::task::JoinHandle<()>>,
 );
 
-/// Runs calls of both eras through the balancer until `stop`: `modern`
-/// stateless callers and `legacy` callers with a session each, every call
-/// a short `sleep` so some are always in flight.
-fn load(cluster: &Cluster, modern: usize, legacy: usize, stop: &Arc<AtomicBool>) -> Load {
+/// Runs calls of both eras through the balancer until `stop`: a stateless
+/// caller for each of `modern` and a legacy caller with a session of its
+/// own for each of `legacy`, each calling `sleep` for that many
+/// milliseconds, one call after the other, so some are always in flight.
+fn load(cluster: &Cluster, modern: &[u64], legacy: &[u64], stop: &Arc<AtomicBool>) -> Load {
     let modern_tally = Arc::new(Mutex::new(Tally::default()));
     let legacy_tally = Arc::new(Mutex::new(Tally::default()));
     let mut tasks = Vec::new();
-    for w in 0..modern {
+    for &ms in modern {
         let (c, lb, stop, tally) = (
             cluster.client.clone(),
             cluster.lb(),
@@ -737,13 +738,7 @@ fn load(cluster: &Cluster, modern: usize, legacy: usize, stop: &Arc<AtomicBool>)
                 id += 1;
                 let at = Instant::now();
                 let a = c
-                    .modern_call(
-                        &lb,
-                        "demo",
-                        id,
-                        "sleep",
-                        json!({"arguments":{"ms": 20 + 10 * w}}),
-                    )
+                    .modern_call(&lb, "demo", id, "sleep", json!({"arguments":{"ms": ms}}))
                     .await;
                 let mut t = tally.lock();
                 t.made += 1;
@@ -753,7 +748,7 @@ fn load(cluster: &Cluster, modern: usize, legacy: usize, stop: &Arc<AtomicBool>)
             }
         }));
     }
-    for w in 0..legacy {
+    for &ms in legacy {
         let (c, lb, stop, tally) = (
             cluster.client.clone(),
             cluster.lb(),
@@ -767,7 +762,7 @@ fn load(cluster: &Cluster, modern: usize, legacy: usize, stop: &Arc<AtomicBool>)
                 id += 1;
                 let at = Instant::now();
                 let a = c
-                    .legacy_call(&lb, &sid, id, "sleep", json!({"ms": 25 + 10 * w}))
+                    .legacy_call(&lb, &sid, id, "sleep", json!({"ms": ms}))
                     .await;
                 let mut t = tally.lock();
                 t.made += 1;
@@ -779,6 +774,12 @@ fn load(cluster: &Cluster, modern: usize, legacy: usize, stop: &Arc<AtomicBool>)
     }
     (modern_tally, legacy_tally, tasks)
 }
+
+/// The short calls of the load's callers (ms), stateless and legacy.
+const SHORT_MODERN: [u64; 4] = [20, 30, 40, 50];
+const SHORT_LEGACY: [u64; 4] = [25, 35, 45, 55];
+/// A call longer than the drain.
+const LONG_MS: u64 = 2500;
 
 /// Failures by reason, for the figures.
 fn reasons(failed: &[(Instant, String)]) -> BTreeMap<String, usize> {
@@ -825,7 +826,7 @@ async fn a_replica_killed_under_load_loses_only_what_it_held() {
         .clone();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (modern, legacy, tasks) = load(&cluster, 4, 4, &stop);
+    let (modern, legacy, tasks) = load(&cluster, &SHORT_MODERN, &SHORT_LEGACY, &stop);
     eventually(Duration::from_secs(30), "load to get going", || async {
         (modern.lock().made > 20 && legacy.lock().made > 20).then_some(())
     })
@@ -887,10 +888,18 @@ async fn a_replica_killed_under_load_loses_only_what_it_held() {
     );
     assert_eq!(late(&modern), 0, "{:?}", modern.failed);
     assert_eq!(late(&legacy), 0, "{:?}", legacy.failed);
-    // Only calls in flight on the killed replica may have failed, at most
-    // one per caller.
-    assert!(modern.failed.len() <= 4, "{:?}", modern.failed);
-    assert!(legacy.failed.len() <= 4, "{:?}", legacy.failed);
+    // Only calls in flight on the killed replica may have failed (at most
+    // one per caller), and at once — the balancer's 502, or the connection
+    // closed by it — not by the client's timeout (a hang).
+    for (tally, callers) in [(&*modern, 4), (&*legacy, 4)] {
+        assert!(tally.failed.len() <= callers, "{:?}", tally.failed);
+        for (_, why) in &tally.failed {
+            assert!(
+                why.starts_with("HTTP 502") || why.starts_with("transport: "),
+                "{why}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -898,7 +907,11 @@ async fn a_rolling_restart_under_load_loses_no_call() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let (modern, legacy, tasks) = load(&cluster, 4, 4, &stop);
+    // Besides the short calls, one caller of each era whose calls (2.5 s)
+    // outlast the drain: those in flight on a replica when its listener
+    // closes finish within the grace.
+    let long = |short: &[u64]| [short, &[LONG_MS]].concat();
+    let (modern, legacy, tasks) = load(&cluster, &long(&SHORT_MODERN), &long(&SHORT_LEGACY), &stop);
     eventually(Duration::from_secs(30), "load to get going", || async {
         (modern.lock().made > 20 && legacy.lock().made > 20).then_some(())
     })
@@ -907,8 +920,30 @@ async fn a_rolling_restart_under_load_loses_no_call() {
     let mut steps = Vec::new();
     for i in 0..cluster.replicas.len() {
         let name = cluster.replicas[i].name.clone();
+        let base = cluster.replicas[i].base();
+        let in_flight = cluster
+            .client
+            .metric(&base, "mcpod_calls_in_flight{target=\"demo\"}")
+            .await;
         let t0 = Instant::now();
         cluster.replicas[i].terminate();
+        // Draining: not ready, still serving.
+        let c = cluster.client.clone();
+        eventually(Duration::from_secs(5), "/readyz to answer 503", || async {
+            let r = c.http.get(format!("{base}/readyz")).send().await.ok()?;
+            (r.status() == 503).then_some(())
+        })
+        .await;
+        let direct = c
+            .modern_call(
+                &base,
+                "demo",
+                1,
+                "echo",
+                json!({"arguments":{"text":"draining"}}),
+            )
+            .await;
+        called(&direct).unwrap_or_else(|e| panic!("{name} draining: {e}"));
         let down = cluster.until_state(&name, "DOWN").await;
         let status = cluster.replicas[i].exited(Duration::from_secs(60)).await;
         assert!(
@@ -920,7 +955,8 @@ async fn a_rolling_restart_under_load_loses_no_call() {
         cluster.replicas[i].start();
         let up = cluster.until_state(&name, "UP").await;
         steps.push(format!(
-            "{name}: down in HAProxy after {:?}, exited after {:?}, up again after {:?}",
+            "{name}: {in_flight} calls in flight at SIGTERM; down in HAProxy after {:?}, \
+             exited after {:?}, up again after {:?}",
             down - t0,
             exited - t0,
             up - t0
@@ -939,9 +975,9 @@ async fn a_rolling_restart_under_load_loses_no_call() {
     }
     let (modern, legacy) = (modern.lock(), legacy.lock());
     println!(
-        "rolling restart of 3 replicas under load (4 stateless + 4 legacy callers, \
-         sleep calls of 20-65 ms) in {took:?}: 2026-07-28 calls: {} made, {} failed {:?}; \
-         legacy calls: {} made, {} failed {:?}\n  {}",
+        "rolling restart of 3 replicas under load (5 stateless + 5 legacy callers, \
+         sleep calls of 20-55 ms and of 2.5 s) in {took:?}: 2026-07-28 calls: {} made, \
+         {} failed {:?}; legacy calls: {} made, {} failed {:?}\n  {}",
         modern.made,
         modern.failed.len(),
         reasons(&modern.failed),
