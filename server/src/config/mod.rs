@@ -981,6 +981,34 @@ mod tests {
     }
 
     #[test]
+    fn the_session_key_file_and_the_drain_come_from_the_environment_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("session.key");
+        std::fs::write(&key, [9u8; 32]).unwrap();
+        let mut raw =
+            RawConfig::from_toml("[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"").unwrap();
+        raw.apply_env(|k| match k {
+            "MCPOD_SESSION_KEY_FILE" => Some(key.display().to_string()),
+            "MCPOD_SHUTDOWN_DRAIN" => Some("5s".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = raw.validate().unwrap();
+        assert!(c.sessions.sealed());
+        assert_eq!(c.limits.shutdown_drain, Duration::from_secs(5));
+        let mut raw =
+            RawConfig::from_toml("[auth]\ndisabled = true\n[targets.t]\ncommand = \"x\"").unwrap();
+        raw.apply_env(|k| (k == "MCPOD_SESSION_KEY_FILE").then(|| "/nonexistent/key".into()))
+            .unwrap();
+        let err = raw.validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("sessions.key_file: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn token_file_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
