@@ -590,6 +590,47 @@ async fn a_legacy_session_spread_round_robin_is_served_by_every_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_client_keeps_its_legacy_session_across_the_replicas() {
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start().await;
+    // The official Rust SDK, told not to initialize again on a 404: every
+    // request must be served in the one session it made.
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/demo", cluster.lb()))
+            .auth_header(TOKEN)
+            .reinit_on_expired_session(false);
+    let client = ClientConfig::default()
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    for i in 0..9 {
+        let mut args = serde_json::Map::new();
+        args.insert("text".into(), json!(format!("sdk {i}")));
+        let result = client
+            .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}\n{}", cluster.logs()));
+        let v = serde_json::to_value(&result).unwrap();
+        assert_eq!(v["content"][0]["text"], format!("sdk {i}"));
+    }
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "echo"));
+    for r in &cluster.replicas {
+        let n = cluster
+            .client
+            .metric(&r.base(), "mcpod_sessions{target=\"demo\"}")
+            .await;
+        assert_eq!(n, 1, "{} has {n} sessions of target demo", r.name);
+    }
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_foreign_keyed_or_other_principals_session_ids_get_404() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start().await;
