@@ -235,10 +235,10 @@ impl SessionStore {
     }
 
     /// Removes a session its client ended, and remembers its id as ended
-    /// (a sealed id is then not re-created here).
+    /// if it is a sealed one (it is then not re-created here).
     pub(crate) fn end(&self, id: &str) -> Option<Arc<Session>> {
         let mut inner = self.inner.lock();
-        if inner.ended.insert(id.to_owned()) {
+        if id.starts_with(super::sealed::PREFIX) && inner.ended.insert(id.to_owned()) {
             inner.ended_order.push_back(id.to_owned());
             if inner.ended_order.len() > MAX_ENDED {
                 if let Some(oldest) = inner.ended_order.pop_front() {
