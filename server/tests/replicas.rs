@@ -590,6 +590,59 @@ async fn a_legacy_session_spread_round_robin_is_served_by_every_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_states_a_modern_backend_made_work_anywhere_and_parked_calls_stay_put() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start().await;
+    let c = &cluster.client;
+    let (one, two) = (cluster.replicas[0].base(), cluster.replicas[1].base());
+    let ask = json!({"arguments":{"kind":"roots"}});
+    let retry = |asked: &Answer| {
+        let result = &asked.json["result"];
+        assert_eq!(result["resultType"], "input_required", "{}", asked.body);
+        let key = result["inputRequests"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap();
+        let mut params = json!({"arguments":{"kind":"roots"},
+            "requestState": result["requestState"], "inputResponses": {}});
+        params["inputResponses"][key] = json!({"roots": [{"uri": "file:///r", "name": "r"}]});
+        params
+    };
+    // A modern backend's own requestState: forwarded by any replica.
+    let asked = c
+        .modern_call(&one, "demo", 1, "ask", ask.clone())
+        .await
+        .unwrap();
+    let done = c.modern_call(&two, "demo", 2, "ask", retry(&asked)).await;
+    called(&done).unwrap();
+    assert!(done.unwrap().body.contains("file:///r"));
+    // A call of a legacy backend parked on one replica: another refuses the
+    // retry with a clear error; the replica that holds it resumes it.
+    let asked = c
+        .modern_call(&one, "old", 3, "ask", ask.clone())
+        .await
+        .unwrap();
+    let params = retry(&asked);
+    let elsewhere = c
+        .modern_call(&two, "old", 4, "ask", params.clone())
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status, 400, "{}", elsewhere.body);
+    assert_eq!(
+        elsewhere.json["error"]["code"], -32602,
+        "{}",
+        elsewhere.body
+    );
+    let message = elsewhere.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("another replica"), "{message}");
+    let resumed = c.modern_call(&one, "old", 5, "ask", params).await;
+    called(&resumed).unwrap();
+    assert!(resumed.unwrap().body.contains("file:///r"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdk_client_keeps_its_legacy_session_across_the_replicas() {
     use rmcp::ServiceExt;
     use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
