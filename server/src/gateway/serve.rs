@@ -58,7 +58,14 @@ async fn run(
         .max_connections
         .unwrap_or_else(|| nofile::default_max_connections(nofile));
     app.ctx.metrics.connections.set_limit(max_connections);
-    info!(%addr, targets = ?app.config.targets.keys().collect::<Vec<_>>(), max_connections, open_files = nofile, "mcpod listening");
+    // Sealed: session ids any replica with the key serves; local: random
+    // ids, this process only.
+    let sessions = if app.config.sessions.sealed() {
+        "sealed"
+    } else {
+        "local"
+    };
+    info!(%addr, targets = ?app.config.targets.keys().collect::<Vec<_>>(), max_connections, open_files = nofile, sessions, "mcpod listening");
 
     let token = app.ctx.shutdown.clone();
     tokio::spawn({
