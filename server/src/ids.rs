@@ -17,6 +17,10 @@ pub(crate) enum Principal {
     Anonymous,
     /// The holder of one token: `token:` and 32 hex digits of its HMAC.
     Token(Box<str>),
+    /// The subject of OAuth access tokens: `oauth:` and 32 hex digits of
+    /// the HMAC of the issuer and the `sub` claim, so every token the
+    /// issuer gives one subject (refreshed, other scopes) is one principal.
+    Subject(Box<str>),
 }
 
 impl Principal {
@@ -28,18 +32,15 @@ impl Principal {
     /// The holder of `token`: HMAC-SHA256 of it under a key made when the
     /// process starts, so the id tells nothing of the token.
     pub(crate) fn of_token(token: &str) -> Principal {
-        static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-        let key = KEY.get_or_init(|| {
-            let mut k = [0u8; 32];
-            rand::rng().fill_bytes(&mut k);
-            k
-        });
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return Principal::Token("token".into()); // any key length is accepted by HMAC
-        };
-        mac.update(token.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        Principal::Token(format!("token:{}", hex(&digest[..16])).into())
+        Principal::Token(format!("token:{}", keyed_hash(&[token.as_bytes()])).into())
+    }
+
+    /// The subject `subject` of the issuer `issuer`: HMAC-SHA256 of both
+    /// under the same process key, so the id tells neither and stays of one
+    /// size however long a subject is.
+    pub(crate) fn of_subject(issuer: &str, subject: &str) -> Principal {
+        let id = keyed_hash(&[issuer.as_bytes(), b"\0", subject.as_bytes()]);
+        Principal::Subject(format!("oauth:{id}").into())
     }
 
     /// Whether it is every caller's (auth off).
@@ -51,9 +52,40 @@ impl Principal {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Principal::Anonymous => "anonymous",
-            Principal::Token(id) => id,
+            Principal::Token(id) | Principal::Subject(id) => id,
         }
     }
+}
+
+/// 32 hex digits of HMAC-SHA256 of `parts` (concatenated) under a key
+/// made when the process starts.
+fn keyed_hash(parts: &[&[u8]]) -> String {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        rand::rng().fill_bytes(&mut k);
+        k
+    });
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new(); // any key length is accepted by HMAC
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    hex(&mac.finalize().into_bytes()[..16])
+}
+
+/// What a request's credentials say of its caller, for the target's
+/// policy: the static token's name, or an OAuth token's subject and
+/// scopes. Nothing for anyone (auth off) or an unnamed token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The `name` of the static token presented, if it has one.
+    pub(crate) token: Option<String>,
+    /// The `sub` claim of the OAuth access token presented.
+    pub(crate) subject: Option<String>,
+    /// Its scopes (`scope`, space-separated, or `scp`).
+    pub(crate) scopes: Vec<String>,
 }
 
 /// `bytes` random bytes as lowercase hex (`bytes * 2` digits).

@@ -38,7 +38,7 @@ pub(super) async fn healthz() -> Response {
 /// counts, why its backend failed (credentials redacted), the bots'
 /// counts — needs the global token when auth is on.
 pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let detailed = app.authorize(None, &headers).is_ok();
+    let detailed = app.authorize(None, &headers, None).await.is_ok();
     let mut all_ready = true;
     let mut report = serde_json::Map::new();
     for target in app.targets.all() {
@@ -105,7 +105,7 @@ pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> R
 /// `GET /metrics`: Prometheus text format (needs the global token when
 /// auth is on).
 pub(super) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(e) = app.authorize(None, &headers) {
+    if let Err(e) = app.authorize(None, &headers, None).await {
         return e.into_response();
     }
     let gauges: Vec<TargetGauges> = app
