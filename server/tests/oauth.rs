@@ -6,6 +6,8 @@
 //! rotated keys; the protected resource metadata documents carry the
 //! fields of RFC 9728.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 mod common;
 
 use common::issuer::{self, AUDIENCE, Issuer, TestKey};
