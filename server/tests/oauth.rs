@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
+#[cfg(feature = "interop-tests")]
+mod interop_common;
 
 use common::issuer::{self, AUDIENCE, Issuer, TestKey};
 use common::{Gateway, TOKEN, demo_target};
@@ -527,4 +529,64 @@ fn oauth_config_errors_name_the_key() {
             .to_string();
         assert!(err.starts_with(key), "{key}: {err}");
     }
+}
+
+/// The official TypeScript SDK, given only a client id, secret and scope,
+/// gets from the 401 to a token on its own (RFC 9728 metadata, RFC 8414 at
+/// the issuer, client credentials for the discovered `resource`), then
+/// lists and calls a tool. Without the scope it is refused with 403
+/// `insufficient_scope`, which the SDK reads as a step-up challenge.
+#[cfg(feature = "interop-tests")]
+#[tokio::test]
+async fn the_typescript_sdk_discovers_auth_and_calls_a_tool() {
+    interop_common::require_setup();
+    let issuer = Issuer::start(&[TestKey::Rsa1], "").await;
+    let gw = gateway(&issuer, "").await;
+    let script = interop_common::interop().join("clients/ts_oauth_client.mjs");
+    let run = |scope: Option<&str>| {
+        let mut command = tokio::process::Command::new(interop_common::node());
+        command
+            .arg(&script)
+            .arg(gw.url("/mcp/demo"))
+            .arg(issuer.url())
+            .arg(issuer::CLIENT_ID)
+            .arg(issuer::CLIENT_SECRET)
+            .arg("echo");
+        command.args(scope);
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(90), command.output())
+                .await
+                .expect("the SDK client timed out")
+                .unwrap()
+        }
+    };
+    // Without the scope: the token the SDK gets is refused, 403 step-up.
+    let out = run(None).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403"), "{err}");
+    assert_eq!(issuer.tokens_issued(), 2, "one token, and one more on the step-up");
+    let out = run(Some("mcp")).await;
+    assert!(
+        out.status.success(),
+        "the SDK client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        line["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("echo")),
+        "{line}"
+    );
+    assert_eq!(line["result"]["content"][0]["text"], json!("through oauth"), "{line}");
+    // It got its token by discovery: for the resource the metadata names.
+    assert_eq!(issuer.tokens_issued(), 3);
+    let asked = issuer.last_token_request();
+    assert_eq!(asked.get("resource"), Some(&gw.url("/mcp/demo")));
+    assert_eq!(asked.get("scope").map(String::as_str), Some("mcp"));
+    assert_eq!(asked.get("grant_type").map(String::as_str), Some("client_credentials"));
+    gw.shutdown().await;
 }

@@ -97,6 +97,8 @@ struct Shared {
     fetches: AtomicUsize,
     tokens_issued: AtomicUsize,
     scope: String,
+    /// The form of the last token request.
+    last_request: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The issuer.
@@ -160,16 +162,19 @@ async fn token(
             .into_response();
     }
     s.tokens_issued.fetch_add(1, Ordering::SeqCst);
+    // A permissive server: it grants the scope asked for (else its own).
+    let scope = form.get("scope").cloned().unwrap_or_else(|| s.scope.clone());
+    *s.last_request.lock() = form;
     let jwt = sign(
         TestKey::Rsa1,
-        &claims(&s.url, CLIENT_ID, &s.scope),
+        &claims(&s.url, CLIENT_ID, &scope),
         TestKey::Rsa1.kid(),
     );
     axum::Json(json!({
         "access_token": jwt,
         "token_type": "Bearer",
         "expires_in": 300,
-        "scope": s.scope,
+        "scope": scope,
     }))
     .into_response()
 }
@@ -223,6 +228,7 @@ impl Issuer {
             fetches: AtomicUsize::new(0),
             tokens_issued: AtomicUsize::new(0),
             scope: scope.to_owned(),
+            last_request: Mutex::new(std::collections::HashMap::new()),
         });
         let app = axum::Router::new()
             .route("/jwks", get(jwks))
@@ -248,6 +254,11 @@ impl Issuer {
     /// How many tokens its token endpoint gave out.
     pub fn tokens_issued(&self) -> usize {
         self.shared.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// The form of the last token request (`resource`, `scope`, ...).
+    pub fn last_token_request(&self) -> std::collections::HashMap<String, String> {
+        self.shared.last_request.lock().clone()
     }
 
     /// Publishes `keys` instead (key rotation).
