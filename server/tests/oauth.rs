@@ -38,12 +38,16 @@ async fn init_with(gw: &Gateway, target: &str, token: Option<&str>) -> (u16, Opt
         .as_deref()
         .map(|b| vec![("authorization", b)])
         .unwrap_or_default();
-    let r = gw.post(&format!("/mcp/{target}"), &headers, &init_body()).await;
+    let r = gw
+        .post(&format!("/mcp/{target}"), &headers, &init_body())
+        .await;
     (r.status, r.header("www-authenticate"))
 }
 
 fn metadata_url(gw: &Gateway, target: &str) -> String {
-    gw.url(&format!("/.well-known/oauth-protected-resource/mcp/{target}"))
+    gw.url(&format!(
+        "/.well-known/oauth-protected-resource/mcp/{target}"
+    ))
 }
 
 #[tokio::test]
@@ -244,11 +248,10 @@ async fn bad_tokens_are_refused_with_the_right_status_and_challenge() {
     // Unknown targets are refused the same way before their name is told.
     let (status, challenge) = init_with(&gw, "nope", None).await;
     assert_eq!(status, 401);
-    assert!(
-        challenge
-            .unwrap()
-            .starts_with(&format!("Bearer resource_metadata=\"{}\"", gw.url("/.well-known/oauth-protected-resource"))),
-    );
+    assert!(challenge.unwrap().starts_with(&format!(
+        "Bearer resource_metadata=\"{}\"",
+        gw.url("/.well-known/oauth-protected-resource")
+    )),);
     let good = issuer.token(TestKey::Rsa1, "alice", "mcp");
     assert_eq!(init_with(&gw, "nope", Some(&good)).await.0, 404);
     gw.shutdown().await;
@@ -338,8 +341,14 @@ async fn static_tokens_work_alongside_where_the_target_accepts_them() {
         "[auth]\ntokens = [\"{TOKEN}\"]\n[auth.oauth]\n{}\n{}{}{}",
         issuer.oauth_toml(&[]),
         demo_target("both", ""),
-        demo_target("oauth_only", "[targets.oauth_only.auth]\nmethods = [\"oauth\"]"),
-        demo_target("tokens_only", "[targets.tokens_only.auth]\nmethods = [\"tokens\"]"),
+        demo_target(
+            "oauth_only",
+            "[targets.oauth_only.auth]\nmethods = [\"oauth\"]"
+        ),
+        demo_target(
+            "tokens_only",
+            "[targets.tokens_only.auth]\nmethods = [\"tokens\"]"
+        ),
     ))
     .await;
     let jwt = issuer.token(TestKey::Rsa1, "alice", "");
@@ -358,7 +367,12 @@ async fn static_tokens_work_alongside_where_the_target_accepts_them() {
         challenge.as_deref(),
         Some(r#"Bearer realm="mcpod", error="invalid_token""#)
     );
-    let r = gw.http.get(metadata_url(&gw, "tokens_only")).send().await.unwrap();
+    let r = gw
+        .http
+        .get(metadata_url(&gw, "tokens_only"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // /metrics takes the global credentials: either kind.
     for t in [TOKEN, jwt.as_str()] {
@@ -432,7 +446,12 @@ async fn metadata_documents_follow_rfc_9728() {
     assert_eq!(status, 200);
     assert_eq!(kind.as_deref(), Some("application/json"));
     let doc: Value = serde_json::from_str(&body).unwrap();
-    check_metadata(&doc, &gw.url("/mcp/demo"), issuer.url(), &["mcp", "mcp:tools"]);
+    check_metadata(
+        &doc,
+        &gw.url("/mcp/demo"),
+        issuer.url(),
+        &["mcp", "mcp:tools"],
+    );
     let (_, _, body) = get(metadata_url(&gw, "own")).await;
     let doc: Value = serde_json::from_str(&body).unwrap();
     check_metadata(&doc, &gw.url("/mcp/own"), other.url(), &[]);
@@ -466,7 +485,9 @@ async fn the_public_url_names_the_resource() {
     assert_eq!(status, 401);
     assert_eq!(
         challenge.as_deref(),
-        Some("Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp/demo\"")
+        Some(
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp/demo\""
+        )
     );
     gw.shutdown().await;
 }
@@ -477,7 +498,10 @@ fn oauth_config_errors_name_the_key() {
     let base = "[targets.t]\ncommand = \"x\"\n";
     let oauth = "issuer = \"https://id.example\"\naudience = \"a\"\njwks_url = \"https://id.example/jwks\"\n";
     let cases = [
-        (format!("[auth]\n[auth.oauth]\naudience = \"a\"\n{base}"), "auth.oauth.issuer"),
+        (
+            format!("[auth]\n[auth.oauth]\naudience = \"a\"\n{base}"),
+            "auth.oauth.issuer",
+        ),
         (
             format!("[auth]\n[auth.oauth]\n{oauth}algorithms = [\"HS256\"]\n{base}"),
             "auth.oauth.algorithms[0]",
@@ -487,7 +511,9 @@ fn oauth_config_errors_name_the_key() {
             "auth.oauth.algorithms[0]",
         ),
         (
-            format!("[auth]\n[auth.oauth]\nissuer = \"https://id.example\"\naudience = \"a\"\n{base}"),
+            format!(
+                "[auth]\n[auth.oauth]\nissuer = \"https://id.example\"\naudience = \"a\"\n{base}"
+            ),
             "auth.oauth.jwks_url",
         ),
         (
@@ -509,7 +535,9 @@ fn oauth_config_errors_name_the_key() {
             "auth.oauth.required_scopes[0]",
         ),
         (
-            format!("[auth]\ntokens = [\"{TOKEN}\"]\n{base}[targets.t.auth]\nmethods = [\"oauth\"]\n"),
+            format!(
+                "[auth]\ntokens = [\"{TOKEN}\"]\n{base}[targets.t.auth]\nmethods = [\"oauth\"]\n"
+            ),
             "targets.t.auth.methods[0]",
         ),
         (
@@ -565,7 +593,11 @@ async fn the_typescript_sdk_discovers_auth_and_calls_a_tool() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("403"), "{err}");
-    assert_eq!(issuer.tokens_issued(), 2, "one token, and one more on the step-up");
+    assert_eq!(
+        issuer.tokens_issued(),
+        2,
+        "one token, and one more on the step-up"
+    );
     let out = run(Some("mcp")).await;
     assert!(
         out.status.success(),
@@ -575,18 +607,22 @@ async fn the_typescript_sdk_discovers_auth_and_calls_a_tool() {
     );
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        line["tools"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("echo")),
+        line["tools"].as_array().unwrap().contains(&json!("echo")),
         "{line}"
     );
-    assert_eq!(line["result"]["content"][0]["text"], json!("through oauth"), "{line}");
+    assert_eq!(
+        line["result"]["content"][0]["text"],
+        json!("through oauth"),
+        "{line}"
+    );
     // It got its token by discovery: for the resource the metadata names.
     assert_eq!(issuer.tokens_issued(), 3);
     let asked = issuer.last_token_request();
     assert_eq!(asked.get("resource"), Some(&gw.url("/mcp/demo")));
     assert_eq!(asked.get("scope").map(String::as_str), Some("mcp"));
-    assert_eq!(asked.get("grant_type").map(String::as_str), Some("client_credentials"));
+    assert_eq!(
+        asked.get("grant_type").map(String::as_str),
+        Some("client_credentials")
+    );
     gw.shutdown().await;
 }

@@ -195,7 +195,10 @@ async fn two_identities_see_and_call_different_tools_in_both_eras() {
     let got = legacy(&gw, BOB, &b, prompts).await;
     assert_eq!(names(&got, "prompts", "name"), Vec::<String>::new());
     let greet = json!({"name": "greet", "arguments": {"name": "Bob"}});
-    denied(&modern(&gw, BOB, "prompts/get", greet.clone()).await, "prompt `greet`");
+    denied(
+        &modern(&gw, BOB, "prompts/get", greet.clone()).await,
+        "prompt `greet`",
+    );
     assert!(modern(&gw, ALICE, "prompts/get", greet).await["result"].is_object());
     // No rule names resources: both see them all.
     let got = modern(&gw, BOB, "resources/list", json!({})).await;
@@ -222,7 +225,10 @@ async fn oauth_subjects_and_scopes_select_rules() {
         let got = modern(&gw, token, "tools/list", json!({})).await;
         assert_eq!(names(&got, "tools", "name"), sorted(&["add", "echo"]));
         let stats = json!({"name": "stats", "arguments": {}});
-        denied(&modern(&gw, token, "tools/call", stats).await, "tool `stats`");
+        denied(
+            &modern(&gw, token, "tools/call", stats).await,
+            "tool `stats`",
+        );
     }
     let sid = session(&gw, &admin).await;
     let got = legacy(&gw, &admin, &sid, call(json!(9), "stats", json!({}))).await;
@@ -242,7 +248,10 @@ async fn the_memoh_route_applies_the_target_policy() {
             let r = gw
                 .post_raw(
                     fs,
-                    &[("content-type", "application/json"), ("authorization", &auth)],
+                    &[
+                        ("content-type", "application/json"),
+                        ("authorization", &auth),
+                    ],
                     body.to_string(),
                 )
                 .await;
@@ -260,11 +269,7 @@ async fn the_memoh_route_applies_the_target_policy() {
         &rpc(BOB, call(json!(2), "add", json!({"a": 1, "b": 2}))).await,
         "tool `add`",
     );
-    assert!(
-        rpc(ALICE, call(json!(3), "add", json!({"a": 1, "b": 2})))
-            .await["result"]
-            .is_object()
-    );
+    assert!(rpc(ALICE, call(json!(3), "add", json!({"a": 1, "b": 2}))).await["result"].is_object());
     gw.shutdown().await;
 }
 
@@ -282,7 +287,9 @@ fn policy_config_errors_name_the_key() {
             "targets.t.policy[0]",
         ),
         (
-            format!("{t}[[targets.t.policy]]\nallow = [\"tool:a\"]\n[[targets.t.policy]]\ndeny = [\"tool:[x\"]\n"),
+            format!(
+                "{t}[[targets.t.policy]]\nallow = [\"tool:a\"]\n[[targets.t.policy]]\ndeny = [\"tool:[x\"]\n"
+            ),
             "targets.t.policy[1].deny[0]",
         ),
         (

@@ -119,6 +119,9 @@ mod tests {
         assert_eq!(named_item("tools/list", Some(&p)), None);
         assert!(refusal(&Access::all(), "tools/call", Some(&p)).is_none());
         let frame = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#.to_vec();
-        assert_eq!(filter_list(&Access::all(), "tools/list", frame.clone()), frame);
+        assert_eq!(
+            filter_list(&Access::all(), "tools/list", frame.clone()),
+            frame
+        );
     }
 }

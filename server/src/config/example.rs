@@ -18,8 +18,8 @@ mod tests {
     use crate::config::raw::{
         RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawTarget,
     };
-    use crate::config::{RawOAuth, RawPolicyRule, RawTargetAuth};
     use crate::config::{ContainerdSettings, Limits};
+    use crate::config::{RawOAuth, RawPolicyRule, RawTargetAuth};
 
     /// The field names serde's derive gives a struct (read by asking it to
     /// deserialize from a deserializer that only records them).

@@ -118,8 +118,7 @@ fn is_loopback_host(url: &str) -> bool {
 }
 
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let ok = url.starts_with("https://")
-        || (url.starts_with("http://") && is_loopback_host(url));
+    let ok = url.starts_with("https://") || (url.starts_with("http://") && is_loopback_host(url));
     if !ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid(
             key,
@@ -217,7 +216,8 @@ impl OAuthConfig {
             // RFC 6749 scope-token: %x21 / %x23-5B / %x5D-7E.
             let ok = !s.is_empty()
                 && s.len() <= 256
-                && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
             if !ok {
                 return Err(invalid(
                     format!("{key}.required_scopes[{i}]"),

@@ -149,10 +149,9 @@ fn glob(key: &str, pattern: &str) -> Result<Glob, ConfigError> {
 
 fn list(key: &str, items: Option<Vec<String>>) -> Result<Option<Vec<String>>, ConfigError> {
     match items {
-        Some(v) if v.len() > MAX_PATTERNS => Err(invalid(
-            key,
-            format!("at most {MAX_PATTERNS} entries"),
-        )),
+        Some(v) if v.len() > MAX_PATTERNS => {
+            Err(invalid(key, format!("at most {MAX_PATTERNS} entries")))
+        }
         Some(v) if v.is_empty() => Err(invalid(key, "empty (leave it out instead)")),
         other => Ok(other),
     }
@@ -170,7 +169,9 @@ fn lists(key: &str, items: Option<Vec<String>>) -> Result<Lists, ConfigError> {
         let Some((word, pattern)) = item.split_once(':') else {
             return Err(invalid(
                 key,
-                format!("`{item}`: expected tool:NAME, prompt:NAME or resource:URI (globs allowed)"),
+                format!(
+                    "`{item}`: expected tool:NAME, prompt:NAME or resource:URI (globs allowed)"
+                ),
             ));
         };
         let Some(kind) = ItemKind::ALL.into_iter().find(|k| k.word() == word) else {
@@ -358,8 +359,14 @@ mod tests {
     #[test]
     fn bad_rules_name_the_key() {
         let cases = [
-            ("[[policy]]\nallow = [\"tools:x\"]", "targets.t.policy[0].allow[0]"),
-            ("[[policy]]\nallow = [\"x\"]", "targets.t.policy[0].allow[0]"),
+            (
+                "[[policy]]\nallow = [\"tools:x\"]",
+                "targets.t.policy[0].allow[0]",
+            ),
+            (
+                "[[policy]]\nallow = [\"x\"]",
+                "targets.t.policy[0].allow[0]",
+            ),
             ("[[policy]]\nsubjects = [\"a\"]", "targets.t.policy[0]"),
             (
                 "[[policy]]\nallow = [\"tool:a\"]\n[[policy]]\ndeny = [\"tool:[\"]",

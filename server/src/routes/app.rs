@@ -129,9 +129,7 @@ impl App {
         if !target.auth_methods.oauth {
             return None;
         }
-        self.target_oauth
-            .get(&target.name)
-            .or(self.oauth.as_ref())
+        self.target_oauth.get(&target.name).or(self.oauth.as_ref())
     }
 
     /// Checks the request's credentials against what `target` accepts

@@ -133,8 +133,8 @@ impl Gate<'_> {
         } else {
             format!("Bearer {}", parts.join(", "))
         };
-        let value = HeaderValue::from_str(&value)
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        let value =
+            HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
         unauthorized(why, value)
     }
 

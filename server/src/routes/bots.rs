@@ -63,9 +63,7 @@ async fn bot<'a>(
             Ok((bot, who))
         }
         None => {
-            app.authorize(None, headers, metadata)
-                .await
-                .map_err(auth)?;
+            app.authorize(None, headers, metadata).await.map_err(auth)?;
             Err(Refusal::Message(StatusCode::NOT_FOUND, NOT_FOUND))
         }
     }

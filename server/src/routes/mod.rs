@@ -9,8 +9,8 @@ mod bots;
 mod cors;
 mod guard;
 mod mcp;
-mod ops;
 mod oauth;
+mod ops;
 mod redact;
 mod resource;
 

@@ -249,7 +249,10 @@ impl Jwks {
                     .await
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 if meta.len() > MAX_JWKS_BYTES as u64 {
-                    return Err(format!("{}: larger than {MAX_JWKS_BYTES} bytes", path.display()));
+                    return Err(format!(
+                        "{}: larger than {MAX_JWKS_BYTES} bytes",
+                        path.display()
+                    ));
                 }
                 tokio::fs::read(path)
                     .await
@@ -266,7 +269,10 @@ impl Jwks {
         let mut response = self
             .http
             .get(url)
-            .header(http::header::ACCEPT, "application/json, application/jwk-set+json")
+            .header(
+                http::header::ACCEPT,
+                "application/json, application/jwk-set+json",
+            )
             .send()
             .await
             .map_err(|e| format!("{url}: {e}"))?;

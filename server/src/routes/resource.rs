@@ -36,7 +36,9 @@ pub(crate) fn base_url(app: &App, uri: Option<&Uri>, headers: &HeaderMap) -> Opt
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
         })?;
-    let authority = authority.rsplit_once('@').map_or(authority.as_str(), |(_, h)| h);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
     Some(format!("http://{authority}"))
 }
 
@@ -59,11 +61,7 @@ fn document(resource: String, name: &str, verifier: &Verifier) -> Response {
     if !config.required_scopes.is_empty() {
         doc["scopes_supported"] = json!(config.required_scopes);
     }
-    (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(doc),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(doc)).into_response()
 }
 
 fn not_found(what: &str) -> Response {

@@ -163,7 +163,10 @@ async fn token(
     }
     s.tokens_issued.fetch_add(1, Ordering::SeqCst);
     // A permissive server: it grants the scope asked for (else its own).
-    let scope = form.get("scope").cloned().unwrap_or_else(|| s.scope.clone());
+    let scope = form
+        .get("scope")
+        .cloned()
+        .unwrap_or_else(|| s.scope.clone());
     *s.last_request.lock() = form;
     let jwt = sign(
         TestKey::Rsa1,
