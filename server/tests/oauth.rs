@@ -460,6 +460,28 @@ async fn metadata_documents_follow_rfc_9728() {
     let doc: Value = serde_json::from_str(&body).unwrap();
     check_metadata(&doc, &gw.base, issuer.url(), &["mcp", "mcp:tools"]);
     assert_eq!(get(metadata_url(&gw, "nope")).await.0, 404);
+    // A browser client of an allowed Origin may read it (CORS), a preflight
+    // included.
+    let origin = "http://localhost:6274";
+    let r = gw
+        .http
+        .get(metadata_url(&gw, "demo"))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], origin);
+    let r = gw
+        .http
+        .request(reqwest::Method::OPTIONS, gw.url("/.well-known/oauth-protected-resource"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], origin);
     // The own issuer's tokens pass there, and the default issuer's do not.
     let own = other.token(TestKey::Ec1, "carol", "");
     assert_eq!(init_with(&gw, "own", Some(&own)).await.0, 200);

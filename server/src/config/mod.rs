@@ -618,8 +618,9 @@ fn check_every_route_has_tokens(
     {
         return Err(invalid(
             "auth",
-            "no bearer tokens configured: set auth.tokens or auth.token_file \
-             (or per target/bot tokens), or auth.disabled = true on a loopback listener",
+            "no bearer tokens configured: set auth.tokens, auth.token_file, \
+             auth.named_tokens or [auth.oauth] (or per target/bot tokens), \
+             or auth.disabled = true on a loopback listener",
         ));
     }
     if auth.disabled && targets.values().any(|t| t.tokens.is_some()) {

@@ -20,6 +20,13 @@ use crate::web::errors::{ApiError, SERVER_ERROR};
 /// The path of the metadata of the gateway as a whole.
 pub(crate) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
+/// Whether `path` is one of the metadata routes (browser clients read them
+/// cross-origin: CORS applies to them as to the MCP routes).
+pub(crate) fn is_metadata_path(path: &str) -> bool {
+    path.strip_prefix(WELL_KNOWN)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("/mcp/"))
+}
+
 /// The gateway's URL as the client reached it: `public_url`, else
 /// `http://` and the request's authority (`:authority`, absolute-form
 /// target or `Host`, already checked by the Host guard).
