@@ -212,6 +212,13 @@ pub(crate) async fn post(
             .with_id(Some(id)),
         );
     }
+    // What the caller may not use is refused before anything about it
+    // (its `Mcp-Param-*` headers among them) is looked at.
+    if let Some(why) = bridge::refusal(&access, method, raw_params) {
+        record.outcome = Outcome::Forbidden;
+        let frame = mcpod_core::json::error_frame(id.get(), bridge::DENIED, &why, None);
+        return reply(frame, accept.json);
+    }
     let backend = target.shared_backend();
     if method == "tools/call" {
         if let Some(tool) = params.name.as_deref() {
@@ -323,11 +330,6 @@ pub(crate) async fn post(
             )
         }
         m if FORWARDED_METHODS.contains(&m) => {
-            if let Some(why) = bridge::refusal(&access, method, raw_params) {
-                record.outcome = Outcome::Forbidden;
-                let frame = mcpod_core::json::error_frame(id.get(), bridge::DENIED, &why, None);
-                return reply(frame, accept.json);
-            }
             let mut place = bridge::place(&target, backend, &ctx.inputs);
             place.principal = principal.clone();
             place.access = access;
