@@ -119,6 +119,20 @@ async fn tokens_of_both_algorithms_are_accepted_and_bind_their_subject() {
 }
 
 #[tokio::test]
+async fn quotas_count_per_subject_not_per_token() {
+    let issuer = Issuer::start(&[TestKey::Rsa1, TestKey::Ec1], "").await;
+    let gw = gateway(&issuer, "[limits]\nmax_sessions_per_principal = 1\n").await;
+    let alice_1 = issuer.token(TestKey::Rsa1, "alice", "mcp");
+    let alice_2 = issuer.token(TestKey::Ec1, "alice", "mcp");
+    let bob = issuer.token(TestKey::Rsa1, "bob", "mcp");
+    assert_eq!(init_with(&gw, "demo", Some(&alice_1)).await.0, 200);
+    // Her second token is still her: over her one session.
+    assert_eq!(init_with(&gw, "demo", Some(&alice_2)).await.0, 429);
+    assert_eq!(init_with(&gw, "demo", Some(&bob)).await.0, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn bad_tokens_are_refused_with_the_right_status_and_challenge() {
     let issuer = Issuer::start(&[TestKey::Rsa1, TestKey::Ec1], "").await;
     let gw = gateway(&issuer, "").await;
