@@ -488,7 +488,10 @@ async fn metadata_documents_follow_rfc_9728() {
     assert_eq!(r.headers()["access-control-allow-origin"], origin);
     let r = gw
         .http
-        .request(reqwest::Method::OPTIONS, gw.url("/.well-known/oauth-protected-resource"))
+        .request(
+            reqwest::Method::OPTIONS,
+            gw.url("/.well-known/oauth-protected-resource"),
+        )
         .header("origin", origin)
         .header("access-control-request-method", "GET")
         .send()

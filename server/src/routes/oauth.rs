@@ -3,7 +3,8 @@
 //! configured algorithms only (never `none`, never a symmetric one), and
 //! the required scopes.
 //!
-//! The JWKS is read once (fetched over HTTP(S), or from a file), cached,
+//! The JWKS is read once (fetched over HTTPS, or HTTP from loopback, or
+//! from a file; redirects only to the same), cached,
 //! and read again when a token names a `kid` it does not hold or when it
 //! is older than [`MAX_AGE`] — at most once per [`REFETCH_INTERVAL`], so a
 //! stream of tokens with made-up `kid`s cannot make the gateway hammer the
@@ -325,7 +326,23 @@ impl Verifier {
         }
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                // Keys are never taken over plain HTTP but from loopback.
+                let secure = attempt.url().scheme() == "https"
+                    || attempt.url().host_str().is_some_and(|h| {
+                        h == "localhost"
+                            || h.trim_matches(['[', ']'])
+                                .parse::<std::net::IpAddr>()
+                                .is_ok_and(|ip| ip.is_loopback())
+                    });
+                if attempt.previous().len() >= 3 {
+                    attempt.error("more than 3 redirects")
+                } else if !secure {
+                    attempt.error("a redirect away from https")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         Ok(Verifier {
@@ -430,5 +447,41 @@ impl Verifier {
                 scopes,
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(file: &str, edit: impl Fn(&mut serde_json::Value)) -> Jwk {
+        let path = format!(
+            "{}/tests/fixtures/oauth/{file}.jwk.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        edit(&mut v);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn only_public_signing_keys_of_a_fitting_kind_are_kept() {
+        assert_eq!(key_of(&jwk("rsa1", |_| {})).unwrap().params, KeyFamily::Rsa);
+        assert_eq!(key_of(&jwk("ec1", |_| {})).unwrap().params, KeyFamily::Ec);
+        // An RSA key that claims an EC algorithm, an encryption key, a
+        // symmetric key: none is kept.
+        assert!(key_of(&jwk("rsa1", |v| v["alg"] = "ES256".into())).is_none());
+        assert!(key_of(&jwk("rsa1", |v| v["use"] = "enc".into())).is_none());
+        let oct: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "oct", "kid": "hs", "k": "c2VjcmV0", "alg": "HS256"
+        }))
+        .unwrap();
+        assert!(key_of(&oct).is_none());
+        assert_eq!(family_of(Algorithm::HS256), None);
+        let many = JwkSet {
+            keys: (0..MAX_KEYS + 5).map(|_| jwk("ec1", |_| {})).collect(),
+        };
+        assert_eq!(keys_of(many).len(), MAX_KEYS);
     }
 }
