@@ -303,7 +303,11 @@ impl RawConfig {
             .map(ContainerdSettings::from_raw)
             .transpose()?;
         if let Some(c) = &containerd {
-            containerd::validate_section(c, auth.disabled, &auth.tokens)?;
+            // Unconfigured bots take the global credentials: tokens or
+            // [auth.oauth] access tokens.
+            if auth.oauth.is_none() {
+                containerd::validate_section(c, auth.disabled, &auth.tokens)?;
+            }
         }
         if self.targets.is_empty() && !containerd.as_ref().is_some_and(|c| c.serve_bots) {
             return Err(invalid(
