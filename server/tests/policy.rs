@@ -183,6 +183,8 @@ async fn two_identities_see_and_call_different_tools_in_both_eras() {
     assert_eq!(names(&got, "tools", "name"), sorted(&alice_tools));
     let got = modern(&gw, BOB, "tools/list", json!({})).await;
     assert_eq!(names(&got, "tools", "name"), sorted(&["echo"]));
+    // A list filtered for one caller is theirs alone.
+    assert_eq!(got["result"]["cacheScope"], json!("private"), "{got}");
     let args = json!({"name": "add", "arguments": {"a": 1, "b": 1}});
     let got = modern(&gw, ALICE, "tools/call", args.clone()).await;
     assert_eq!(got["result"]["resultType"], json!("complete"), "{got}");
@@ -206,6 +208,8 @@ async fn two_identities_see_and_call_different_tools_in_both_eras() {
         names(&got, "resources", "uri"),
         sorted(&["demo://hello", "demo://server-info"])
     );
+    // Untouched, a (modern) backend's list keeps its own cache hints.
+    assert_eq!(got["result"]["cacheScope"], json!("public"), "{got}");
     gw.shutdown().await;
 }
 

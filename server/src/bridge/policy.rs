@@ -73,7 +73,7 @@ pub(crate) fn filter_list(access: &Access, method: &str, frame: Vec<u8>) -> Vec<
     let Ok(Message::Response { id, result }) = Message::parse(&frame) else {
         return frame;
     };
-    let Some(edited) = listed(result.get(), key).and_then(|items| {
+    let Some(edited) = listed(result.get(), key).and_then(|(items, cached)| {
         let kept: Vec<&RawValue> = items
             .into_iter()
             .filter(|item| {
@@ -87,7 +87,12 @@ pub(crate) fn filter_list(access: &Access, method: &str, frame: Vec<u8>) -> Vec<
             })
             .collect();
         let array = serde_json::to_string(&kept).ok()?;
-        let object = edit_object(result.get(), &[(key, &array)], &[])?;
+        // What one caller sees is theirs: no shared cache may keep it.
+        let mut set = vec![(key, array.as_str())];
+        if cached {
+            set.push(("cacheScope", "\"private\""));
+        }
+        let object = edit_object(result.get(), &set, &[])?;
         RawValue::from_string(object).ok()
     }) else {
         return frame;
@@ -95,10 +100,13 @@ pub(crate) fn filter_list(access: &Access, method: &str, frame: Vec<u8>) -> Vec<
     result_frame(id.get(), &edited)
 }
 
-/// The items of the list `key` of the result object `result`.
-fn listed<'a>(result: &'a str, key: &str) -> Option<Vec<&'a RawValue>> {
-    let map: std::collections::HashMap<&str, &'a RawValue> = serde_json::from_str(result).ok()?;
-    serde_json::from_str(map.get(key)?.get()).ok()
+/// The items of the list `key` of the result object `result`, and whether
+/// it has a `cacheScope` (a 2026-07-28 result).
+fn listed<'a>(result: &'a str, key: &str) -> Option<(Vec<&'a RawValue>, bool)> {
+    let map: std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue> =
+        serde_json::from_str(result).ok()?;
+    let items = serde_json::from_str(map.get(key)?.get()).ok()?;
+    Some((items, map.contains_key("cacheScope")))
 }
 
 #[cfg(test)]
