@@ -277,6 +277,76 @@ async fn the_memoh_route_applies_the_target_policy() {
     gw.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_2024_11_05_transport_applies_the_target_policy() {
+    let issuer = Issuer::start(&[TestKey::Rsa1], "").await;
+    let gw = gateway(&issuer).await;
+    let auth = format!("Bearer {BOB}");
+    let mut stream = gw
+        .http
+        .get(gw.url("/mcp/demo/sse"))
+        .header("authorization", &auth)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut buf = String::new();
+    while !buf.contains("sessionId=") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let endpoint = buf
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .to_owned();
+    let post = |body: Value| {
+        let (gw, auth, endpoint) = (&gw, &auth, &endpoint);
+        async move {
+            let r = gw
+                .http
+                .post(gw.url(endpoint))
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    };
+    post(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"sse","version":"1"}}}))
+    .await;
+    // Each message is handled on its own: the session exists once its
+    // initialize is answered.
+    let init = common::read_events(&mut stream, |got| got.iter().any(|m| m["id"] == 0)).await;
+    assert!(init.iter().any(|m| m["result"].is_object()), "{init:?}");
+    post(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await;
+    post(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).await;
+    post(call(json!(2), "add", json!({"a": 1, "b": 2}))).await;
+    let events = common::read_events(&mut stream, |got| {
+        [1, 2]
+            .iter()
+            .all(|id| got.iter().any(|m| m["id"] == json!(id)))
+    })
+    .await;
+    let of = |id: i64| {
+        events
+            .iter()
+            .find(|m| m["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no answer {id} in {events:?}"))
+    };
+    assert_eq!(names(of(1), "tools", "name"), sorted(&["echo"]));
+    denied(of(2), "tool `add`");
+    gw.shutdown().await;
+}
+
 #[test]
 fn policy_config_errors_name_the_key() {
     use mcpod_server::config::RawConfig;
