@@ -136,7 +136,9 @@ async fn handle_post(
     body: Body,
 ) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
-    let (target, who) = match target_for(&app, &name, &uri, &headers).await {
+    // Boxed: checking an access token may fetch the issuer's keys, and a
+    // connection waiting for its body should not hold that future's room.
+    let (target, who) = match Box::pin(target_for(&app, &name, &uri, &headers)).await {
         Ok(t) => t,
         Err(e) => return record.fail(e),
     };
