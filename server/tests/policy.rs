@@ -202,6 +202,13 @@ async fn two_identities_see_and_call_different_tools_in_both_eras() {
         "prompt `greet`",
     );
     assert!(modern(&gw, ALICE, "prompts/get", greet).await["result"].is_object());
+    // Completions of a denied prompt's arguments are refused too.
+    let complete = json!({"ref": {"type": "ref/prompt", "name": "greet"},
+        "argument": {"name": "name", "value": "B"}});
+    denied(
+        &modern(&gw, BOB, "completion/complete", complete).await,
+        "prompt `greet`",
+    );
     // No rule names resources: both see them all.
     let got = modern(&gw, BOB, "resources/list", json!({})).await;
     assert_eq!(

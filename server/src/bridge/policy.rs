@@ -22,8 +22,36 @@ struct Named<'a> {
     uri: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// `completion/complete`'s `ref`: a prompt by name, or a resource
+/// (template) by URI.
+#[derive(Deserialize)]
+struct Completing<'a> {
+    #[serde(rename = "ref", borrow)]
+    reference: Reference<'a>,
+}
+
+#[derive(Deserialize)]
+struct Reference<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    uri: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The item a request of `method` names, if its method names one.
 fn named_item(method: &str, params: Option<&RawValue>) -> Option<(ItemKind, String)> {
+    if method == "completion/complete" {
+        let r = serde_json::from_str::<Completing<'_>>(params?.get())
+            .ok()?
+            .reference;
+        return match r.kind.as_ref() {
+            "ref/prompt" => Some((ItemKind::Prompt, r.name?.into_owned())),
+            "ref/resource" => Some((ItemKind::Resource, r.uri?.into_owned())),
+            _ => None,
+        };
+    }
     let kind = match method {
         "tools/call" => ItemKind::Tool,
         "prompts/get" => ItemKind::Prompt,
@@ -125,6 +153,15 @@ mod tests {
             Some((ItemKind::Resource, "file:///a".to_owned()))
         );
         assert_eq!(named_item("tools/list", Some(&p)), None);
+        let c = RawValue::from_string(
+            r#"{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"n","value":"a"}}"#
+                .to_owned(),
+        )
+        .unwrap();
+        assert_eq!(
+            named_item("completion/complete", Some(&c)),
+            Some((ItemKind::Prompt, "greet".to_owned()))
+        );
         assert!(refusal(&Access::all(), "tools/call", Some(&p)).is_none());
         let frame = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#.to_vec();
         assert_eq!(
