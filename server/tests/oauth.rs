@@ -302,6 +302,28 @@ async fn an_unknown_kid_fetches_the_jwks_once_then_is_refused() {
 }
 
 #[tokio::test]
+async fn an_unreadable_jwks_refuses_tokens_and_is_not_hammered() {
+    let issuer = Issuer::start(&[TestKey::Rsa1], "").await;
+    // The keys live at a path the issuer does not serve.
+    let gw = Gateway::start(&format!(
+        "[auth]\n[auth.oauth]\nissuer = \"{url}\"\naudience = \"{AUDIENCE}\"\n\
+         jwks_url = \"{url}/no-such-jwks\"\n{}",
+        demo_target("demo", ""),
+        url = issuer.url()
+    ))
+    .await;
+    let token = issuer.token(TestKey::Rsa1, "alice", "");
+    for _ in 0..3 {
+        let (status, challenge) = init_with(&gw, "demo", Some(&token)).await;
+        assert_eq!(status, 401);
+        assert!(challenge.unwrap().contains("could not be read"));
+    }
+    // One try, then the rate limit: no fetch per token.
+    assert_eq!(issuer.misses(), 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_rotated_key_is_picked_up() {
     let issuer = Issuer::start(&[TestKey::Rsa1], "").await;
     let gw = gateway(&issuer, "").await;

@@ -156,7 +156,8 @@ struct Cached {
 
 #[derive(Default)]
 struct Fetching {
-    /// When the last read after the first was tried.
+    /// When the last read was tried that counts for the rate limit: every
+    /// one but a first that succeeded.
     last_refetch: Option<Instant>,
 }
 
@@ -205,11 +206,12 @@ impl Jwks {
         let mut fetching = self.fetching.lock().await;
         // Another task may have read the keys while this one waited.
         if self.cache.read().generation == seen {
+            // The first read is free; a read after it, or after a failed
+            // first one, waits out the interval.
             let first = self.cache.read().read.is_none();
-            let allowed = first
-                || fetching
-                    .last_refetch
-                    .is_none_or(|t| t.elapsed() >= REFETCH_INTERVAL);
+            let allowed = fetching
+                .last_refetch
+                .is_none_or(|t| t.elapsed() >= REFETCH_INTERVAL);
             if allowed {
                 if !first {
                     fetching.last_refetch = Some(Instant::now());
@@ -235,6 +237,9 @@ impl Jwks {
         match self.lookup(kid, alg) {
             // A stale key still works while the issuer cannot be reached.
             Some((key, _, _)) => Ok(key),
+            None if self.cache.read().read.is_none() => Err(Refusal::Invalid(
+                "the issuer's signing keys (JWKS) could not be read; try again later".to_owned(),
+            )),
             None => Err(Refusal::Invalid(match kid {
                 Some(_) => "the token's signing key (kid) is not in the issuer's JWKS".to_owned(),
                 None => "the token names no key (kid) and the issuer's JWKS has no single key for its algorithm".to_owned(),

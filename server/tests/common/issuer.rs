@@ -95,6 +95,8 @@ struct Shared {
     url: String,
     jwks: Mutex<Vec<Value>>,
     fetches: AtomicUsize,
+    /// Requests for paths it does not serve.
+    misses: AtomicUsize,
     tokens_issued: AtomicUsize,
     scope: String,
     /// The form of the last token request.
@@ -116,6 +118,11 @@ impl Drop for Issuer {
 async fn jwks(State(s): State<Arc<Shared>>) -> axum::Json<Value> {
     s.fetches.fetch_add(1, Ordering::SeqCst);
     axum::Json(json!({ "keys": s.jwks.lock().clone() }))
+}
+
+async fn miss(State(s): State<Arc<Shared>>) -> http::StatusCode {
+    s.misses.fetch_add(1, Ordering::SeqCst);
+    http::StatusCode::NOT_FOUND
 }
 
 async fn metadata(State(s): State<Arc<Shared>>) -> axum::Json<Value> {
@@ -229,6 +236,7 @@ impl Issuer {
             url,
             jwks: Mutex::new(keys.iter().map(|k| k.jwk()).collect()),
             fetches: AtomicUsize::new(0),
+            misses: AtomicUsize::new(0),
             tokens_issued: AtomicUsize::new(0),
             scope: scope.to_owned(),
             last_request: Mutex::new(std::collections::HashMap::new()),
@@ -237,6 +245,7 @@ impl Issuer {
             .route("/jwks", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
             .route("/token", post(token))
+            .fallback(miss)
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -252,6 +261,11 @@ impl Issuer {
     /// How often its JWKS was fetched.
     pub fn fetches(&self) -> usize {
         self.shared.fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many requests asked for paths it does not serve.
+    pub fn misses(&self) -> usize {
+        self.shared.misses.load(Ordering::SeqCst)
     }
 
     /// How many tokens its token endpoint gave out.
