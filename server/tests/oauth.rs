@@ -238,6 +238,14 @@ async fn bad_tokens_are_refused_with_the_right_status_and_challenge() {
         assert!(challenge.contains(why), "{what}: {challenge}");
     }
 
+    // Expired, but within the leeway (10 s): accepted.
+    let late = issuer::sign(
+        TestKey::Rsa1,
+        &with(&|c| c["exp"] = json!(now - 3)),
+        "rsa-1",
+    );
+    assert_eq!(init_with(&gw, "demo", Some(&late)).await.0, 200);
+
     // A valid token without the required scope: 403, step-up.
     let weak = issuer.token(TestKey::Rsa1, "alice", "read");
     let (status, challenge) = init_with(&gw, "demo", Some(&weak)).await;
@@ -359,6 +367,9 @@ async fn a_jwks_file_works_like_a_url() {
     .await;
     let es = issuer.token(TestKey::Ec1, "alice", "");
     assert_eq!(init_with(&gw, "demo", Some(&es)).await.0, 200);
+    // Without a `kid`, the one key that fits the algorithm is used.
+    let bare = issuer::sign_without_kid(TestKey::Ec1, &issuer::claims(issuer.url(), "bo", ""));
+    assert_eq!(init_with(&gw, "demo", Some(&bare)).await.0, 200);
     // RS256 is not among this issuer's algorithms.
     let rs = issuer.token(TestKey::Rsa1, "alice", "");
     let (status, challenge) = init_with(&gw, "demo", Some(&rs)).await;

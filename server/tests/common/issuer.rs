@@ -210,6 +210,11 @@ pub fn sign(key: TestKey, claims: &Value, kid: &str) -> String {
     jsonwebtoken::encode(&header, claims, &key.encoding_key()).unwrap()
 }
 
+/// `claims` signed with `key`, naming no `kid`.
+pub fn sign_without_kid(key: TestKey, claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(key.alg()), claims, &key.encoding_key()).unwrap()
+}
+
 /// An unsigned token (`alg: none`).
 pub fn unsigned(claims: &Value) -> String {
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
