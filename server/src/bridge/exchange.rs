@@ -42,8 +42,10 @@ use super::caps::ClientCaps;
 use super::client::Client;
 use super::inputs::{self, Inputs, Parked, Question, question_key};
 use super::logging::{LogLevel, passes};
+use super::policy::filter_list;
 use super::slots::Slots;
 use super::translate::{ClientEra, result_for_client, with_envelope};
+use crate::config::Access;
 use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Backend;
@@ -162,6 +164,8 @@ pub(crate) struct Place {
     pub(crate) asking: Option<Arc<AskingTools>>,
     /// Who the calls are for: a parked call resumes only for them.
     pub(crate) principal: Principal,
+    /// What of the target they may see: lists are filtered to it.
+    pub(crate) access: Access,
 }
 
 /// Where a call's items go, and what its caller holds.
@@ -459,6 +463,11 @@ impl Exchange {
                     let backend_modern = backend_era(&self.place.backend) == Some(Era::Modern);
                     let frame =
                         result_for_client(frame, &self.method, self.caller.era(), backend_modern);
+                    let frame = if is_error {
+                        frame
+                    } else {
+                        filter_list(&self.place.access, &self.method, frame)
+                    };
                     return Advance::Final(Final {
                         frame,
                         outcome: if is_error {

@@ -19,6 +19,7 @@ mod handshake;
 mod inputs;
 mod listen;
 mod logging;
+mod policy;
 mod slots;
 mod streams;
 mod tool_headers;
@@ -34,6 +35,7 @@ pub(crate) use handshake::{NotReady, discover_result, initialize_result, negotia
 pub(crate) use inputs::{Inputs, Retry, STATE_PREFIX};
 pub(crate) use listen::{ListenFilter, listen};
 pub(crate) use logging::LogLevel;
+pub(crate) use policy::{DENIED, refusal};
 pub(crate) use slots::Slots;
 pub(crate) use streams::{Attached, Next, Refusal, StreamId, StreamLimits};
 
@@ -61,5 +63,6 @@ pub(crate) fn place(target: &Target, backend: Arc<Backend>, inputs: &Arc<Inputs>
         call_timeout: target.config.call_timeout,
         burst_window: target.burst_window(),
         principal: crate::ids::Principal::anonymous(),
+        access: crate::config::Access::all(),
     }
 }

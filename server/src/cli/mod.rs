@@ -185,7 +185,14 @@ fn banner(config: &Config, addr: std::net::SocketAddr) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "  {name}: http://{addr}/mcp/{name}{own}");
+        let issuer = target
+            .oauth
+            .as_ref()
+            .or(config.auth.oauth.as_ref())
+            .filter(|_| target.auth_methods.oauth)
+            .map(|o| format!(" (access tokens of {})", o.issuer))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {name}: http://{addr}/mcp/{name}{own}{issuer}");
     }
     out
 }

@@ -19,6 +19,7 @@ mod tests {
         RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawSessions, RawTarget,
     };
     use crate::config::{ContainerdSettings, Limits};
+    use crate::config::{RawOAuth, RawPolicyRule, RawTargetAuth};
 
     /// The field names serde's derive gives a struct (read by asking it to
     /// deserialize from a deserializer that only records them).
@@ -57,7 +58,17 @@ mod tests {
         for line in EXAMPLE.lines() {
             let line = line.strip_prefix("# ").unwrap_or(line).trim();
             if let Some(header) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
-                table = header.0.split('.').next().unwrap_or_default().to_owned();
+                // `[targets.NAME.auth.oauth]` is section `targets.auth.oauth`;
+                // `[[targets.NAME.policy]]` is `targets.policy`.
+                let path: Vec<&str> = header.0.trim_start_matches('[').split('.').collect();
+                let named = matches!(path.first(), Some(&("targets" | "bots")));
+                table = path
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !(named && *i == 1))
+                    .map(|(_, p)| *p)
+                    .collect::<Vec<_>>()
+                    .join(".");
                 out.entry(table.clone()).or_default();
                 continue;
             }
@@ -77,30 +88,34 @@ mod tests {
     #[test]
     fn the_example_names_every_key_of_every_section_and_no_other() {
         let keys = keys();
-        let tables = [
-            "log",
-            "auth",
-            "limits",
-            "sessions",
-            "targets",
-            "bots",
-            "containerd",
-        ];
         let sections = [
             ("", fields::<RawConfig>()),
             ("log", fields::<RawLog>()),
             ("auth", fields::<RawAuth>()),
+            ("auth.oauth", fields::<RawOAuth>()),
             ("limits", fields::<RawLimits>()),
             ("sessions", fields::<RawSessions>()),
             ("targets", fields::<RawTarget>()),
+            ("targets.auth", fields::<RawTargetAuth>()),
+            ("targets.auth.oauth", fields::<RawOAuth>()),
+            ("targets.policy", fields::<RawPolicyRule>()),
             ("bots", fields::<RawBot>()),
             ("containerd", fields::<RawContainerd>()),
         ];
-        for (section, fields) in sections {
+        let tables: BTreeSet<&str> = sections.iter().map(|(s, _)| *s).collect();
+        for (section, fields) in &sections {
+            let section = *section;
             assert!(!fields.is_empty(), "no fields read for [{section}]");
             let want: BTreeSet<String> = fields
                 .iter()
-                .filter(|f| !section.is_empty() || !tables.contains(f))
+                .filter(|f| {
+                    let path = if section.is_empty() {
+                        (**f).to_owned()
+                    } else {
+                        format!("{section}.{f}")
+                    };
+                    !tables.contains(path.as_str())
+                })
                 .map(|f| (*f).to_owned())
                 .collect();
             let have = keys.get(section).cloned().unwrap_or_default();

@@ -15,6 +15,8 @@ mod containerd;
 mod duration;
 mod error;
 mod example;
+mod oauth;
+mod policy;
 mod raw;
 mod sessions;
 mod stdio;
@@ -26,6 +28,10 @@ pub use duration::{MAX_DURATION, parse_duration};
 pub use error::ConfigError;
 use error::invalid;
 pub use example::EXAMPLE;
+pub use oauth::{
+    ALGORITHMS, AuthMethods, JwksSource, OAuthConfig, OneOrMany, RawOAuth, RawTargetAuth,
+};
+pub use policy::{Access, ItemKind, Policy, RawPolicyRule};
 pub use raw::{
     Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawSessions,
     RawTarget,
@@ -64,6 +70,10 @@ pub struct AuthConfig {
     pub disabled: bool,
     /// Accepted tokens for every route without its own.
     pub tokens: Vec<String>,
+    /// The names of named tokens (global and per target), by token.
+    pub token_names: BTreeMap<String, String>,
+    /// `[auth.oauth]`: the issuer of every target without its own.
+    pub oauth: Option<OAuthConfig>,
 }
 
 /// `[limits]`, validated.
@@ -211,6 +221,13 @@ pub struct TargetConfig {
     pub sharing: Sharing,
     /// Its own tokens (`None`: the global ones).
     pub tokens: Option<Vec<String>>,
+    /// Which credentials it accepts.
+    pub auth_methods: AuthMethods,
+    /// Its own issuer (`None`: `[auth.oauth]`, if any).
+    pub oauth: Option<OAuthConfig>,
+    /// Who may see and use which of its tools, prompts and resources
+    /// (`None`: everyone, everything).
+    pub policy: Option<std::sync::Arc<Policy>>,
     /// Roots for `roots/list` when no client can answer.
     pub roots: Option<Vec<RawRoot>>,
     /// Calls in flight for this target.
@@ -264,6 +281,8 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
     pub http2: bool,
+    /// The gateway's URL as clients reach it (no trailing `/`), if set.
+    pub public_url: Option<String>,
     /// Logging.
     pub log: LogConfig,
     /// Auth.
@@ -285,7 +304,7 @@ impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let listen = validate_listen(self.listen.as_deref())?;
         let log = validate_log(self.log)?;
-        let auth = validate_auth(self.auth, listen)?;
+        let mut auth = validate_auth(self.auth, listen)?;
         let limits = validate_limits(self.limits)?;
         let sessions = sessions::validate_sessions(self.sessions)?;
         let containerd = self
@@ -294,7 +313,11 @@ impl RawConfig {
             .map(ContainerdSettings::from_raw)
             .transpose()?;
         if let Some(c) = &containerd {
-            containerd::validate_section(c, auth.disabled, &auth.tokens)?;
+            // Unconfigured bots take the global credentials: tokens or
+            // [auth.oauth] access tokens.
+            if auth.oauth.is_none() {
+                containerd::validate_section(c, auth.disabled, &auth.tokens)?;
+            }
         }
         if self.targets.is_empty() && !containerd.as_ref().is_some_and(|c| c.serve_bots) {
             return Err(invalid(
@@ -304,7 +327,32 @@ impl RawConfig {
         }
         let mut targets = BTreeMap::new();
         for (name, raw) in self.targets {
-            let target = validate_target(&name, raw, &limits, containerd.as_ref())?;
+            let mut raw = raw;
+            let named = raw.named_tokens.take();
+            let target_auth = raw.auth.take().unwrap_or_default();
+            let policy = raw.policy.take();
+            let mut target = validate_target(&name, raw, &limits, containerd.as_ref())?;
+            let key = format!("targets.{name}");
+            target.tokens =
+                tokens::add_named(&key, target.tokens.take(), named, &mut auth.token_names)?;
+            if auth.disabled && (target_auth.oauth.is_some() || target_auth.methods.is_some()) {
+                return Err(invalid(
+                    format!("{key}.auth"),
+                    "auth is disabled globally; the target's auth would be ignored",
+                ));
+            }
+            target.oauth = target_auth
+                .oauth
+                .map(|o| OAuthConfig::from_raw(&format!("{key}.auth.oauth"), o))
+                .transpose()?;
+            target.auth_methods = AuthMethods::from_raw(
+                &key,
+                target_auth.methods.as_deref(),
+                !auth.disabled && (target.tokens.is_some() || !auth.tokens.is_empty()),
+                target.oauth.is_some() || auth.oauth.is_some(),
+            )?;
+            target.policy =
+                Policy::from_raw(&key, policy.unwrap_or_default())?.map(std::sync::Arc::new);
             targets.insert(name, target);
         }
         let bots = validate_bots(self.bots, &targets, auth.disabled)?;
@@ -319,6 +367,7 @@ impl RawConfig {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             http2: self.http2.unwrap_or(true),
+            public_url: validate_public_url(self.public_url)?,
             log,
             auth,
             limits,
@@ -363,9 +412,43 @@ fn validate_log(raw: RawLog) -> Result<LogConfig, ConfigError> {
     Ok(log)
 }
 
+fn validate_public_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = url else { return Ok(None) };
+    let trimmed = url.trim_end_matches('/');
+    let authority = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match authority {
+        Some(a)
+            if !a.is_empty()
+                && !a.contains(['?', '#'])
+                && a.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(trimmed.to_owned()))
+        }
+        _ => Err(invalid(
+            "public_url",
+            format!("`{url}` is not a URL such as https://mcp.example.com"),
+        )),
+    }
+}
+
 fn validate_auth(raw: RawAuth, listen: SocketAddr) -> Result<AuthConfig, ConfigError> {
     let disabled = raw.disabled.unwrap_or(false);
-    let tokens = collect_tokens("auth", raw.tokens, raw.token_file.as_deref())?.unwrap_or_default();
+    let mut token_names = BTreeMap::new();
+    let tokens = collect_tokens("auth", raw.tokens, raw.token_file.as_deref())?;
+    let tokens =
+        tokens::add_named("auth", tokens, raw.named_tokens, &mut token_names)?.unwrap_or_default();
+    let oauth = raw
+        .oauth
+        .map(|o| OAuthConfig::from_raw("auth.oauth", o))
+        .transpose()?;
+    if disabled && oauth.is_some() {
+        return Err(invalid(
+            "auth.disabled",
+            "auth is disabled but [auth.oauth] is configured; remove one or the other",
+        ));
+    }
     if disabled && !listen.ip().is_loopback() {
         return Err(invalid(
             "auth.disabled",
@@ -378,7 +461,12 @@ fn validate_auth(raw: RawAuth, listen: SocketAddr) -> Result<AuthConfig, ConfigE
             "auth is disabled but tokens are configured; remove one or the other",
         ));
     }
-    Ok(AuthConfig { disabled, tokens })
+    Ok(AuthConfig {
+        disabled,
+        tokens,
+        token_names,
+        oauth,
+    })
 }
 
 fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
@@ -538,13 +626,17 @@ fn check_every_route_has_tokens(
 ) -> Result<(), ConfigError> {
     if !auth.disabled
         && auth.tokens.is_empty()
-        && (targets.values().any(|t| t.tokens.is_none())
+        && auth.oauth.is_none()
+        && (targets
+            .values()
+            .any(|t| t.tokens.is_none() && t.oauth.is_none())
             || bots.values().any(|b| b.tokens.is_none()))
     {
         return Err(invalid(
             "auth",
-            "no bearer tokens configured: set auth.tokens or auth.token_file \
-             (or per target/bot tokens), or auth.disabled = true on a loopback listener",
+            "no bearer tokens configured: set auth.tokens, auth.token_file, \
+             auth.named_tokens or [auth.oauth] (or per target/bot tokens), \
+             or auth.disabled = true on a loopback listener",
         ));
     }
     if auth.disabled && targets.values().any(|t| t.tokens.is_some()) {
@@ -724,6 +816,12 @@ fn validate_target(
         call_timeout,
         sharing,
         tokens,
+        auth_methods: AuthMethods {
+            tokens: true,
+            oauth: false,
+        },
+        oauth: None,
+        policy: None,
         roots: raw.roots,
         max_calls_in_flight,
         shutdown_grace: opt_duration(

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use super::duration::{RawDuration, parse_duration};
 use super::error::{ConfigError, invalid};
+use super::oauth::{RawOAuth, RawTargetAuth};
+use super::policy::RawPolicyRule;
 
 /// The config file as written: every field optional, unknown keys refused.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +25,10 @@ pub struct RawConfig {
     /// `http2`: serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1
     /// (default true).
     pub http2: Option<bool>,
+    /// `public_url`: the gateway's URL as clients reach it (behind a proxy),
+    /// e.g. `https://mcp.example.com`; names the resource in the OAuth
+    /// protected resource metadata (default: from the request's authority).
+    pub public_url: Option<String>,
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
@@ -66,6 +72,11 @@ pub struct RawAuth {
     pub tokens: Option<Vec<String>>,
     /// A file with one token per line (`#` comments and blank lines skipped).
     pub token_file: Option<PathBuf>,
+    /// Tokens with names (name = token), which policies can refer to.
+    pub named_tokens: Option<BTreeMap<String, String>>,
+    /// `[auth.oauth]`: OAuth access tokens of one issuer, for every target
+    /// without its own.
+    pub oauth: Option<RawOAuth>,
 }
 
 /// `[sessions]`.
@@ -159,6 +170,13 @@ pub struct RawTarget {
     pub tokens: Option<Vec<String>>,
     /// Token file for this target.
     pub token_file: Option<PathBuf>,
+    /// Named tokens for this target (name = token).
+    pub named_tokens: Option<BTreeMap<String, String>>,
+    /// `[targets.NAME.auth]`: which credentials it accepts, its own issuer.
+    pub auth: Option<RawTargetAuth>,
+    /// `[[targets.NAME.policy]]`: who may see and use which tools, prompts
+    /// and resources.
+    pub policy: Option<Vec<RawPolicyRule>>,
     /// Roots answered to the backend's `roots/list` when no client can.
     pub roots: Option<Vec<RawRoot>>,
     /// Calls in flight for this target (overrides `limits`).

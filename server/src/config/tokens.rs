@@ -52,3 +52,42 @@ fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// `tokens` with the named tokens of `section` added, their names noted
+/// in `names` (by token). A name is what policies call the token by.
+pub(super) fn add_named(
+    section: &str,
+    tokens: Option<Vec<String>>,
+    named: Option<std::collections::BTreeMap<String, String>>,
+    names: &mut std::collections::BTreeMap<String, String>,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(named) = named else {
+        return Ok(tokens);
+    };
+    let key = format!("{section}.named_tokens");
+    if named.is_empty() {
+        return Err(invalid(key, "empty (leave it out instead)"));
+    }
+    let mut tokens = tokens.unwrap_or_default();
+    for (name, token) in named {
+        let key = format!("{key}.{name}");
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            return Err(invalid(
+                key,
+                "a token name may use letters, digits, `-`, `_` and `.` (at most 64)",
+            ));
+        }
+        check_token(&key, &token)?;
+        if names.get(&token).is_some_and(|n| *n != name) {
+            return Err(invalid(key, "this token already has another name"));
+        }
+        names.insert(token.clone(), name);
+        tokens.push(token);
+    }
+    Ok(Some(tokens))
+}

@@ -24,6 +24,11 @@ pub(crate) enum Principal {
     /// (the id, for logs and keys), and the token's fingerprint (for
     /// sealed tokens only, see [`Principal::seal_tag`]).
     Token(Box<str>, [u8; 16]),
+    /// The subject of OAuth access tokens: `oauth:` and 32 hex digits of
+    /// the HMAC of the issuer and the `sub` claim, so every token the
+    /// issuer gives one subject (refreshed, other scopes) is one principal;
+    /// and the fingerprint of both (for sealed tokens only).
+    Subject(Box<str>, [u8; 16]),
 }
 
 impl Principal {
@@ -35,29 +40,35 @@ impl Principal {
     /// The holder of `token`: HMAC-SHA256 of it under a key made when the
     /// process starts, so the id tells nothing of the token.
     pub(crate) fn of_token(token: &str) -> Principal {
-        static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-        let key = KEY.get_or_init(|| {
-            let mut k = [0u8; 32];
-            rand::rng().fill_bytes(&mut k);
-            k
-        });
-        let fingerprint = fingerprint(token);
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return Principal::Token("token".into(), fingerprint); // any key length is accepted by HMAC
-        };
-        mac.update(token.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        Principal::Token(format!("token:{}", hex(&digest[..16])).into(), fingerprint)
+        Principal::Token(
+            format!("token:{}", keyed_hash(&[token.as_bytes()])).into(),
+            fingerprint(&[b"token\0", token.as_bytes()]),
+        )
+    }
+
+    /// The subject `subject` of the issuer `issuer`: HMAC-SHA256 of both
+    /// under the same process key, so the id tells neither and stays of one
+    /// size however long a subject is.
+    pub(crate) fn of_subject(issuer: &str, subject: &str) -> Principal {
+        let parts: [&[u8]; 3] = [issuer.as_bytes(), b"\0", subject.as_bytes()];
+        let id = keyed_hash(&parts);
+        Principal::Subject(
+            format!("oauth:{id}").into(),
+            fingerprint(&[b"oauth\0", issuer.as_bytes(), b"\0", subject.as_bytes()]),
+        )
     }
 
     /// What names the principal inside a sealed token, the same in every
     /// replica (the id of [`Principal::as_str`] is keyed per process):
-    /// `anonymous`, or 32 hex digits of a SHA-256 of the token. It is only
-    /// ever written inside sealed (encrypted) tokens, never in the clear.
+    /// `anonymous`, or 32 hex digits of a SHA-256 of the token (or of the
+    /// issuer and subject). It is only ever written inside sealed
+    /// (encrypted) tokens, never in the clear.
     pub(crate) fn seal_tag(&self) -> String {
         match self {
             Principal::Anonymous => "anonymous".to_owned(),
-            Principal::Token(_, fingerprint) => hex(fingerprint),
+            Principal::Token(_, fingerprint) | Principal::Subject(_, fingerprint) => {
+                hex(fingerprint)
+            }
         }
     }
 
@@ -70,21 +81,54 @@ impl Principal {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Principal::Anonymous => "anonymous",
-            Principal::Token(id, _) => id,
+            Principal::Token(id, _) | Principal::Subject(id, _) => id,
         }
     }
 }
 
-/// The first 16 bytes of SHA-256 of `token`, under a label of its own.
-fn fingerprint(token: &str) -> [u8; 16] {
+/// The first 16 bytes of SHA-256 of `parts` (concatenated), under a label
+/// of its own.
+fn fingerprint(parts: &[&[u8]]) -> [u8; 16] {
     use sha2::Digest as _;
-    let digest = Sha256::new()
-        .chain_update(b"mcpod principal fingerprint\0")
-        .chain_update(token.as_bytes())
-        .finalize();
+    let mut hasher = Sha256::new().chain_update(b"mcpod principal fingerprint\0");
+    for part in parts {
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);
     out
+}
+
+/// 32 hex digits of HMAC-SHA256 of `parts` (concatenated) under a key
+/// made when the process starts.
+fn keyed_hash(parts: &[&[u8]]) -> String {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        rand::rng().fill_bytes(&mut k);
+        k
+    });
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new(); // any key length is accepted by HMAC
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    hex(&mac.finalize().into_bytes()[..16])
+}
+
+/// What a request's credentials say of its caller, for the target's
+/// policy: the static token's name, or an OAuth token's subject and
+/// scopes. Nothing for anyone (auth off) or an unnamed token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The `name` of the static token presented, if it has one.
+    pub(crate) token: Option<String>,
+    /// The `sub` claim of the OAuth access token presented.
+    pub(crate) subject: Option<String>,
+    /// Its scopes (`scope`, space-separated, or `scp`).
+    pub(crate) scopes: Vec<String>,
 }
 
 /// `bytes` random bytes as lowercase hex (`bytes * 2` digits).

@@ -1,17 +1,18 @@
 //! [`App`]: the state every handler shares.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::auth::TokenSet;
+use super::auth::{Authorized, Gate, TokenSet};
 use super::guard::HostGuard;
-use crate::config::Config;
+use super::oauth::Verifier;
+use crate::config::{Config, TargetConfig};
 use crate::front::Context;
 use crate::front::legacy::Sessions;
 use crate::front::memoh::StdioConnections;
-use crate::ids::Principal;
 use crate::targets::{BotContainers, Registry};
 use crate::web::errors::ApiError;
 
@@ -33,6 +34,10 @@ pub(crate) struct App {
     /// Bots served from their containers without configuration
     /// (`[containerd] serve_bots = true`).
     pub(crate) bot_containers: Option<BotContainers>,
+    /// The `[auth.oauth]` issuer's verifier.
+    pub(crate) oauth: Option<Verifier>,
+    /// The verifiers of targets with their own issuer, by target.
+    pub(crate) target_oauth: HashMap<String, Verifier>,
 }
 
 impl App {
@@ -61,7 +66,25 @@ impl App {
             .map(|c| {
                 BotContainers::new(c.clone(), config.limits.clone(), targets.clients().clone())
             });
+        let invalid = |key: String, e: String| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{key}: {e}"))
+        };
+        let oauth = config
+            .auth
+            .oauth
+            .as_ref()
+            .map(|o| Verifier::new(o).map_err(|e| invalid("auth.oauth".to_owned(), e)))
+            .transpose()?;
+        let mut target_oauth = HashMap::new();
+        for (name, t) in &config.targets {
+            if let Some(o) = &t.oauth {
+                let key = format!("targets.{name}.auth.oauth");
+                target_oauth.insert(name.clone(), Verifier::new(o).map_err(|e| invalid(key, e))?);
+            }
+        }
         Ok(Arc::new(App {
+            oauth,
+            target_oauth,
             sessions: Arc::new(Sessions::new(&targets)),
             targets,
             guard,
@@ -77,16 +100,59 @@ impl App {
         if self.config.auth.disabled {
             return TokenSet::Disabled;
         }
-        TokenSet::Tokens(own.unwrap_or(&self.config.auth.tokens))
+        TokenSet::Tokens(
+            own.unwrap_or(&self.config.auth.tokens),
+            &self.config.auth.token_names,
+        )
     }
 
     /// Checks the request's bearer token against a route's own tokens, or
-    /// the global ones.
-    pub(crate) fn authorize(
+    /// the global ones, or an access token of the `[auth.oauth]` issuer
+    /// (`metadata`: the absolute URL of the resource metadata, for the
+    /// challenge).
+    pub(crate) async fn authorize(
         &self,
         own: Option<&Vec<String>>,
         headers: &HeaderMap,
-    ) -> Result<Principal, ApiError> {
-        self.tokens(own).check(headers)
+        metadata: Option<&str>,
+    ) -> Result<Authorized, ApiError> {
+        let gate = Gate {
+            tokens: Some(self.tokens(own)),
+            oauth: self.oauth.as_ref(),
+            metadata,
+        };
+        gate.check(headers).await
+    }
+
+    /// The issuer whose access tokens `target` accepts, if it accepts any.
+    pub(crate) fn verifier_of(&self, target: &TargetConfig) -> Option<&Verifier> {
+        if !target.auth_methods.oauth {
+            return None;
+        }
+        self.target_oauth.get(&target.name).or(self.oauth.as_ref())
+    }
+
+    /// Checks the request's credentials against what `target` accepts
+    /// (`metadata`: the absolute URL of its resource metadata).
+    pub(crate) async fn authorize_target(
+        &self,
+        target: &TargetConfig,
+        headers: &HeaderMap,
+        metadata: Option<&str>,
+    ) -> Result<Authorized, ApiError> {
+        let tokens = if self.config.auth.disabled {
+            Some(TokenSet::Disabled)
+        } else {
+            target
+                .auth_methods
+                .tokens
+                .then(|| self.tokens(target.tokens.as_ref()))
+        };
+        let gate = Gate {
+            tokens,
+            oauth: self.verifier_of(target),
+            metadata,
+        };
+        gate.check(headers).await
     }
 }

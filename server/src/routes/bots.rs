@@ -13,7 +13,9 @@ use http::{HeaderMap, StatusCode};
 use tracing::Instrument;
 
 use super::app::App;
-use crate::config::{BotConfig, StdioPolicy};
+use super::auth::Authorized;
+use super::resource;
+use crate::config::{Access, BotConfig, StdioPolicy};
 use crate::front::memoh::{self, StdioBot};
 use crate::targets::{Target, check_target};
 use crate::web::errors::{ApiError, message};
@@ -38,7 +40,11 @@ impl IntoResponse for Refusal {
 
 const NOT_FOUND: &str = "container not found for bot";
 
-fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotConfig, Refusal> {
+async fn bot<'a>(
+    app: &'a App,
+    bot_id: &str,
+    headers: &HeaderMap,
+) -> Result<(&'a BotConfig, Authorized), Refusal> {
     if bot_id.trim().is_empty() {
         return Err(Refusal::Message(
             StatusCode::BAD_REQUEST,
@@ -46,13 +52,18 @@ fn bot<'a>(app: &'a App, bot_id: &str, headers: &HeaderMap) -> Result<&'a BotCon
         ));
     }
     let auth = |e: ApiError| Refusal::Auth(Box::new(e));
+    let metadata = resource::base_url(app, None, headers).map(|b| resource::metadata_url(&b, None));
+    let metadata = metadata.as_deref();
     match app.config.bots.get(bot_id) {
         Some(bot) => {
-            app.authorize(bot.tokens.as_ref(), headers).map_err(auth)?;
-            Ok(bot)
+            let who = app
+                .authorize(bot.tokens.as_ref(), headers, metadata)
+                .await
+                .map_err(auth)?;
+            Ok((bot, who))
         }
         None => {
-            app.authorize(None, headers).map_err(auth)?;
+            app.authorize(None, headers, metadata).await.map_err(auth)?;
             Err(Refusal::Message(StatusCode::NOT_FOUND, NOT_FOUND))
         }
     }
@@ -64,6 +75,7 @@ struct Resolved<'a> {
     allow_local_stdio: bool,
     stdio: &'a StdioPolicy,
     target: Arc<Target>,
+    who: Authorized,
 }
 
 async fn resolve<'a>(
@@ -71,8 +83,8 @@ async fn resolve<'a>(
     bot_id: &'a str,
     headers: &HeaderMap,
 ) -> Result<Resolved<'a>, Response> {
-    match bot(app, bot_id, headers) {
-        Ok(bot) => {
+    match bot(app, bot_id, headers).await {
+        Ok((bot, who)) => {
             let Some(target) = app.targets.get(&bot.target).cloned() else {
                 return Err(message(StatusCode::NOT_FOUND, NOT_FOUND));
             };
@@ -84,9 +96,17 @@ async fn resolve<'a>(
                 allow_local_stdio: bot.allow_local_stdio,
                 stdio: &bot.stdio,
                 target,
+                who,
             })
         }
         Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => {
+            // `bot` checked the global credentials already; this says whose.
+            let metadata =
+                resource::base_url(app, None, headers).map(|b| resource::metadata_url(&b, None));
+            let who = app
+                .authorize(None, headers, metadata.as_deref())
+                .await
+                .map_err(IntoResponse::into_response)?;
             let Some(bots) = app.bot_containers.as_ref() else {
                 return Err(message(StatusCode::NOT_FOUND, NOT_FOUND));
             };
@@ -99,6 +119,7 @@ async fn resolve<'a>(
                 allow_local_stdio: false,
                 stdio: &StdioPolicy::OPEN,
                 target,
+                who,
             })
         }
         Err(r) => Err(r.into_response()),
@@ -107,8 +128,8 @@ async fn resolve<'a>(
 
 /// Auth and bot-id checks of the `mcp-stdio/{connection_id}` routes (the
 /// connection itself says whose it is).
-fn stdio_bot(app: &App, bot_id: &str, headers: &HeaderMap) -> Result<(), Refusal> {
-    match bot(app, bot_id, headers) {
+async fn stdio_bot(app: &App, bot_id: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+    match bot(app, bot_id, headers).await {
         Ok(_) => Ok(()),
         Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => Ok(()),
         Err(r) => Err(r),
@@ -124,15 +145,17 @@ pub(super) async fn fs_mcp(
 ) -> Response {
     let span = tracing::info_span!("memoh", bot = %bot_id, method = tracing::field::Empty, session = tracing::field::Empty);
     async move {
-        let target = match resolve(&app, &bot_id, &headers).await {
-            Ok(r) => r.target,
+        let (target, who) = match resolve(&app, &bot_id, &headers).await {
+            Ok(r) => (r.target, r.who),
             Err(r) => return r,
         };
         let backend = target.shared_backend();
+        let access = Access::of(target.config.policy.as_ref(), who.identity);
         memoh::rpc(
             &app.ctx,
             target,
             backend,
+            access,
             &headers,
             body,
             &app.config.limits,
@@ -169,7 +192,7 @@ pub(super) async fn call_stdio(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
+    if let Err(r) = stdio_bot(&app, &bot_id, &headers).await {
         return r.into_response();
     }
     memoh::call_stdio(
@@ -189,7 +212,7 @@ pub(super) async fn delete_stdio(
     Path((bot_id, connection_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = stdio_bot(&app, &bot_id, &headers) {
+    if let Err(r) = stdio_bot(&app, &bot_id, &headers).await {
         return r.into_response();
     }
     memoh::delete_stdio(&app.ctx, &app.stdio, &bot_id, &connection_id).await

@@ -1,5 +1,6 @@
-//! CORS on the MCP routes, for browser clients (an MCP Inspector web UI)
-//! from the Origins the guard allows — and for no others.
+//! CORS on the MCP routes and the protected resource metadata, for browser
+//! clients (an MCP Inspector web UI) from the Origins the guard allows —
+//! and for no others.
 //!
 //! A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
 //! from an allowed Origin is answered here with 204, before any route: it
@@ -40,7 +41,8 @@ const PARAM_PREFIX: &str = "mcp-param-";
 /// Origins; other routes and requests without an allowed Origin pass
 /// untouched (but for `Vary: Origin` on the MCP routes).
 pub(super) async fn cors(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    if !is_mcp_path(request.uri().path()) {
+    let path = request.uri().path();
+    if !is_mcp_path(path) && !super::resource::is_metadata_path(path) {
         return next.run(request).await;
     }
     let origin = request

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode, Uri};
 use mcpod_core::meta::RequestMeta;
 use mcpod_core::{LEGACY_VERSIONS, Message};
 use tracing::Instrument;
 
 use super::app::App;
+use super::auth::Authorized;
+use super::resource;
+use crate::config::Access;
 use crate::front;
 use crate::front::legacy::SessionRequest;
-use crate::ids::Principal;
 use crate::metrics::{Method, Operation};
 use crate::targets::Target;
 use crate::web::body::read_json_body;
@@ -76,20 +78,26 @@ fn metric_target<'a>(app: &App, name: &'a str) -> &'a str {
     }
 }
 
-/// Finds the target and checks the caller's token (the global tokens
+/// Finds the target and checks the caller's credentials (the global ones
 /// guard the 404 for unknown targets, so names do not leak).
-fn target_for(
+async fn target_for(
     app: &App,
     name: &str,
+    uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(Arc<Target>, Principal), ApiError> {
+) -> Result<(Arc<Target>, Authorized), ApiError> {
+    let base = resource::base_url(app, Some(uri), headers);
     match app.targets.get(name) {
         Some(t) => {
-            let principal = app.authorize(t.config.tokens.as_ref(), headers)?;
-            Ok((t.clone(), principal))
+            let metadata = base.map(|b| resource::metadata_url(&b, Some(name)));
+            let who = app
+                .authorize_target(&t.config, headers, metadata.as_deref())
+                .await?;
+            Ok((t.clone(), who))
         }
         None => {
-            app.authorize(None, headers)?;
+            let metadata = base.map(|b| resource::metadata_url(&b, None));
+            app.authorize(None, headers, metadata.as_deref()).await?;
             Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 SERVER_ERROR,
@@ -103,6 +111,7 @@ fn target_for(
 pub(super) async fn post(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -114,12 +123,22 @@ pub(super) async fn post(
         method = tracing::field::Empty,
         session = tracing::field::Empty,
     );
-    handle_post(app, name, headers, body).instrument(span).await
+    handle_post(app, name, uri, headers, body)
+        .instrument(span)
+        .await
 }
 
-async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body) -> Response {
+async fn handle_post(
+    app: Arc<App>,
+    name: String,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
-    let (target, principal) = match target_for(&app, &name, &headers) {
+    // Boxed: checking an access token may fetch the issuer's keys, and a
+    // connection waiting for its body should not hold that future's room.
+    let (target, who) = match Box::pin(target_for(&app, &name, &uri, &headers)).await {
         Ok(t) => t,
         Err(e) => return record.fail(e),
     };
@@ -129,18 +148,23 @@ async fn handle_post(app: Arc<App>, name: String, headers: HeaderMap, body: Body
     };
     // Boxed apart: a connection whose body is still coming holds only the
     // small future above, not the one of the whole exchange.
-    Box::pin(dispatch_post(app, target, principal, headers, body, record)).await
+    Box::pin(dispatch_post(app, target, who, headers, body, record)).await
 }
 
 /// A POST whose body has arrived: to the front end of the client's era.
 async fn dispatch_post(
     app: Arc<App>,
     target: Arc<Target>,
-    principal: Principal,
+    who: Authorized,
     headers: HeaderMap,
     body: Bytes,
     mut record: Record,
 ) -> Response {
+    let Authorized {
+        principal,
+        identity,
+    } = who;
+    let access = Access::of(target.config.policy.as_ref(), identity);
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => return record.fail(ApiError::bad_request(e.code(), e.to_string())),
@@ -164,6 +188,7 @@ async fn dispatch_post(
                 meta,
                 version,
                 principal,
+                access,
             };
             front::modern::post(&app.ctx, target, request, record).await
         }
@@ -173,6 +198,7 @@ async fn dispatch_post(
                 headers: &headers,
                 msg: &msg,
                 principal,
+                access,
             };
             front::legacy::post(&app.ctx, &app.sessions, target, request, record).await
         }
@@ -184,23 +210,26 @@ async fn dispatch_post(
 pub(super) async fn get(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    session_request(&app, &name, &headers, SessionRequest::OpenStream).await
+    session_request(&app, &name, &uri, &headers, SessionRequest::OpenStream).await
 }
 
 /// `DELETE /mcp/{target}`: ends a legacy session.
 pub(super) async fn delete(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    session_request(&app, &name, &headers, SessionRequest::End).await
+    session_request(&app, &name, &uri, &headers, SessionRequest::End).await
 }
 
 async fn session_request(
     app: &App,
     name: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     request: SessionRequest,
 ) -> Response {
@@ -209,14 +238,13 @@ async fn session_request(
         SessionRequest::End => Operation::EndSession,
     };
     let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
-    match target_for(app, name, headers) {
-        Ok((target, principal)) => {
+    match target_for(app, name, uri, headers).await {
+        Ok((target, who)) => {
             let sessions = &app.sessions;
             let ctx = &app.ctx;
-            front::legacy::session_request(
-                ctx, sessions, &target, headers, &principal, request, record,
-            )
-            .await
+            let principal = &who.principal;
+            front::legacy::session_request(ctx, sessions, &target, headers, principal, request, record)
+                .await
         }
         Err(e) => record.fail(e),
     }
@@ -226,6 +254,7 @@ async fn session_request(
 pub(super) async fn sse_open(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let mut record = Record::new(
@@ -233,10 +262,11 @@ pub(super) async fn sse_open(
         metric_target(&app, &name),
         Operation::OpenStream,
     );
-    match target_for(&app, &name, &headers) {
-        Ok((target, principal)) => {
+    match target_for(&app, &name, &uri, &headers).await {
+        Ok((target, who)) => {
             let shutdown = app.ctx.shutdown.clone();
             let sessions = &app.sessions;
+            let principal = who.principal;
             front::legacy::sse_transport::open(
                 sessions, &target, &headers, principal, shutdown, record,
             )
@@ -251,11 +281,12 @@ pub(super) async fn sse_message(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
-    let (target, principal) = match target_for(&app, &name, &headers) {
+    let (target, who) = match target_for(&app, &name, &uri, &headers).await {
         Ok(t) => t,
         Err(e) => return record.fail(e),
     };
@@ -276,12 +307,14 @@ pub(super) async fn sse_message(
         }
     }
     let ctx = &app.ctx;
+    let access = Access::of(target.config.policy.as_ref(), who.identity);
     front::legacy::sse_transport::post(
         ctx,
         &app.sessions,
         target,
         session_id,
-        &principal,
+        &who.principal,
+        access,
         body,
         record,
     )

@@ -1,6 +1,7 @@
 //! HTTP routing and the guards every request passes (Host/Origin, CORS
-//! for allowed browser Origins, bearer tokens), then the front end of the
-//! request's kind.
+//! for allowed browser Origins, bearer tokens and OAuth access tokens),
+//! the protected resource metadata, then the front end of the request's
+//! kind.
 
 mod app;
 mod auth;
@@ -8,8 +9,10 @@ mod bots;
 mod cors;
 mod guard;
 mod mcp;
+mod oauth;
 mod ops;
 mod redact;
+mod resource;
 
 use std::sync::Arc;
 
@@ -40,6 +43,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(
             "/bots/{bot_id}/mcp-stdio/{connection_id}",
             post(bots::call_stdio).delete(bots::delete_stdio),
+        )
+        .route(resource::WELL_KNOWN, get(resource::gateway))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{target}",
+            get(resource::target),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub mod issuer;
+
 use mcpod_server::config::RawConfig;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};

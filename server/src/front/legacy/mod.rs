@@ -23,6 +23,7 @@ use super::context::Context;
 use super::refusals::{principal_busy, target_busy, unsupported_version};
 use super::reply::{forward_notification, reply};
 use crate::bridge::{self, Caller, Client, ClientHello, Exchange, LogLevel, Slots};
+use crate::config::Access;
 use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Target;
@@ -134,6 +135,8 @@ pub(crate) struct LegacyPost<'a> {
     pub(crate) msg: &'a Message<'a>,
     /// Who sent it (sessions are theirs alone).
     pub(crate) principal: Principal,
+    /// What of the target they may see and use.
+    pub(crate) access: Access,
 }
 
 /// Handles a legacy client's POST.
@@ -171,6 +174,7 @@ pub(crate) async fn post_bound(
         headers,
         msg,
         principal,
+        access,
     } = request;
     let accept = Accept::from_headers(headers);
     if let Message::Request { id, method, params } = msg {
@@ -205,6 +209,11 @@ pub(crate) async fn post_bound(
         Message::Request { id, method, params } => {
             if !accept.json && !accept.sse {
                 return record.fail(not_acceptable(Some(id)));
+            }
+            if let Some(why) = bridge::refusal(&access, method, *params) {
+                record.outcome = Outcome::Forbidden;
+                let frame = mcpod_core::json::error_frame(id.get(), bridge::DENIED, &why, None);
+                return reply(frame, accept.json);
             }
             if let Some(done) = answered_here(client, method, *params).await {
                 let frame = match done {
@@ -250,7 +259,8 @@ pub(crate) async fn post_bound(
                 method.as_ref(),
                 params.map(|p| p.to_owned()),
             );
-            let place = bridge::place(&target, client.backend().clone(), &ctx.inputs);
+            let mut place = bridge::place(&target, client.backend().clone(), &ctx.inputs);
+            place.access = access;
             let Some(own_slot) = target.try_principal_call(&principal) else {
                 let max = target.limits.max_calls_per_principal;
                 let e = principal_busy(&target, "calls in flight", max);

@@ -29,6 +29,7 @@ use tracing::debug;
 
 use super::session::Sessions;
 use super::{Binding, LegacyPost, post_bound, reserve};
+use crate::config::Access;
 use crate::front::context::Context;
 use crate::front::refusals::streams_busy;
 use crate::ids::Principal;
@@ -130,12 +131,14 @@ pub(crate) fn open(
 
 /// `POST /mcp/{target}/messages?sessionId=…`: a message of an endpoint's
 /// client, accepted at once; its answer goes onto the endpoint's stream.
+#[allow(clippy::too_many_arguments)] // one of each thing a message needs
 pub(crate) fn post(
     ctx: &Context,
     sessions: &Arc<Sessions>,
     target: Arc<Target>,
     session_id: &str,
     principal: &Principal,
+    access: Access,
     body: Bytes,
     mut record: Record,
 ) -> Response {
@@ -176,6 +179,7 @@ pub(crate) fn post(
             headers: &headers,
             msg: &msg,
             principal,
+            access,
         };
         let answer = post_bound(&ctx, &sessions, target, request, record, Some(binding)).await;
         if answer.status() == StatusCode::ACCEPTED {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::super::context::Context;
 use crate::bridge::{self, Caller, Exchange, Slots};
-use crate::config::Limits;
+use crate::config::{Access, Limits};
 use crate::metrics::{Method, Outcome};
 use crate::targets::{Backend, Target};
 use crate::web::body::read_json_body;
@@ -27,6 +27,7 @@ pub(crate) async fn rpc(
     ctx: &Context,
     target: Arc<Target>,
     backend: Arc<Backend>,
+    access: Access,
     headers: &HeaderMap,
     body: Body,
     limits: &Limits,
@@ -129,13 +130,18 @@ pub(crate) async fn rpc(
             }
         };
     }
+    if let Some(why) = bridge::refusal(&access, &method, params) {
+        record.outcome = Outcome::Forbidden;
+        return json_response(error_frame(id.get(), bridge::DENIED, &why, None));
+    }
     let Some(slot) = target.try_call_slot() else {
         record.outcome = Outcome::Overloaded;
         let e = super::super::refusals::target_busy(&target);
         return json_response(error_frame(id.get(), INTERNAL_ERROR, &e.message, None));
     };
     let request = OwnedRequest::new(id.to_owned(), method.as_ref(), params.map(|p| p.to_owned()));
-    let place = bridge::place(&target, backend, &ctx.inputs);
+    let mut place = bridge::place(&target, backend, &ctx.inputs);
+    place.access = access;
     let slots = Slots::new(slot, None);
     let mut exchange = match Exchange::start(
         place,

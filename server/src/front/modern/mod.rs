@@ -23,6 +23,7 @@ use super::streams::open_stream;
 use crate::bridge::{
     self, Caller, ClientCaps, Exchange, ListenFilter, LogLevel, Resumed, Retry, Slots,
 };
+use crate::config::Access;
 use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Target;
@@ -134,6 +135,8 @@ pub(crate) struct ModernPost<'a> {
     pub(crate) version: Option<String>,
     /// Who sent it (a parked call resumes only for them).
     pub(crate) principal: Principal,
+    /// What of the target they may see and use.
+    pub(crate) access: Access,
 }
 
 /// Handles a modern client's POST.
@@ -149,6 +152,7 @@ pub(crate) async fn post(
         meta,
         version: header_version,
         principal,
+        access,
     } = request;
     let (id, method, raw_params) = match msg {
         Message::Request { id, method, params } => (Some(*id), method.as_ref(), *params),
@@ -207,6 +211,13 @@ pub(crate) async fn post(
             )
             .with_id(Some(id)),
         );
+    }
+    // What the caller may not use is refused before anything about it
+    // (its `Mcp-Param-*` headers among them) is looked at.
+    if let Some(why) = bridge::refusal(&access, method, raw_params) {
+        record.outcome = Outcome::Forbidden;
+        let frame = mcpod_core::json::error_frame(id.get(), bridge::DENIED, &why, None);
+        return reply(frame, accept.json);
     }
     let backend = target.shared_backend();
     if method == "tools/call" {
@@ -321,6 +332,7 @@ pub(crate) async fn post(
         m if FORWARDED_METHODS.contains(&m) => {
             let mut place = bridge::place(&target, backend, &ctx.inputs);
             place.principal = principal.clone();
+            place.access = access;
             // The retry of a call the gateway parked for client input.
             let retry = params
                 .request_state

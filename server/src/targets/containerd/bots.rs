@@ -147,6 +147,12 @@ impl BotContainers {
             call_timeout: Duration::from_secs(60),
             sharing: Sharing::Shared,
             tokens: None,
+            auth_methods: crate::config::AuthMethods {
+                tokens: true,
+                oauth: false,
+            },
+            oauth: None,
+            policy: None,
             roots: None,
             max_calls_in_flight: self.limits.max_calls_per_target,
             shutdown_grace: Duration::from_secs(3),
