@@ -197,4 +197,27 @@ mod tests {
         assert!(!a.seal_tag().contains("token-a"));
         assert_eq!(Principal::anonymous().seal_tag(), "anonymous");
     }
+
+    #[test]
+    fn seal_tags_name_an_oauth_subject_alike_everywhere_and_apart_from_tokens() {
+        let a = Principal::of_subject("https://issuer.example", "alice");
+        assert_eq!(
+            a.seal_tag(),
+            Principal::of_subject("https://issuer.example", "alice").seal_tag()
+        );
+        assert_ne!(
+            a.seal_tag(),
+            Principal::of_subject("https://issuer.example", "bob").seal_tag()
+        );
+        assert_ne!(
+            a.seal_tag(),
+            Principal::of_subject("https://other.example", "alice").seal_tag()
+        );
+        // A static token spelling the same bytes is another principal.
+        assert_ne!(
+            a.seal_tag(),
+            Principal::of_token("https://issuer.example\0alice").seal_tag()
+        );
+        assert_eq!(a.seal_tag().len(), 32);
+    }
 }
