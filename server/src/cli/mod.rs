@@ -138,13 +138,16 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            logging::init(&config.log);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("mcpod: cannot start the runtime: {e}");
                     return ExitCode::FAILURE;
                 }
+            };
+            let telemetry = {
+                let _in_runtime = runtime.enter();
+                logging::init(&config.log, &config.telemetry)
             };
             let result = runtime.block_on(async move {
                 let listener = bind_listener(config.listen).map_err(|e| {
@@ -156,6 +159,10 @@ pub fn main() -> ExitCode {
                 eprint!("{}", banner(&config, listener.local_addr()?));
                 crate::gateway::serve(config, listener, signal::signal()).await
             });
+            // Off the runtime's workers, which still run the exporter.
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown();
+            }
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -18,6 +18,7 @@ mod tests {
     use crate::config::raw::{
         RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawTarget,
     };
+    use crate::config::telemetry::RawTelemetry;
     use crate::config::{ContainerdSettings, Limits};
 
     /// The field names serde's derive gives a struct (read by asking it to
@@ -77,7 +78,15 @@ mod tests {
     #[test]
     fn the_example_names_every_key_of_every_section_and_no_other() {
         let keys = keys();
-        let tables = ["log", "auth", "limits", "targets", "bots", "containerd"];
+        let tables = [
+            "log",
+            "auth",
+            "limits",
+            "targets",
+            "bots",
+            "containerd",
+            "telemetry",
+        ];
         let sections = [
             ("", fields::<RawConfig>()),
             ("log", fields::<RawLog>()),
@@ -86,6 +95,7 @@ mod tests {
             ("targets", fields::<RawTarget>()),
             ("bots", fields::<RawBot>()),
             ("containerd", fields::<RawContainerd>()),
+            ("telemetry", fields::<RawTelemetry>()),
         ];
         for (section, fields) in sections {
             assert!(!fields.is_empty(), "no fields read for [{section}]");
@@ -113,6 +123,7 @@ mod tests {
         let config = RawConfig::from_toml(EXAMPLE).unwrap().validate().unwrap();
         assert_eq!(config.listen.to_string(), crate::config::DEFAULT_LISTEN);
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.telemetry, crate::config::TelemetryConfig::default());
         assert_eq!(config.containerd, Some(ContainerdSettings::default()));
         // The example's target is what its command alone would give.
         let minimal = RawConfig::from_toml(

@@ -17,6 +17,7 @@ mod error;
 mod example;
 mod raw;
 mod stdio;
+mod telemetry;
 mod tokens;
 
 pub use containerd::{ContainerdBackend, ContainerdSettings, ExecCommand};
@@ -29,6 +30,9 @@ pub use raw::{
     Overrides, RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawRoot, RawTarget,
 };
 pub use stdio::{InheritEnv, RunAs, STDIO_ENV_ALLOWLIST, StdioPolicy, WITHHELD_ENV_PREFIX};
+pub use telemetry::{
+    DEFAULT_SERVICE_NAME, OtlpExport, OtlpProtocol, RawTelemetry, TelemetryConfig,
+};
 use tokens::collect_tokens;
 
 /// Default listen address.
@@ -269,6 +273,8 @@ pub struct Config {
     pub bots: BTreeMap<String, BotConfig>,
     /// `[containerd]`, if given.
     pub containerd: Option<ContainerdSettings>,
+    /// `[telemetry]`: OpenTelemetry export (off unless configured).
+    pub telemetry: TelemetryConfig,
 }
 
 impl RawConfig {
@@ -278,6 +284,7 @@ impl RawConfig {
         let log = validate_log(self.log)?;
         let auth = validate_auth(self.auth, listen)?;
         let limits = validate_limits(self.limits)?;
+        let telemetry = self.telemetry.validate()?;
         let containerd = self
             .containerd
             .as_ref()
@@ -315,6 +322,7 @@ impl RawConfig {
             targets,
             bots,
             containerd,
+            telemetry,
         })
     }
 }

@@ -41,6 +41,9 @@ pub struct RawConfig {
     /// `[containerd]`: defaults of containerd targets, and whether every bot
     /// with a container is served on the Memoh routes.
     pub containerd: Option<RawContainerd>,
+    /// `[telemetry]`: OpenTelemetry export.
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 /// `[log]`.
@@ -356,6 +359,7 @@ impl RawConfig {
         if let Some(v) = var("MCPOD_SHUTDOWN_GRACE") {
             self.limits.shutdown_grace = Some(duration("MCPOD_SHUTDOWN_GRACE", v)?);
         }
+        self.telemetry.apply_env(&var);
         Ok(())
     }
 
