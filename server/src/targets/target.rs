@@ -245,6 +245,16 @@ impl Target {
         self.limits.max_streams_per_target - self.stream_slots.available_permits()
     }
 
+    /// Resolves once no call is in flight on the target (every call slot
+    /// is free); a target retired by a reload waits on it, bounded by the
+    /// grace, before it closes.
+    pub(crate) async fn drained(&self) {
+        let all = u32::try_from(self.config.max_calls_in_flight).unwrap_or(u32::MAX);
+        // The semaphore is never closed; `Err` cannot happen, and would
+        // mean nothing is left to wait for.
+        let _all = self.call_slots.acquire_many(all).await;
+    }
+
     /// Closes every backend of the target (at shutdown).
     pub(crate) async fn close(&self) {
         let ids: Vec<u64> = self.private.lock().keys().copied().collect();
@@ -256,6 +266,15 @@ impl Target {
             b.upstream.close().await;
         }
     }
+}
+
+/// Whether two configs of a target run the same backend: equal but for
+/// their tokens (checked per request from the config in force, so a token
+/// change does not restart a backend).
+pub(crate) fn same_backend(a: &TargetConfig, b: &TargetConfig) -> bool {
+    let mut a = a.clone();
+    a.tokens.clone_from(&b.tokens);
+    a == *b
 }
 
 /// What each principal holds of one kind of a target's budget.
@@ -327,6 +346,47 @@ impl Registry {
                 })
                 .collect(),
             clients,
+        }
+    }
+
+    /// The registry for `configs` after a reload: each target whose
+    /// backend settings are unchanged ([`same_backend`]) is the same
+    /// [`Target`], its backends, sessions' members and calls untouched; the
+    /// others are new. Also gives the targets left behind (changed or
+    /// removed), to drain.
+    pub(crate) fn carry(
+        &self,
+        configs: &BTreeMap<String, TargetConfig>,
+        limits: &Limits,
+    ) -> (Registry, Vec<Arc<Target>>) {
+        let mut retired = Vec::new();
+        let targets = configs
+            .iter()
+            .map(|(name, config)| {
+                let target = match self.targets.get(name) {
+                    Some(old) if same_backend(&old.config, config) => old.clone(),
+                    _ => Target::new(config.clone(), limits.clone(), self.clients.clone()),
+                };
+                (name.clone(), target)
+            })
+            .collect::<BTreeMap<_, _>>();
+        for (name, old) in &self.targets {
+            if !targets.get(name).is_some_and(|t| Arc::ptr_eq(t, old)) {
+                retired.push(old.clone());
+            }
+        }
+        let registry = Registry {
+            targets,
+            clients: self.clients.clone(),
+        };
+        (registry, retired)
+    }
+
+    /// Whether target `name` is the same [`Target`] in both registries.
+    pub(crate) fn kept(&self, other: &Registry, name: &str) -> bool {
+        match (self.targets.get(name), other.targets.get(name)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 

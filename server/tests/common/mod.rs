@@ -158,16 +158,20 @@ impl Gateway {
 pub struct Served {
     pub child: tokio::process::Child,
     pub gateway: Gateway,
+    /// Where its stderr (the log) goes: beside the config file.
+    pub log: std::path::PathBuf,
 }
 
 impl Served {
     /// `mcpod serve --config <config> --listen 127.0.0.1:<free>` with `env`
-    /// added, ready (its `/readyz` answered 200) when this returns.
+    /// added, ready (its `/readyz` answered 200) when this returns; its
+    /// log goes to `<config>.log`.
     pub async fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let log = config.with_extension("log");
         let mut cmd = tokio::process::Command::new(DEMO);
         cmd.arg("serve")
             .arg("--config")
@@ -175,7 +179,7 @@ impl Served {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("MCPOD_CONFIG")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true);
         for var in [
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -207,7 +211,16 @@ impl Served {
             },
         )
         .await;
-        Served { child, gateway }
+        Served {
+            child,
+            gateway,
+            log,
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
     }
 
     /// Sends `signal` (e.g. `"HUP"`, `"TERM"`) to the gateway.
