@@ -1,6 +1,7 @@
 //! Live reload: the `mcpod serve` binary, sent SIGHUP after its config file
 //! changed, adds, changes and removes targets under load without an error
-//! on the target left alone (its backend and legacy session untouched); a
+//! on the target left alone (its backend and legacy session untouched, the
+//! new limits in force on it); a
 //! changed target drains (a long call on the old backend finishes, new
 //! calls reach the new one, then the old one stops); an invalid config is
 //! refused, naming the key, counted, and the one in force stays.
@@ -29,8 +30,9 @@ fn target(name: &str, generation: &str) -> String {
     )
 }
 
-fn config(extra: &str, targets: &[(&str, &str)]) -> String {
-    let mut out = format!("{extra}\n[auth]\ndisabled = true\n[limits]\nshutdown_grace = \"20s\"\n");
+fn config(extra: &str, limits: &str, targets: &[(&str, &str)]) -> String {
+    let mut out =
+        format!("{extra}\n[auth]\ndisabled = true\n[limits]\nshutdown_grace = \"20s\"\n{limits}\n");
     for (name, generation) in targets {
         out.push_str(&target(name, generation));
     }
@@ -91,6 +93,7 @@ async fn sighup_reloads_targets_under_load_without_touching_the_others() {
     std::fs::write(
         &path,
         config(
+            "",
             "",
             &[("steady", "1"), ("changing", "old"), ("leaving", "1")],
         ),
@@ -174,6 +177,7 @@ async fn sighup_reloads_targets_under_load_without_touching_the_others() {
         &path,
         config(
             "allowed_origins = [\"https://app.example.com\"]",
+            "max_sessions_per_target = 1\nmax_calls_per_target = 512",
             &[("steady", "1"), ("changing", "new"), ("arriving", "1")],
         ),
     )
@@ -234,11 +238,27 @@ async fn sighup_reloads_targets_under_load_without_touching_the_others() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.text(), "still here");
+    // ...under the new limits: its one session is all it now takes, and
+    // its call budget is the new one.
+    let refused = gw
+        .post(
+            "/mcp/steady",
+            &[],
+            &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion":"2025-06-18","capabilities":{},
+                "clientInfo":{"name":"test","version":"1"}}}),
+        )
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(
+        metric(&gw, "mcpod_calls_limit{target=\"steady\"}", None).await,
+        512
+    );
 
     // An invalid config is refused, naming the key; the one in force stays.
     std::fs::write(
         &path,
-        config("[telemetry]\nsample_ratio = 3.0", &[("steady", "1")]),
+        config("[telemetry]\nsample_ratio = 3.0", "", &[("steady", "1")]),
     )
     .unwrap();
     served.signal("HUP");

@@ -1,8 +1,8 @@
 //! Live reload: on each request of a [`Reloader`] (SIGHUP), the config is
 //! read again and, if valid, put in force without a restart. Targets whose
 //! backend settings did not change keep their backends, legacy sessions
-//! and calls; tokens, origins, hosts, limits and bots apply to the next
-//! request. A changed target drains: new calls go to its new backend, the
+//! and calls (under their new tokens and limits); tokens, origins, hosts,
+//! limits and bots apply to the next request. A changed target drains: new calls go to its new backend, the
 //! calls in flight on the old one finish (within `limits.shutdown_grace`),
 //! then the old one closes, with its legacy sessions (their clients
 //! initialize again, on the new one). A removed target answers 404 at once
@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use super::connection::Routes;
 use super::backends::start_shared;
+use super::connection::Routes;
 use crate::config::{Config, ConfigError};
 use crate::routes::{self, App, Retired};
 

@@ -89,10 +89,7 @@ fn target_for(
 ) -> Result<(Arc<Target>, Principal), ApiError> {
     match app.targets.get(name) {
         Some(t) => {
-            // The tokens of the config in force (a reload may change them
-            // without touching the target).
-            let own = app.config.targets.get(name).and_then(|c| c.tokens.as_ref());
-            let principal = app.authorize(own, headers)?;
+            let principal = app.authorize(t.config.tokens.as_ref(), headers)?;
             Ok((t.clone(), principal))
         }
         None => {
