@@ -31,6 +31,8 @@ use serde_json::{Value, json};
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 const TRACESTATE: &str = "vendor=opaque-value";
+/// The trace of the Memoh route's call.
+const MEMOH_TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
 
 /// Spans a collector keeps, at most.
 const MAX_SPANS: usize = 10_000;
@@ -183,7 +185,10 @@ async fn grpc_collector() -> (String, Collected) {
 
 fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("mcpod.toml");
-    let toml = format!("{}\n[auth]\ndisabled = true\n", demo_target("demo", ""));
+    let toml = format!(
+        "{}\n[auth]\ndisabled = true\n[bots.bot1]\ntarget = \"demo\"\n",
+        demo_target("demo", "")
+    );
     std::fs::write(&path, toml).unwrap();
     path
 }
@@ -243,6 +248,24 @@ async fn calls(gw: &Gateway) -> String {
     assert!(
         !untraced.contains(TRACE_ID),
         "a request without traceparent starts a trace of its own: {untraced}"
+    );
+
+    // The Memoh route, in a trace of its own.
+    let memoh_tp = traceparent(MEMOH_TRACE_ID, PARENT_ID);
+    let r = gw
+        .post_raw(
+            "/bots/bot1/container/fs-mcp",
+            &[("content-type", "application/json"), ("traceparent", &memoh_tp)],
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"meta","arguments":{}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let meta: Value = serde_json::from_str(&r.text()).unwrap();
+    assert!(
+        meta["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.contains(MEMOH_TRACE_ID)),
+        "{meta}"
     );
     backend_parent
 }
@@ -311,6 +334,22 @@ fn check(spans: &[Got], backend_parent: &str) {
     assert_eq!(a["mcpod.outcome"], "error");
     assert_eq!(a["error.type"], "error");
     assert!(failed.error_status);
+    let memoh = find(spans, "Memoh server span", |s| {
+        s.trace_id == MEMOH_TRACE_ID && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(memoh.parent_id, PARENT_ID);
+    assert_eq!(
+        memoh.attributes["http.route"],
+        "/bots/{bot_id}/container/fs-mcp"
+    );
+    assert_eq!(memoh.attributes["mcp.method.name"], "tools/call");
+    assert_eq!(memoh.attributes["mcpod.outcome"], "ok");
+    let memoh_call = find(spans, "Memoh backend span", |s| {
+        s.trace_id == MEMOH_TRACE_ID && s.kind == SpanKind::Client as i32
+    });
+    assert_eq!(memoh_call.parent_id, memoh.span_id);
+    assert_eq!(memoh_call.attributes["gen_ai.tool.name"], "meta");
+
     let failed_call = find(spans, "legacy backend span", |s| {
         s.trace_id == legacy && s.kind == SpanKind::Client as i32
     });

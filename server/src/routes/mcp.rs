@@ -290,6 +290,23 @@ pub(super) async fn sse_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    match telemetry::http_span("POST", "/mcp/{target}/messages", &name, &headers) {
+        Some(span) => {
+            sse_message_in(app, name, query, headers, body)
+                .instrument(span)
+                .await
+        }
+        None => sse_message_in(app, name, query, headers, body).await,
+    }
+}
+
+async fn sse_message_in(
+    app: Arc<App>,
+    name: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
     let (target, principal) = match target_for(&app, &name, &headers) {
         Ok(t) => t,
@@ -309,6 +326,9 @@ pub(super) async fn sse_message(
         match msg.method() {
             Some(m) => record.method(Method::of(m), m),
             None => record.method(Method::RESPONSE, "response"),
+        }
+        if telemetry::enabled() {
+            telemetry::describe_call(&tracing::Span::current(), &msg);
         }
     }
     let ctx = &app.ctx;

@@ -11,6 +11,6 @@ mod spans;
 
 pub(crate) use export::{Telemetry, enabled};
 pub(crate) use spans::{
-    CallSpan, backend_span, describe_call, http_span, record_end, record_protocol_version,
-    record_session, with_trace_context,
+    CallSpan, backend_span, describe_call, http_span, record_end, record_method,
+    record_protocol_version, record_session, with_trace_context,
 };

@@ -178,6 +178,12 @@ pub(crate) fn record_protocol_version(span: &Span, era: &str, version: Option<&s
     }
 }
 
+/// Records the JSON-RPC method (of a route that reads no more of the
+/// message).
+pub(crate) fn record_method(span: &Span, method: &str) {
+    span.record("mcp.method.name", method);
+}
+
 /// Records the legacy session.
 pub(crate) fn record_session(span: &Span, id: &str) {
     span.record("mcp.session.id", id);

@@ -60,6 +60,9 @@ impl Record {
     pub(crate) fn method(&mut self, method: Method, name: &str) {
         self.operation = Operation::Rpc(method);
         tracing::Span::current().record("method", name);
+        if let Some(span) = &self.span {
+            telemetry::record_method(span, name);
+        }
     }
 
     /// Answers with an error, recording its outcome.
