@@ -152,7 +152,7 @@ pub fn main() -> ExitCode {
                 logging::init(&config.log, &config.telemetry)
             };
             let file = config_file;
-            let load: crate::gateway::LoadConfig = Box::new(move || {
+            let load: crate::gateway::LoadConfig = std::sync::Arc::new(move || {
                 let config = load_with(file.as_deref(), &overrides, target.clone())?;
                 Ok(config)
             });

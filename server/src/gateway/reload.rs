@@ -28,7 +28,7 @@ pub(super) type Current = Arc<ArcSwap<App>>;
 
 /// Reads the config again (the same file, environment and command line as
 /// at start).
-pub(crate) type LoadConfig = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+pub(crate) type LoadConfig = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// When to reload, and how to read the config.
 pub(crate) struct Reloader {
@@ -63,7 +63,17 @@ pub(super) struct Reloading {
 pub(super) async fn serve(mut r: Reloading) {
     while r.reloader.requests.recv().await.is_some() {
         let old = r.current.load_full();
-        match (r.reloader.load)().and_then(|config| apply(&r, &old, config)) {
+        // Files are read (the config, token files) off the runtime's workers.
+        let load = r.reloader.load.clone();
+        let loaded = tokio::task::spawn_blocking(move || load())
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigError::Invalid {
+                    key: "config".into(),
+                    message: format!("reading the config failed: {e}"),
+                })
+            });
+        match loaded.and_then(|config| apply(&r, &old, config)) {
             Ok(()) => old.ctx.metrics.reloads.applied(),
             Err(e) => {
                 old.ctx.metrics.reloads.refused();
