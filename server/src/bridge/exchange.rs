@@ -272,10 +272,13 @@ impl Exchange {
         // A legacy session of a modern backend may be asked for input:
         // keep the request to retry it with the answers.
         let keep = matches!(caller, Caller::Session(_)) && backend_modern;
-        let trace = {
+        // Nothing of the span's is read or built with telemetry off.
+        let trace = if telemetry::enabled() {
             let info = place.backend.upstream.backend_info();
             let version = info.as_ref().map(|i| i.protocol_version.as_str());
             telemetry::backend_span(&place.target, &method, request.params.as_deref(), version)
+        } else {
+            CallSpan::off()
         };
         if let Some(span) = trace.span() {
             if let Some(params) = telemetry::with_trace_context(span, request.params.as_deref()) {
