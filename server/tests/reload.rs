@@ -295,3 +295,55 @@ async fn sighup_reloads_targets_under_load_without_touching_the_others() {
     );
     served.stop().await;
 }
+
+#[tokio::test]
+async fn a_call_longer_than_the_grace_is_dropped_when_its_target_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mcpod.toml");
+    let with_grace = |generation: &str| {
+        config("", "", &[("changing", generation)])
+            .replace("shutdown_grace = \"20s\"", "shutdown_grace = \"1s\"")
+    };
+    std::fs::write(&path, with_grace("old")).unwrap();
+    let served = Served::start(&path, &[("NO_COLOR", "1")]).await;
+    let gw = Arc::new(Gateway {
+        server: None,
+        base: served.gateway.base.clone(),
+        http: served.gateway.http.clone(),
+    });
+    let (_, old_pid) = backend(&gw, "changing").await;
+    let long = {
+        let gw = gw.clone();
+        tokio::spawn(async move { tool(&gw, "changing", "sleep", json!({"ms": 120_000})).await })
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the long call is in flight",
+        || {
+            let gw = gw.clone();
+            async move {
+                (metric(&gw, "mcpod_calls_in_flight{target=\"changing\"}", None).await == 1)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    std::fs::write(&path, with_grace("new")).unwrap();
+    served.signal("HUP");
+    // Past the 1 s grace the old backend stops, and the call with it.
+    let ended = tokio::time::timeout(Duration::from_secs(20), long)
+        .await
+        .expect("the call outlived the grace by far")
+        .unwrap();
+    assert!(ended.is_err(), "{ended:?}");
+    eventually(
+        Duration::from_secs(20),
+        "the old backend stops",
+        || async move { (!alive(old_pid)).then_some(()) },
+    )
+    .await;
+    assert_eq!(backend(&gw, "changing").await.0, "new");
+    let log = served.log();
+    assert!(log.contains("grace over"), "{log}");
+    served.stop().await;
+}
