@@ -28,6 +28,11 @@ pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 /// 2026-07-28: the server's name and version in a discover result.
 pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
+/// W3C trace context in `_meta` (SEP-414): the `traceparent` of the call.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C trace context in `_meta` (SEP-414): the vendors' `tracestate`.
+pub const TRACESTATE: &str = "tracestate";
+
 /// The 2026-07-28 envelope keys: a legacy backend must not see them.
 pub const ENVELOPE_KEYS: &[&str] = &[
     PROTOCOL_VERSION,
@@ -75,10 +80,57 @@ impl<'a> RequestMeta<'a> {
     }
 }
 
+/// `params` (absent: `{}`) with the string values `set` in its `_meta`
+/// (created if absent; keys present are replaced), every other byte kept.
+/// `None` if `params` or its `_meta` is not a JSON object.
+pub fn with_meta_strings(params: Option<&str>, set: &[(&str, &str)]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(rename = "_meta", borrow, default)]
+        meta: Option<&'a RawValue>,
+    }
+    let params = params.unwrap_or("{}");
+    let found: Meta<'_> = serde_json::from_str(params).ok()?;
+    let values: Vec<String> = set.iter().map(|(_, v)| crate::json::string(v)).collect();
+    let entries: Vec<(&str, &str)> = set
+        .iter()
+        .zip(&values)
+        .map(|((k, _), v)| (*k, v.as_str()))
+        .collect();
+    let meta = match found.meta {
+        Some(meta) => crate::json::edit_object(meta.get(), &entries, &[])?,
+        None => crate::json::object(&entries),
+    };
+    crate::json::edit_object(params, &[(META, &meta)], &[])
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_context_goes_into_meta_keeping_the_rest() {
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let got = with_meta_strings(
+            Some(r#"{"name":"x","_meta":{"progressToken":7,"traceparent":"old"}}"#),
+            &[(TRACEPARENT, tp), (TRACESTATE, "k=v")],
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            format!(
+                r#"{{"name":"x","_meta":{{"progressToken":7,"traceparent":"{tp}","tracestate":"k=v"}}}}"#
+            )
+        );
+        let got = with_meta_strings(None, &[(TRACEPARENT, tp)]).unwrap();
+        assert_eq!(got, format!(r#"{{"_meta":{{"traceparent":"{tp}"}}}}"#));
+        assert_eq!(with_meta_strings(Some("[1]"), &[(TRACEPARENT, tp)]), None);
+        assert_eq!(
+            with_meta_strings(Some(r#"{"_meta":3}"#), &[(TRACEPARENT, tp)]),
+            None
+        );
+    }
 
     #[test]
     fn reads_the_envelope_and_the_progress_token() {

@@ -56,6 +56,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "log",
     "stats",
     "env",
+    "meta",
 ];
 
 fn definitions() -> &'static Value {
@@ -181,6 +182,11 @@ fn definitions() -> &'static Value {
                         "prefix": { "type": "string" },
                     },
                 },
+            },
+            {
+                "name": "meta",
+                "description": "Returns the request's params._meta as JSON text ({} when it has none): what a gateway added, such as traceparent.",
+                "inputSchema": none,
             },
         ])
     })
@@ -391,8 +397,26 @@ pub(crate) fn call(shared: &Arc<Shared>, request: &Request<'_>) -> Result<Answer
             let EnvArgs { names, prefix } = arguments(name, raw)?;
             Ok(Answer::Now(environment(&names, prefix.as_deref())))
         }
+        "meta" => {
+            let NoArgs {} = arguments(name, raw)?;
+            Ok(Answer::Now(request_meta(request.params)))
+        }
         other => Err(RpcError::invalid_params(format!("unknown tool: {other}"))),
     }
+}
+
+/// The request's `params._meta` as JSON text content (`{}` when absent).
+fn request_meta(params: Option<&RawValue>) -> Value {
+    #[derive(Deserialize)]
+    struct WithMeta {
+        #[serde(rename = "_meta", default)]
+        meta: Option<Value>,
+    }
+    let meta = params
+        .and_then(|p| serde_json::from_str::<WithMeta>(p.get()).ok())
+        .and_then(|w| w.meta)
+        .unwrap_or_else(|| json!({}));
+    text_result(meta.to_string())
 }
 
 /// Integer sum when both are integers and it fits, else a float sum.

@@ -34,6 +34,7 @@
 //! | `bridge` | era translation between a client and a backend |
 //! | `targets` | targets and their backends: shared, per session, in containerd |
 //! | `metrics`, `config`, `ids` | counters, the configuration, random ids |
+//! | `telemetry` | OpenTelemetry spans exported over OTLP, W3C trace context |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -54,6 +55,8 @@ mod bridge;
 mod targets;
 
 mod metrics;
+
+mod telemetry;
 
 pub mod config;
 

@@ -297,12 +297,46 @@ impl Connections {
     }
 }
 
+/// Config reloads (SIGHUP): applied, and refused (the old config kept).
+#[derive(Debug, Default)]
+pub(crate) struct Reloads {
+    applied: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Reloads {
+    /// A new config is in force.
+    pub(crate) fn applied(&self) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new config was refused (invalid, or unreadable).
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP mcpod_config_reloads_total Config reloads, by outcome: ok (in force) or failed (refused, the config before kept).\n\
+             # TYPE mcpod_config_reloads_total counter\n\
+             mcpod_config_reloads_total{{outcome=\"ok\"}} {}\n\
+             mcpod_config_reloads_total{{outcome=\"failed\"}} {}",
+            get(&self.applied),
+            get(&self.refused)
+        );
+    }
+}
+
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     inner: Mutex<Inner>,
     /// Client connections.
     pub(crate) connections: Connections,
+    /// Config reloads.
+    pub(crate) reloads: Reloads,
 }
 
 impl Metrics {
@@ -490,6 +524,7 @@ impl Metrics {
             &|g| g.backends_alive.to_string(),
         );
         self.connections.render(&mut out);
+        self.reloads.render(&mut out);
         out
     }
 }

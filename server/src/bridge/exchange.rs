@@ -49,6 +49,7 @@ use crate::config::Access;
 use crate::ids::Principal;
 use crate::metrics::Outcome;
 use crate::targets::Backend;
+use crate::telemetry::{self, CallSpan};
 
 /// Rounds of `input_required` a legacy session is carried through for one
 /// call, at most.
@@ -191,6 +192,8 @@ pub(crate) struct Exchange {
     /// A stateless caller's log level, wanted of a legacy backend while the
     /// call runs (given back when the exchange ends).
     _level: Option<LevelHold>,
+    /// The call's span (telemetry on), ended with the exchange.
+    trace: CallSpan,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -273,8 +276,29 @@ impl Exchange {
         // A legacy session of a modern backend may be asked for input:
         // keep the request to retry it with the answers.
         let keep = matches!(caller, Caller::Session(_)) && backend_modern;
+        // Nothing of the span's is read or built with telemetry off.
+        let trace = if telemetry::enabled() {
+            let info = place.backend.upstream.backend_info();
+            let version = info.as_ref().map(|i| i.protocol_version.as_str());
+            telemetry::backend_span(&place.target, &method, request.params.as_deref(), version)
+        } else {
+            CallSpan::off()
+        };
+        if let Some(span) = trace.span() {
+            if let Some(params) = telemetry::with_trace_context(span, request.params.as_deref()) {
+                request.params = Some(params);
+            }
+        }
         let kept = keep.then(|| request.clone());
-        let stream = place.backend.upstream.call(request, opts).await?;
+        let stream = match place.backend.upstream.call(request, opts).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                if let Some(span) = trace.span() {
+                    telemetry::record_end(span, Outcome::Failed.label(), true, None);
+                }
+                return Err(e);
+            }
+        };
         Ok(Exchange {
             stream: Some(stream),
             queued: VecDeque::new(),
@@ -290,6 +314,7 @@ impl Exchange {
             readdress: false,
             slots,
             _level: level,
+            trace,
         })
     }
 
@@ -352,6 +377,7 @@ impl Exchange {
             readdress: true,
             slots: parked.slots,
             _level: None,
+            trace: CallSpan::off(),
         })))
     }
 
@@ -365,7 +391,7 @@ impl Exchange {
     pub(crate) async fn next_inline(&mut self) -> Step {
         loop {
             match self.advance().await {
-                Advance::Final(end) => return Step::Final(end),
+                Advance::Final(end) => return Step::Final(self.ended(end)),
                 Advance::Notification { frame, .. } | Advance::Ask(frame) => {
                     return Step::Frame(frame);
                 }
@@ -385,6 +411,20 @@ impl Exchange {
 
     /// The end of an answer that carries nothing before it (a JSON reply).
     pub(crate) async fn finish(&mut self) -> Final {
+        let end = self.finish_here().await;
+        self.ended(end)
+    }
+
+    /// How the call ended, on its span.
+    fn ended(&self, end: Final) -> Final {
+        if let Some(span) = self.trace.span() {
+            let failed = !matches!(end.outcome, Outcome::Ok | Outcome::InputRequired);
+            telemetry::record_end(span, end.outcome.label(), failed, None);
+        }
+        end
+    }
+
+    async fn finish_here(&mut self) -> Final {
         loop {
             match self.advance().await {
                 Advance::Final(end) => return end,

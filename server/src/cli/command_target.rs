@@ -8,7 +8,7 @@ use crate::config::{ConfigError, RawConfig, RawDuration, RawTarget};
 
 /// The options of `serve` that make (or guard) a target from the command
 /// line.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub(super) struct CommandTarget {
     /// The command-line target's name (default: from the command, e.g.
     /// `server-filesystem` for `npx -y @modelcontextprotocol/server-filesystem`).

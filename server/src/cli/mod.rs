@@ -131,14 +131,15 @@ pub fn main() -> ExitCode {
             listen,
             target,
         } => {
-            let config = match load_with(config.as_deref(), &Overrides { listen }, target) {
+            let config_file = config.clone();
+            let overrides = Overrides { listen };
+            let config = match load_with(config.as_deref(), &overrides, target.clone()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("mcpod: invalid config: {e}");
                     return ExitCode::from(2);
                 }
             };
-            logging::init(&config.log);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
@@ -146,6 +147,15 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let telemetry = {
+                let _in_runtime = runtime.enter();
+                logging::init(&config.log, &config.telemetry)
+            };
+            let file = config_file;
+            let load: crate::gateway::LoadConfig = std::sync::Arc::new(move || {
+                let config = load_with(file.as_deref(), &overrides, target.clone())?;
+                Ok(config)
+            });
             let result = runtime.block_on(async move {
                 let listener = bind_listener(config.listen).map_err(|e| {
                     std::io::Error::new(
@@ -154,8 +164,17 @@ pub fn main() -> ExitCode {
                     )
                 })?;
                 eprint!("{}", banner(&config, listener.local_addr()?));
-                crate::gateway::serve(config, listener, signal::signal()).await
+                let reloader = crate::gateway::Reloader {
+                    requests: signal::hangups(),
+                    load,
+                };
+                crate::gateway::serve_reloading(config, listener, signal::signal(), Some(reloader))
+                    .await
             });
+            // Off the runtime's workers, which still run the exporter.
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown();
+            }
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

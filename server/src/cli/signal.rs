@@ -1,4 +1,4 @@
-//! Waiting for SIGINT or SIGTERM.
+//! Waiting for SIGINT or SIGTERM; SIGHUP asks for a config reload.
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
 pub(super) async fn signal() {
@@ -19,4 +19,26 @@ pub(super) async fn signal() {
         _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         _ = term => tracing::info!("SIGTERM received, shutting down"),
     }
+}
+
+/// A message for each SIGHUP (several arriving while one is handled count
+/// as one more). Nothing arrives if the handler cannot be installed (the
+/// failure is logged).
+pub(super) fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received, reloading the config");
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(())
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP: no config reload"),
+    }
+    rx
 }

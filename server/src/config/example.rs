@@ -18,6 +18,7 @@ mod tests {
     use crate::config::raw::{
         RawAuth, RawBot, RawConfig, RawContainerd, RawLimits, RawLog, RawSessions, RawTarget,
     };
+    use crate::config::telemetry::RawTelemetry;
     use crate::config::{ContainerdSettings, Limits};
     use crate::config::{RawOAuth, RawPolicyRule, RawTargetAuth};
 
@@ -101,6 +102,7 @@ mod tests {
             ("targets.policy", fields::<RawPolicyRule>()),
             ("bots", fields::<RawBot>()),
             ("containerd", fields::<RawContainerd>()),
+            ("telemetry", fields::<RawTelemetry>()),
         ];
         let tables: BTreeSet<&str> = sections.iter().map(|(s, _)| *s).collect();
         for (section, fields) in &sections {
@@ -138,6 +140,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), crate::config::DEFAULT_LISTEN);
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.sessions, crate::config::SessionsConfig::default());
+        assert_eq!(config.telemetry, crate::config::TelemetryConfig::default());
         assert_eq!(config.containerd, Some(ContainerdSettings::default()));
         // The example's target is what its command alone would give.
         let minimal = RawConfig::from_toml(

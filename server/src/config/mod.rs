@@ -20,6 +20,7 @@ mod policy;
 mod raw;
 mod sessions;
 mod stdio;
+mod telemetry;
 mod tokens;
 
 pub use containerd::{ContainerdBackend, ContainerdSettings, ExecCommand};
@@ -38,6 +39,9 @@ pub use raw::{
 };
 pub use sessions::{DEFAULT_SESSION_MAX_AGE, SessionsConfig};
 pub use stdio::{InheritEnv, RunAs, STDIO_ENV_ALLOWLIST, StdioPolicy, WITHHELD_ENV_PREFIX};
+pub use telemetry::{
+    DEFAULT_SERVICE_NAME, OtlpExport, OtlpProtocol, RawTelemetry, TelemetryConfig,
+};
 use tokens::collect_tokens;
 
 /// Default listen address.
@@ -297,6 +301,8 @@ pub struct Config {
     pub bots: BTreeMap<String, BotConfig>,
     /// `[containerd]`, if given.
     pub containerd: Option<ContainerdSettings>,
+    /// `[telemetry]`: OpenTelemetry export (off unless configured).
+    pub telemetry: TelemetryConfig,
 }
 
 impl RawConfig {
@@ -307,6 +313,7 @@ impl RawConfig {
         let mut auth = validate_auth(self.auth, listen)?;
         let limits = validate_limits(self.limits)?;
         let sessions = sessions::validate_sessions(self.sessions)?;
+        let telemetry = self.telemetry.validate()?;
         let containerd = self
             .containerd
             .as_ref()
@@ -375,6 +382,7 @@ impl RawConfig {
             targets,
             bots,
             containerd,
+            telemetry,
         })
     }
 }

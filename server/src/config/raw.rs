@@ -50,6 +50,9 @@ pub struct RawConfig {
     /// `[containerd]`: defaults of containerd targets, and whether every bot
     /// with a container is served on the Memoh routes.
     pub containerd: Option<RawContainerd>,
+    /// `[telemetry]`: OpenTelemetry export.
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 /// `[log]`.
@@ -401,6 +404,7 @@ impl RawConfig {
         if let Some(v) = var("MCPOD_SESSION_KEY_FILE") {
             self.sessions.key_file = Some(PathBuf::from(v));
         }
+        self.telemetry.apply_env(&var);
         Ok(())
     }
 

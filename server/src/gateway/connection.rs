@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use http::Request;
@@ -48,14 +49,18 @@ pub(super) struct Timeouts {
     pub(super) idle: Duration,
 }
 
-/// Serves `stream` with `router` until it closes, a deadline of `timeouts`
+/// The routes of the config in force: each request loads them (one atomic
+/// load), so a reload reaches the connections already open.
+pub(super) type Routes = Arc<ArcSwap<Router>>;
+
+/// Serves `stream` with `routes` until it closes, a deadline of `timeouts`
 /// passes, or `stop` asks every connection to finish (the request in
 /// flight completes, then the connection closes). `http2`: HTTP/2 with
 /// prior knowledge is served too. `permit` is its place under the
 /// connection limit, held until it closes.
 pub(super) async fn serve(
     stream: TcpStream,
-    router: Router,
+    routes: Routes,
     timeouts: Timeouts,
     http2: bool,
     metrics: Arc<Metrics>,
@@ -64,7 +69,7 @@ pub(super) async fn serve(
 ) {
     let _permit = permit;
     metrics.connections.opened();
-    let end = run(stream, router, timeouts, http2, &stop).await;
+    let end = run(stream, routes, timeouts, http2, &stop).await;
     if let Some(why) = end {
         metrics.connections.ended(why);
     }
@@ -73,7 +78,7 @@ pub(super) async fn serve(
 
 async fn run(
     stream: TcpStream,
-    router: Router,
+    routes: Routes,
     timeouts: Timeouts,
     http2: bool,
     stop: &CancellationToken,
@@ -97,7 +102,7 @@ async fn run(
         let phase = phase.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let in_flight = phase.request_started();
-            let router = router.clone();
+            let router = Router::clone(&routes.load());
             async move {
                 let response = match router.oneshot(request).await {
                     Ok(r) => r,

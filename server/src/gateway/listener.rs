@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::connection::{self, Timeouts};
+use super::connection::{self, Routes, Timeouts};
 use super::overflow::{self, OVERFLOW_CONNECTIONS};
 use crate::metrics::Metrics;
 
@@ -25,8 +24,8 @@ const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 pub(super) struct Accept {
     /// The listening socket.
     pub(super) listener: TcpListener,
-    /// Every route.
-    pub(super) router: Router,
+    /// Every route, of the config in force.
+    pub(super) routes: Routes,
     /// Open connections at most.
     pub(super) max_connections: usize,
     /// Deadlines between requests.
@@ -69,7 +68,7 @@ pub(super) async fn accept(a: Accept, stop: CancellationToken) {
         if let Ok(place) = places.clone().try_acquire_owned() {
             a.tasks.spawn(connection::serve(
                 stream,
-                a.router.clone(),
+                a.routes.clone(),
                 a.timeouts,
                 a.http2,
                 a.metrics.clone(),

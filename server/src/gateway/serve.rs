@@ -13,9 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::connection::Timeouts;
+use arc_swap::ArcSwap;
+
+use super::backends::start_shared;
+use super::connection::{Routes, Timeouts};
 use super::listener::{self, Accept};
 use super::nofile;
+use super::reload::{self, Current, Reloader};
 use crate::config::Config;
 use crate::routes::{self, App};
 
@@ -29,29 +33,49 @@ pub async fn serve(
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_reloading(config, listener, stop, None).await
+}
+
+/// [`serve`], reloading the config when `reloader` asks.
+pub(crate) async fn serve_reloading(
+    config: Config,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+    reloader: Option<Reloader>,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let app = App::new(config, addr)?;
-    run(app, listener, stop).await
+    run(app, listener, stop, reloader).await
 }
 
 async fn run(
     app: Arc<App>,
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
+    reloader: Option<Reloader>,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     // Start shared backends now, so the first client does not wait and
     // /readyz tells the truth.
     for target in app.targets.all() {
-        if !target.per_session() {
-            tokio::spawn(start_until_ready(
-                target.shared_upstream(),
-                target.name().to_owned(),
-                app.ctx.shutdown.clone(),
-            ));
-        }
+        start_shared(target, &app.ctx.shutdown);
     }
-    let sweeper = tokio::spawn(sweep(app.clone()));
+    let current: Current = Arc::new(ArcSwap::new(app.clone()));
+    let routes: Routes = Arc::new(ArcSwap::from_pointee(routes::router(app.clone())));
+    let sweeper = tokio::spawn(sweep(current.clone()));
+    // Targets a reload retired, draining; ended at once past the grace of
+    // a shutdown.
+    let drains = TaskTracker::new();
+    let drop_now = CancellationToken::new();
+    let reloading = reloader.map(|reloader| {
+        tokio::spawn(reload::serve(reload::Reloading {
+            reloader,
+            current: current.clone(),
+            routes: routes.clone(),
+            drains: drains.clone(),
+            drop_now: drop_now.clone(),
+        }))
+    });
     let limits = &app.config.limits;
     let nofile = nofile::raise();
     let max_connections = limits
@@ -91,7 +115,7 @@ async fn run(
     let tasks = TaskTracker::new();
     let accept = Accept {
         listener,
-        router: routes::router(app.clone()),
+        routes,
         max_connections,
         timeouts: Timeouts {
             header: limits.header_read_timeout,
@@ -102,15 +126,25 @@ async fn run(
         tasks: tasks.clone(),
     };
     listener::accept(accept, token.clone()).await;
+    if let Some(reloading) = reloading {
+        reloading.abort();
+    }
+    // The config in force when stopping.
+    let app = current.load_full();
     // Stopping: no new connections; those open finish what is in flight.
     tasks.close();
+    drains.close();
     let grace = app.config.limits.shutdown_grace;
     let calls = app.ctx.calls.clone();
-    let drained = async move {
-        tasks.wait().await;
-        // Calls whose connection is gone, running on to be resumed.
-        calls.close();
-        calls.wait().await;
+    let drained = {
+        let drains = drains.clone();
+        async move {
+            tasks.wait().await;
+            // Calls whose connection is gone, running on to be resumed.
+            calls.close();
+            calls.wait().await;
+            drains.wait().await;
+        }
     };
     if tokio::time::timeout(grace, drained).await.is_err() {
         warn!(
@@ -118,6 +152,9 @@ async fn run(
             "grace period over; dropping calls still in flight"
         );
     }
+    // Retired targets still draining close now.
+    drop_now.cancel();
+    drains.wait().await;
     sweeper.abort();
     for store in app.sessions.all() {
         for session in store.drain() {
@@ -135,43 +172,14 @@ async fn run(
     Ok(())
 }
 
-/// How long the gateway waits before it tries again to start a shared
-/// backend that has never become ready.
-const NOT_READY_RETRY: Duration = Duration::from_secs(10);
-
-/// Starts a shared backend, and tries again (after [`NOT_READY_RETRY`], or
-/// the restart backoff if longer) until it has been ready once. `/readyz`
-/// never starts a backend, so without this a gateway whose backend failed
-/// at its start would stay unready until some client called.
-async fn start_until_ready(upstream: mcpod_tokio::Upstream, name: String, stop: CancellationToken) {
+/// Expires idle sessions and stdio connections (of the config in force
+/// at each round).
+async fn sweep(current: Current) {
     loop {
-        match upstream.ready().await {
-            Ok(info) => {
-                info!(target = %name, era = ?info.era, version = %info.protocol_version, "backend ready");
-                return;
-            }
-            Err(e) => warn!(target = %name, error = %e, "backend not ready"),
-        }
-        let status = upstream.status();
-        let wait = status.retry_after.unwrap_or_default().max(NOT_READY_RETRY);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stop.cancelled() => return,
-        }
-        // A call may have started it meanwhile.
-        if upstream.status().closed || upstream.backend_info().is_some() {
-            return;
-        }
-    }
-}
-
-/// Expires idle sessions and stdio connections.
-async fn sweep(app: Arc<App>) {
-    let timeout = app.config.limits.session_idle_timeout;
-    let period = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
+        let timeout = current.load().config.limits.session_idle_timeout;
+        let period = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::time::sleep(period).await;
+        let app = current.load_full();
         for store in app.sessions.all() {
             for session in store.take_idle(timeout) {
                 info!(session = %session.id, "idle session expired");
@@ -208,6 +216,6 @@ pub fn spawn(config: Config, listener: TcpListener) -> std::io::Result<Server> {
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let app = App::new(config, addr)?;
-    let task = tokio::spawn(run(app, listener, stop.clone().cancelled_owned()));
+    let task = tokio::spawn(run(app, listener, stop.clone().cancelled_owned(), None));
     Ok(Server { addr, stop, task })
 }

@@ -11,9 +11,9 @@ use super::guard::HostGuard;
 use super::oauth::Verifier;
 use crate::config::{Config, TargetConfig};
 use crate::front::Context;
-use crate::front::legacy::Sessions;
+use crate::front::legacy::{SessionStore, Sessions};
 use crate::front::memoh::StdioConnections;
-use crate::targets::{BotContainers, Registry};
+use crate::targets::{BotContainers, Registry, Target};
 use crate::web::errors::ApiError;
 
 /// Everything the handlers share.
@@ -30,42 +30,64 @@ pub(crate) struct App {
     /// Legacy sessions, per target.
     pub(crate) sessions: Arc<Sessions>,
     /// Memoh `mcp-stdio` connections.
-    pub(crate) stdio: StdioConnections,
+    pub(crate) stdio: Arc<StdioConnections>,
     /// Bots served from their containers without configuration
     /// (`[containerd] serve_bots = true`).
-    pub(crate) bot_containers: Option<BotContainers>,
+    pub(crate) bot_containers: Option<Arc<BotContainers>>,
     /// The `[auth.oauth]` issuer's verifier.
     pub(crate) oauth: Option<Verifier>,
     /// The verifiers of targets with their own issuer, by target.
     pub(crate) target_oauth: HashMap<String, Verifier>,
+    /// The address the gateway listens on.
+    addr: SocketAddr,
+}
+
+/// What a reload leaves behind: targets changed or removed, to drain and
+/// close, and the legacy sessions they had.
+#[derive(Debug)]
+pub(crate) struct Retired {
+    /// The target as it was.
+    pub(crate) target: Arc<Target>,
+    /// Its legacy sessions.
+    pub(crate) sessions: Option<SessionStore>,
 }
 
 impl App {
     /// The state for `config`, listening on `addr`.
     pub(crate) fn new(config: Config, addr: SocketAddr) -> Result<Arc<App>, std::io::Error> {
-        // The config was checked against `listen`; the listener actually
-        // given may differ (tests, embedding).
-        if config.auth.disabled && !addr.ip().is_loopback() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "auth.disabled: auth may only be disabled on a loopback listener, not {addr}"
-                ),
-            ));
-        }
-        let guard = HostGuard::new(
-            &config.allowed_origins,
-            &config.allowed_hosts,
-            addr.ip().is_loopback(),
-        );
+        let guard = Self::guard_for(&config, addr)?;
         let targets = Registry::new(&config.targets, &config.limits);
         let bot_containers = config
             .containerd
             .as_ref()
             .filter(|c| c.serve_bots)
             .map(|c| {
-                BotContainers::new(c.clone(), config.limits.clone(), targets.clients().clone())
+                Arc::new(BotContainers::new(
+                    c.clone(),
+                    config.limits.clone(),
+                    targets.clients().clone(),
+                ))
             });
+        let (oauth, target_oauth) = Self::verifiers(&config)?;
+        Ok(Arc::new(App {
+            oauth,
+            target_oauth,
+            sessions: Arc::new(Sessions::new(&targets)),
+            targets,
+            guard,
+            ctx: Context::new(&config.sessions),
+            stdio: Arc::default(),
+            bot_containers,
+            config,
+            addr,
+        }))
+    }
+
+    /// The verifiers of `config`'s issuers: the `[auth.oauth]` one, and
+    /// those of targets with their own.
+    fn verifiers(
+        config: &Config,
+    ) -> Result<(Option<Verifier>, HashMap<String, Verifier>), std::io::Error> {
         let invalid = |key: String, e: String| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{key}: {e}"))
         };
@@ -82,17 +104,68 @@ impl App {
                 target_oauth.insert(name.clone(), Verifier::new(o).map_err(|e| invalid(key, e))?);
             }
         }
-        Ok(Arc::new(App {
-            oauth,
-            target_oauth,
-            sessions: Arc::new(Sessions::new(&targets)),
+        Ok((oauth, target_oauth))
+    }
+
+    /// The Host/Origin guard of `config` on `addr`, refusing auth off on a
+    /// listener that is not loopback.
+    fn guard_for(config: &Config, addr: SocketAddr) -> Result<HostGuard, std::io::Error> {
+        // The config was checked against `listen`; the listener actually
+        // given may differ (tests, embedding).
+        if config.auth.disabled && !addr.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "auth.disabled: auth may only be disabled on a loopback listener, not {addr}"
+                ),
+            ));
+        }
+        Ok(HostGuard::new(
+            &config.allowed_origins,
+            &config.allowed_hosts,
+            addr.ip().is_loopback(),
+        ))
+    }
+
+    /// The state for a reloaded `config`: tokens, origins, hosts, limits
+    /// and bots from it at once; each target whose backend settings did
+    /// not change kept as it is (its backends, legacy sessions and calls
+    /// untouched); changed and removed ones given back to be drained. What
+    /// the gateway shares across configs (metrics, parked calls, the
+    /// shutdown signal, stdio connections, bot containers) carries over.
+    pub(crate) fn reloaded(
+        &self,
+        config: Config,
+    ) -> Result<(Arc<App>, Vec<Retired>), std::io::Error> {
+        let guard = Self::guard_for(&config, self.addr)?;
+        let (oauth, target_oauth) = Self::verifiers(&config)?;
+        let (targets, retired) = self.targets.carry(&config.targets, &config.limits);
+        let (sessions, mut left) = self
+            .sessions
+            .carry(&targets, |name| targets.kept(&self.targets, name));
+        let retired = retired
+            .into_iter()
+            .map(|target| {
+                let at = left.iter().position(|(name, _)| name == target.name());
+                Retired {
+                    sessions: at.map(|i| left.swap_remove(i).1),
+                    target,
+                }
+            })
+            .collect();
+        let app = App {
+            config,
             targets,
             guard,
-            ctx: Context::new(&config.sessions),
-            stdio: StdioConnections::default(),
-            bot_containers,
-            config,
-        }))
+            ctx: self.ctx.clone(),
+            sessions: Arc::new(sessions),
+            stdio: self.stdio.clone(),
+            bot_containers: self.bot_containers.clone(),
+            oauth,
+            target_oauth,
+            addr: self.addr,
+        };
+        Ok((Arc::new(app), retired))
     }
 
     /// The tokens a route needs, given its own (if any).

@@ -136,6 +136,9 @@ async fn stdio_bot(app: &App, bot_id: &str, headers: &HeaderMap) -> Result<(), R
     }
 }
 
+/// The Memoh MCP route, as spans name it (`http.route`).
+const FS_MCP_ROUTE: &str = "/bots/{bot_id}/container/fs-mcp";
+
 /// `POST /bots/{bot_id}/container/fs-mcp`.
 pub(super) async fn fs_mcp(
     State(app): State<Arc<App>>,
@@ -143,7 +146,8 @@ pub(super) async fn fs_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = tracing::info_span!("memoh", bot = %bot_id, method = tracing::field::Empty, session = tracing::field::Empty);
+    let span = crate::telemetry::http_span("POST", FS_MCP_ROUTE, &bot_id, &headers)
+        .unwrap_or_else(|| tracing::info_span!("memoh", bot = %bot_id, method = tracing::field::Empty, session = tracing::field::Empty));
     async move {
         let (target, who) = match resolve(&app, &bot_id, &headers).await {
             Ok(r) => (r.target, r.who),

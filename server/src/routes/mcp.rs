@@ -20,10 +20,14 @@ use crate::front;
 use crate::front::legacy::SessionRequest;
 use crate::metrics::{Method, Operation};
 use crate::targets::Target;
+use crate::telemetry;
 use crate::web::body::read_json_body;
 use crate::web::errors::{ApiError, HEADER_MISMATCH, INVALID_REQUEST, SERVER_ERROR};
 use crate::web::headers;
 use crate::web::record::Record;
+
+/// The route of the MCP endpoint, as spans name it (`http.route`).
+const ROUTE: &str = "/mcp/{target}";
 
 /// The era a request belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,14 +119,16 @@ pub(super) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = tracing::info_span!(
-        "request",
-        target = %name,
-        http = "POST",
-        era = tracing::field::Empty,
-        method = tracing::field::Empty,
-        session = tracing::field::Empty,
-    );
+    let span = telemetry::http_span("POST", ROUTE, &name, &headers).unwrap_or_else(|| {
+        tracing::info_span!(
+            "request",
+            target = %name,
+            http = "POST",
+            era = tracing::field::Empty,
+            method = tracing::field::Empty,
+            session = tracing::field::Empty,
+        )
+    });
     handle_post(app, name, uri, headers, body)
         .instrument(span)
         .await
@@ -173,6 +179,9 @@ async fn dispatch_post(
         Some(m) => record.method(Method::of(m), m),
         None => record.method(Method::RESPONSE, "response"),
     }
+    if telemetry::enabled() {
+        telemetry::describe_call(&tracing::Span::current(), &msg);
+    }
     // Read once: the era depends on it, and the modern front end uses it.
     let meta = RequestMeta::read(message_params(&msg));
     let era = match detect_era(&headers, &msg, meta.as_ref().ok()) {
@@ -182,6 +191,13 @@ async fn dispatch_post(
     match era {
         ClientEra::Modern(version) => {
             tracing::Span::current().record("era", "modern");
+            if telemetry::enabled() {
+                let version = version.as_deref().or(meta
+                    .as_ref()
+                    .ok()
+                    .and_then(|m| m.protocol_version.as_deref()));
+                telemetry::record_protocol_version(&tracing::Span::current(), "modern", version);
+            }
             let request = front::modern::ModernPost {
                 headers: &headers,
                 msg: &msg,
@@ -194,6 +210,12 @@ async fn dispatch_post(
         }
         ClientEra::Legacy => {
             tracing::Span::current().record("era", "legacy");
+            if telemetry::enabled() {
+                let version = headers::single(&headers, headers::PROTOCOL_VERSION)
+                    .ok()
+                    .flatten();
+                telemetry::record_protocol_version(&tracing::Span::current(), "legacy", version);
+            }
             let request = front::legacy::LegacyPost {
                 headers: &headers,
                 msg: &msg,
@@ -233,18 +255,38 @@ async fn session_request(
     headers: &HeaderMap,
     request: SessionRequest,
 ) -> Response {
-    let operation = match request {
-        SessionRequest::OpenStream => Operation::OpenStream,
-        SessionRequest::End => Operation::EndSession,
+    let (operation, http_method) = match request {
+        SessionRequest::OpenStream => (Operation::OpenStream, "GET"),
+        SessionRequest::End => (Operation::EndSession, "DELETE"),
     };
+    match telemetry::http_span(http_method, ROUTE, name, headers) {
+        Some(span) => {
+            session_request_in(app, name, uri, headers, request, operation)
+                .instrument(span)
+                .await
+        }
+        None => session_request_in(app, name, uri, headers, request, operation).await,
+    }
+}
+
+async fn session_request_in(
+    app: &App,
+    name: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    request: SessionRequest,
+    operation: Operation,
+) -> Response {
     let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
     match target_for(app, name, uri, headers).await {
         Ok((target, who)) => {
             let sessions = &app.sessions;
             let ctx = &app.ctx;
             let principal = &who.principal;
-            front::legacy::session_request(ctx, sessions, &target, headers, principal, request, record)
-                .await
+            front::legacy::session_request(
+                ctx, sessions, &target, headers, principal, request, record,
+            )
+            .await
         }
         Err(e) => record.fail(e),
     }
@@ -285,6 +327,24 @@ pub(super) async fn sse_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    match telemetry::http_span("POST", "/mcp/{target}/messages", &name, &headers) {
+        Some(span) => {
+            sse_message_in(app, name, query, uri, headers, body)
+                .instrument(span)
+                .await
+        }
+        None => sse_message_in(app, name, query, uri, headers, body).await,
+    }
+}
+
+async fn sse_message_in(
+    app: Arc<App>,
+    name: String,
+    query: HashMap<String, String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
     let (target, who) = match target_for(&app, &name, &uri, &headers).await {
         Ok(t) => t,
@@ -304,6 +364,9 @@ pub(super) async fn sse_message(
         match msg.method() {
             Some(m) => record.method(Method::of(m), m),
             None => record.method(Method::RESPONSE, "response"),
+        }
+        if telemetry::enabled() {
+            telemetry::describe_call(&tracing::Span::current(), &msg);
         }
     }
     let ctx = &app.ctx;

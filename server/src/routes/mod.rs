@@ -25,7 +25,7 @@ use http::StatusCode;
 
 use crate::web::errors::{ApiError, SERVER_ERROR};
 
-pub(crate) use app::App;
+pub(crate) use app::{App, Retired};
 use guard::Addressed;
 
 /// The router with every route.

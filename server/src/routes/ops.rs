@@ -10,7 +10,6 @@ use serde_json::json;
 use super::app::App;
 use super::redact::redact_credentials;
 use crate::metrics::TargetGauges;
-use crate::targets::BotContainers;
 
 /// `GET /healthz`: the process is up (liveness: 200 as long as it
 /// answers, draining or not; a balancer routes on `/readyz`).
@@ -93,7 +92,7 @@ pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> R
             "targets": report,
             "bots": {
                 "stdio_connections": app.stdio.count(),
-                "containers": app.bot_containers.as_ref().map(BotContainers::count),
+                "containers": app.bot_containers.as_ref().map(|b| b.count()),
             },
         })
     } else if draining {

@@ -9,6 +9,7 @@ use tracing::{debug, info};
 
 use super::errors::ApiError;
 use crate::metrics::{Method, Metrics, Operation, Outcome};
+use crate::telemetry;
 
 /// Counts a request in the metrics and logs it when dropped.
 #[derive(Debug)]
@@ -20,6 +21,10 @@ pub(crate) struct Record {
     /// How it ended; [`Outcome::Disconnected`] if nothing else is set.
     pub(crate) outcome: Outcome,
     started: Instant,
+    /// The request's span when telemetry is on: it ends with the record.
+    span: Option<tracing::Span>,
+    /// The HTTP status of a refusal.
+    refused: Option<u16>,
 }
 
 impl Record {
@@ -32,6 +37,8 @@ impl Record {
             session: None,
             outcome: Outcome::Disconnected,
             started: Instant::now(),
+            span: telemetry::enabled().then(tracing::Span::current),
+            refused: None,
         }
     }
 
@@ -44,17 +51,24 @@ impl Record {
     pub(crate) fn session(&mut self, id: &str) {
         self.session = Some(id.to_owned());
         tracing::Span::current().record("session", id);
+        if let Some(span) = &self.span {
+            telemetry::record_session(span, id);
+        }
     }
 
     /// Names the JSON-RPC method (or a client's response).
     pub(crate) fn method(&mut self, method: Method, name: &str) {
         self.operation = Operation::Rpc(method);
         tracing::Span::current().record("method", name);
+        if let Some(span) = &self.span {
+            telemetry::record_method(span, name);
+        }
     }
 
     /// Answers with an error, recording its outcome.
     pub(crate) fn fail(&mut self, e: ApiError) -> Response {
         self.outcome = e.outcome();
+        self.refused = Some(e.status.as_u16());
         debug!(status = %e.status, code = e.code, message = %e.message, "request refused");
         e.into_response()
     }
@@ -73,5 +87,9 @@ impl Drop for Record {
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             "request done"
         );
+        if let Some(span) = &self.span {
+            let failed = !matches!(self.outcome, Outcome::Ok | Outcome::InputRequired);
+            telemetry::record_end(span, self.outcome.label(), failed, self.refused);
+        }
     }
 }

@@ -120,7 +120,19 @@ impl Gateway {
     }
 
     /// A modern request with correct headers and `_meta`.
-    pub async fn modern(&self, target: &str, id: Value, method: &str, mut params: Value) -> Reply {
+    pub async fn modern(&self, target: &str, id: Value, method: &str, params: Value) -> Reply {
+        self.modern_with(target, id, method, params, &[]).await
+    }
+
+    /// [`Gateway::modern`] with more headers (e.g. `traceparent`).
+    pub async fn modern_with(
+        &self,
+        target: &str,
+        id: Value,
+        method: &str,
+        mut params: Value,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let name = params
             .get("name")
             .or_else(|| params.get("uri"))
@@ -132,12 +144,105 @@ impl Gateway {
         if let Some(n) = &name {
             headers.push(("mcp-name", n));
         }
+        headers.extend_from_slice(extra);
         self.post(
             &format!("/mcp/{target}"),
             &headers,
             &json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}),
         )
         .await
+    }
+}
+
+/// The `mcpod serve` binary run as a child process on a config file (for
+/// what lives outside one gateway in a test process: signals, the process's
+/// telemetry export), served on a free loopback port.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub gateway: Gateway,
+    /// Where its stderr (the log) goes: beside the config file.
+    pub log: std::path::PathBuf,
+}
+
+impl Served {
+    /// `mcpod serve --config <config> --listen 127.0.0.1:<free>` with `env`
+    /// added, ready (its `/readyz` answered 200) when this returns; its
+    /// log goes to `<config>.log`.
+    pub async fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let log = config.with_extension("log");
+        let mut cmd = tokio::process::Command::new(DEMO);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("MCPOD_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        for var in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_SERVICE_NAME",
+            "OTEL_SDK_DISABLED",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let gateway = Gateway {
+            server: None,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        let ready = gateway.url("/readyz");
+        eventually(
+            Duration::from_secs(20),
+            "the gateway answers /readyz",
+            || {
+                let req = gateway.http.get(&ready).send();
+                async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+            },
+        )
+        .await;
+        Served {
+            child,
+            gateway,
+            log,
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Sends `signal` (e.g. `"HUP"`, `"TERM"`) to the gateway.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// SIGTERM, then waits for a successful exit.
+    pub async fn stop(mut self) {
+        self.signal("TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the gateway did not stop within 30 s")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
     }
 }
 

@@ -34,8 +34,8 @@ use crate::web::errors::{
 use crate::web::headers::{self, Accept};
 use crate::web::record::Record;
 
-pub(crate) use session::Sessions;
-use session::{Session, SessionStore};
+use session::Session;
+pub(crate) use session::{SessionStore, Sessions};
 
 #[derive(Deserialize)]
 struct InitializeParams<'a> {

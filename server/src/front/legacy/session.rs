@@ -88,8 +88,9 @@ impl Session {
     }
 }
 
-/// The sessions of one target.
-#[derive(Debug, Default)]
+/// The sessions of one target (a clone is the same store: a reload hands
+/// an unchanged target's sessions on).
+#[derive(Debug, Default, Clone)]
 pub(crate) struct SessionStore {
     inner: Arc<Mutex<StoreInner>>,
 }
@@ -342,7 +343,7 @@ pub(crate) struct Sessions {
     by_target: BTreeMap<String, SessionStore>,
     /// Endpoints of the 2024-11-05 transport (their ids are unique across
     /// targets).
-    pub(crate) endpoints: Endpoints,
+    pub(crate) endpoints: Arc<Endpoints>,
 }
 
 impl Sessions {
@@ -353,8 +354,40 @@ impl Sessions {
                 .all()
                 .map(|t| (t.name().to_owned(), SessionStore::default()))
                 .collect(),
-            endpoints: Endpoints::default(),
+            endpoints: Arc::default(),
         }
+    }
+
+    /// The stores for `registry` after a reload: the same store for each
+    /// target `kept` says is unchanged, an empty one for the others; the
+    /// stores left behind (of targets changed or removed), by name.
+    pub(crate) fn carry(
+        &self,
+        registry: &Registry,
+        kept: impl Fn(&str) -> bool,
+    ) -> (Sessions, Vec<(String, SessionStore)>) {
+        let by_target: BTreeMap<String, SessionStore> = registry
+            .all()
+            .map(|t| {
+                let name = t.name();
+                let store = match self.by_target.get(name) {
+                    Some(store) if kept(name) => store.clone(),
+                    _ => SessionStore::default(),
+                };
+                (name.to_owned(), store)
+            })
+            .collect();
+        let left = self
+            .by_target
+            .iter()
+            .filter(|(name, _)| !kept(name) || !by_target.contains_key(*name))
+            .map(|(name, store)| (name.clone(), store.clone()))
+            .collect();
+        let sessions = Sessions {
+            by_target,
+            endpoints: self.endpoints.clone(),
+        };
+        (sessions, left)
     }
 
     /// The sessions of target `name`.
