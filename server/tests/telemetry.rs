@@ -33,6 +33,8 @@ const PARENT_ID: &str = "00f067aa0ba902b7";
 const TRACESTATE: &str = "vendor=opaque-value";
 /// The trace of the Memoh route's call.
 const MEMOH_TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+/// The trace of a call to a server the bot started (mcp-stdio).
+const STDIO_TRACE_ID: &str = "6cf92f3577b34da6a3ce929d0e0e4748";
 
 /// Spans a collector keeps, at most.
 const MAX_SPANS: usize = 10_000;
@@ -186,7 +188,7 @@ async fn grpc_collector() -> (String, Collected) {
 fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("mcpod.toml");
     let toml = format!(
-        "{}\n[auth]\ndisabled = true\n[bots.bot1]\ntarget = \"demo\"\n",
+        "{}\n[auth]\ndisabled = true\n[bots.bot1]\ntarget = \"demo\"\nallow_local_stdio = true\n",
         demo_target("demo", "")
     );
     std::fs::write(&path, toml).unwrap();
@@ -265,6 +267,33 @@ async fn calls(gw: &Gateway) -> String {
         meta["traceparent"]
             .as_str()
             .is_some_and(|t| t.contains(MEMOH_TRACE_ID)),
+        "{meta}"
+    );
+    // A server the bot starts itself (mcp-stdio), in a trace of its own.
+    let create = json!({"name":"own","command":common::DEMO,"args":["demo-server"]});
+    let r = gw
+        .post_raw(
+            "/bots/bot1/mcp-stdio",
+            &[("content-type", "application/json")],
+            create.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.json()["url"].as_str().unwrap().to_owned();
+    let stdio_tp = traceparent(STDIO_TRACE_ID, PARENT_ID);
+    let r = gw
+        .post_raw(
+            &url,
+            &[("content-type", "application/json"), ("traceparent", &stdio_tp)],
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"meta","arguments":{}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let meta: Value = serde_json::from_str(&r.text()).unwrap();
+    assert!(
+        meta["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.contains(STDIO_TRACE_ID)),
         "{meta}"
     );
     backend_parent
@@ -349,6 +378,22 @@ fn check(spans: &[Got], backend_parent: &str) {
     });
     assert_eq!(memoh_call.parent_id, memoh.span_id);
     assert_eq!(memoh_call.attributes["gen_ai.tool.name"], "meta");
+
+    let stdio = find(spans, "mcp-stdio server span", |s| {
+        s.trace_id == STDIO_TRACE_ID && s.kind == SpanKind::Server as i32
+    });
+    assert_eq!(stdio.parent_id, PARENT_ID);
+    assert_eq!(
+        stdio.attributes["http.route"],
+        "/bots/{bot_id}/mcp-stdio/{connection_id}"
+    );
+    assert_eq!(stdio.attributes["mcp.method.name"], "tools/call");
+    assert_eq!(stdio.attributes["mcpod.outcome"], "ok");
+    let stdio_call = find(spans, "mcp-stdio backend span", |s| {
+        s.trace_id == STDIO_TRACE_ID && s.kind == SpanKind::Client as i32
+    });
+    assert_eq!(stdio_call.parent_id, stdio.span_id);
+    assert_eq!(stdio_call.attributes["gen_ai.tool.name"], "meta");
 
     let failed_call = find(spans, "legacy backend span", |s| {
         s.trace_id == legacy && s.kind == SpanKind::Client as i32

@@ -138,6 +138,21 @@ async fn stdio_bot(app: &App, bot_id: &str, headers: &HeaderMap) -> Result<(), R
 
 /// The Memoh MCP route, as spans name it (`http.route`).
 const FS_MCP_ROUTE: &str = "/bots/{bot_id}/container/fs-mcp";
+const STDIO_ROUTE: &str = "/bots/{bot_id}/mcp-stdio";
+const STDIO_CONNECTION_ROUTE: &str = "/bots/{bot_id}/mcp-stdio/{connection_id}";
+
+/// The span of one Memoh request: the HTTP server span when telemetry is
+/// on, else one that gives its log lines the bot.
+fn memoh_span(http_method: &str, route: &str, bot_id: &str, headers: &HeaderMap) -> tracing::Span {
+    crate::telemetry::http_span(http_method, route, bot_id, headers).unwrap_or_else(|| {
+        tracing::info_span!(
+            "memoh",
+            bot = %bot_id,
+            method = tracing::field::Empty,
+            session = tracing::field::Empty
+        )
+    })
+}
 
 /// `POST /bots/{bot_id}/container/fs-mcp`.
 pub(super) async fn fs_mcp(
@@ -146,8 +161,7 @@ pub(super) async fn fs_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = crate::telemetry::http_span("POST", FS_MCP_ROUTE, &bot_id, &headers)
-        .unwrap_or_else(|| tracing::info_span!("memoh", bot = %bot_id, method = tracing::field::Empty, session = tracing::field::Empty));
+    let span = memoh_span("POST", FS_MCP_ROUTE, &bot_id, &headers);
     async move {
         let (target, who) = match resolve(&app, &bot_id, &headers).await {
             Ok(r) => (r.target, r.who),
@@ -177,16 +191,21 @@ pub(super) async fn create_stdio(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let resolved = match resolve(&app, &bot_id, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let bot = StdioBot {
-        id: resolved.id,
-        allow_local_stdio: resolved.allow_local_stdio,
-        policy: resolved.stdio,
-    };
-    memoh::create_stdio(&app.ctx, &app.stdio, bot, resolved.target, &headers, body).await
+    let span = memoh_span("POST", STDIO_ROUTE, &bot_id, &headers);
+    async move {
+        let resolved = match resolve(&app, &bot_id, &headers).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let bot = StdioBot {
+            id: resolved.id,
+            allow_local_stdio: resolved.allow_local_stdio,
+            policy: resolved.stdio,
+        };
+        memoh::create_stdio(&app.ctx, &app.stdio, bot, resolved.target, &headers, body).await
+    }
+    .instrument(span)
+    .await
 }
 
 /// `POST /bots/{bot_id}/mcp-stdio/{connection_id}`.
@@ -196,17 +215,22 @@ pub(super) async fn call_stdio(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = stdio_bot(&app, &bot_id, &headers).await {
-        return r.into_response();
+    let span = memoh_span("POST", STDIO_CONNECTION_ROUTE, &bot_id, &headers);
+    async move {
+        if let Err(r) = stdio_bot(&app, &bot_id, &headers).await {
+            return r.into_response();
+        }
+        memoh::call_stdio(
+            &app.ctx,
+            &app.stdio,
+            &bot_id,
+            &connection_id,
+            &headers,
+            body,
+        )
+        .await
     }
-    memoh::call_stdio(
-        &app.ctx,
-        &app.stdio,
-        &bot_id,
-        &connection_id,
-        &headers,
-        body,
-    )
+    .instrument(span)
     .await
 }
 
@@ -216,8 +240,13 @@ pub(super) async fn delete_stdio(
     Path((bot_id, connection_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = stdio_bot(&app, &bot_id, &headers).await {
-        return r.into_response();
+    let span = memoh_span("DELETE", STDIO_CONNECTION_ROUTE, &bot_id, &headers);
+    async move {
+        if let Err(r) = stdio_bot(&app, &bot_id, &headers).await {
+            return r.into_response();
+        }
+        memoh::delete_stdio(&app.ctx, &app.stdio, &bot_id, &connection_id).await
     }
-    memoh::delete_stdio(&app.ctx, &app.stdio, &bot_id, &connection_id).await
+    .instrument(span)
+    .await
 }
