@@ -46,8 +46,8 @@ async fn merged_lists_carry_each_members_prefix_and_page_across_members() {
             "files_echo",
             "files_add",
             "git_echo",
-            "git_stats",
-            "git_notify_change"
+            "git_notify_change",
+            "git_stats"
         ]
     );
     assert_eq!(
@@ -75,12 +75,12 @@ async fn merged_lists_carry_each_members_prefix_and_page_across_members() {
             "files_echo",
             "files_add",
             "git_echo",
-            "git_stats",
             "git_notify_change",
-            "files_progress",
+            "git_stats",
             "files_sleep",
-            "files_stats",
-            "files_notify_change"
+            "files_progress",
+            "files_notify_change",
+            "files_stats"
         ]
     );
     let bad = gw

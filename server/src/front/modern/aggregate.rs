@@ -364,41 +364,54 @@ async fn listen(
     request: ModernPost<'_>,
     identity: Identity,
 ) -> Response {
-    let mut streams = Vec::with_capacity(aggregate.len());
-    let mut head = None;
-    for index in 0..aggregate.len() {
-        let Some((member, target)) = aggregate.member(index) else {
-            continue;
-        };
-        let meta = RequestMeta::read(match request.msg {
-            Message::Request { params, .. } => *params,
-            _ => None,
-        });
-        let own = ModernPost {
-            headers: request.headers,
-            msg: request.msg,
-            meta,
-            version: request.version.clone(),
-            principal: request.principal.clone(),
-            access: Access::of(target.config.policy.as_ref(), identity.clone()),
-        };
-        let mut record = Record::rpc(&ctx.metrics, target.name());
-        record.method(crate::metrics::Method::of("subscriptions/listen"), "subscriptions/listen");
-        let response = super::post(ctx, target.clone(), own, record).await;
-        let is_sse = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
-        if !response.status().is_success() || !is_sse {
-            tracing::warn!(aggregate = aggregate.name(), member = %member.target, status = %response.status(), "member's listen refused, left out");
+    let timeout = aggregate.config.member_timeout;
+    let opened = futures::future::join_all((0..aggregate.len()).map(|index| {
+        let request = &request;
+        let identity = &identity;
+        async move {
+            let (member, target) = aggregate.member(index)?;
+            let meta = RequestMeta::read(match request.msg {
+                Message::Request { params, .. } => *params,
+                _ => None,
+            });
+            let own = ModernPost {
+                headers: request.headers,
+                msg: request.msg,
+                meta,
+                version: request.version.clone(),
+                principal: request.principal.clone(),
+                access: Access::of(target.config.policy.as_ref(), identity.clone()),
+            };
+            let mut record = Record::rpc(&ctx.metrics, target.name());
+            record.method(
+                crate::metrics::Method::of("subscriptions/listen"),
+                "subscriptions/listen",
+            );
+            let response = tokio::time::timeout(timeout, super::post(ctx, target.clone(), own, record))
+                .await
+                .ok()
+                .filter(|r| {
+                    r.status().is_success()
+                        && r.headers()
+                            .get(http::header::CONTENT_TYPE)
+                            .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"))
+                });
+            let outcome = if response.is_some() {
+                MemberOutcome::Ok
+            } else {
+                tracing::warn!(aggregate = aggregate.name(), member = %member.target, "member's listen refused or slow, left out");
+                MemberOutcome::Omitted
+            };
             ctx.metrics
                 .members
-                .record(aggregate.name(), &member.target, MemberOutcome::Omitted);
-            continue;
+                .record(aggregate.name(), &member.target, outcome);
+            response
         }
-        ctx.metrics
-            .members
-            .record(aggregate.name(), &member.target, MemberOutcome::Ok);
+    }))
+    .await;
+    let mut streams = Vec::with_capacity(aggregate.len());
+    let mut head = None;
+    for response in opened.into_iter().flatten() {
         let (parts, body) = response.into_parts();
         head.get_or_insert(parts);
         streams.push(body.into_data_stream());
