@@ -179,7 +179,9 @@ where
     while let Some(arg) = args.next() {
         match arg.as_ref() {
             "--tools" => {
-                let list = args.next().ok_or_else(|| format!("--tools needs a list\n\n{USAGE}"))?;
+                let list = args
+                    .next()
+                    .ok_or_else(|| format!("--tools needs a list\n\n{USAGE}"))?;
                 let names: Vec<String> = list.as_ref().split(',').map(str::to_owned).collect();
                 if let Some(bad) = names.iter().find(|n| !TOOL_NAMES.contains(&n.as_str())) {
                     return Err(format!("--tools: no tool named `{bad}`\n\n{USAGE}"));

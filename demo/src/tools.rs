@@ -201,7 +201,11 @@ struct ListParams<'a> {
 
 /// `tools/list`: the tools `config` serves, a page of `config.page_size`
 /// at a time (the cursor is the index of the page's first tool).
-pub(crate) fn list(era: Era, config: &Config, params: Option<&RawValue>) -> Result<Value, RpcError> {
+pub(crate) fn list(
+    era: Era,
+    config: &Config,
+    params: Option<&RawValue>,
+) -> Result<Value, RpcError> {
     let ListParams { cursor } = parse_params(params)?;
     let served: Vec<&Value> = definitions()
         .as_array()

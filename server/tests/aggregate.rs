@@ -118,7 +118,11 @@ async fn calls_are_routed_by_prefix_and_answered_with_the_callers_ids() {
             json!({"name": "git_echo", "arguments": {"text": "to git"}}),
         )
         .await;
-    assert!(modern.body.contains("\"id\":1152921504606846976"), "{}", modern.body);
+    assert!(
+        modern.body.contains("\"id\":1152921504606846976"),
+        "{}",
+        modern.body
+    );
     assert_eq!(modern.text(), "to git");
     assert_eq!(modern.json()["result"]["resultType"], "complete");
     // Each member got its own name: git has no `add`, files has it.
@@ -143,7 +147,11 @@ async fn calls_are_routed_by_prefix_and_answered_with_the_callers_ids() {
         )
         .await;
     assert_eq!(unknown.code(), Some(-32602), "{}", unknown.body);
-    assert!(unknown.body.contains("no member's prefix"), "{}", unknown.body);
+    assert!(
+        unknown.body.contains("no member's prefix"),
+        "{}",
+        unknown.body
+    );
     let not_served = gw
         .modern(
             "all",
@@ -152,7 +160,11 @@ async fn calls_are_routed_by_prefix_and_answered_with_the_callers_ids() {
             json!({"name": "git_add", "arguments": {"a": 1, "b": 2}}),
         )
         .await;
-    assert!(not_served.body.contains("unknown tool: add"), "{}", not_served.body);
+    assert!(
+        not_served.body.contains("unknown tool: add"),
+        "{}",
+        not_served.body
+    );
     gw.shutdown().await;
 }
 
@@ -175,7 +187,11 @@ async fn progress_and_cancellation_travel_through_a_member() {
         .filter(|m| m["method"] == "notifications/progress")
         .collect();
     assert_eq!(progress.len(), 3, "{messages:?}");
-    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "tok-1"));
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "tok-1")
+    );
     assert_eq!(messages.last().unwrap()["id"], json!("p"));
 
     // A call whose client goes away is cancelled at the member.
@@ -196,19 +212,23 @@ async fn progress_and_cancellation_travel_through_a_member() {
         .send()
         .await;
     assert!(request.is_err(), "the sleep answered early");
-    eventually(Duration::from_secs(10), "the member saw the cancel", || async {
-        let text = gw
-            .modern(
-                "all",
-                json!("s"),
-                "tools/call",
-                json!({"name": "files_stats", "arguments": {}}),
-            )
-            .await
-            .text();
-        let stats: Value = serde_json::from_str(&text).unwrap();
-        (stats["cancelled"].as_array().is_some_and(|c| !c.is_empty())).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the member saw the cancel",
+        || async {
+            let text = gw
+                .modern(
+                    "all",
+                    json!("s"),
+                    "tools/call",
+                    json!({"name": "files_stats", "arguments": {}}),
+                )
+                .await
+                .text();
+            let stats: Value = serde_json::from_str(&text).unwrap();
+            (stats["cancelled"].as_array().is_some_and(|c| !c.is_empty())).then_some(())
+        },
+    )
     .await;
     gw.shutdown().await;
 }
@@ -216,7 +236,9 @@ async fn progress_and_cancellation_travel_through_a_member() {
 #[tokio::test(flavor = "multi_thread")]
 async fn discovery_merges_the_members_and_names_the_one_left_out() {
     let gw = Gateway::start(&config()).await;
-    let d = gw.modern("all", json!(1), "server/discover", json!({})).await;
+    let d = gw
+        .modern("all", json!(1), "server/discover", json!({}))
+        .await;
     assert_eq!(d.status, 200, "{}", d.body);
     let result = &d.json()["result"];
     assert_eq!(result["supportedVersions"], json!([MODERN]));
@@ -224,7 +246,10 @@ async fn discovery_merges_the_members_and_names_the_one_left_out() {
         result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
         "all"
     );
-    assert_eq!(result["_meta"]["io.mcpod/omittedMembers"], json!(["search"]));
+    assert_eq!(
+        result["_meta"]["io.mcpod/omittedMembers"],
+        json!(["search"])
+    );
     let instructions = result["instructions"].as_str().unwrap();
     assert!(instructions.starts_with("## files\n\n"), "{instructions}");
     assert!(instructions.contains("\n\n## git\n\n"), "{instructions}");
@@ -235,23 +260,44 @@ async fn discovery_merges_the_members_and_names_the_one_left_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_uri_two_members_list_is_refused_as_ambiguous() {
     let gw = Gateway::start(&config()).await;
-    let list = gw.modern("all", json!(1), "resources/list", json!({})).await.json();
+    let list = gw
+        .modern("all", json!(1), "resources/list", json!({}))
+        .await
+        .json();
     let uris: Vec<&str> = list["result"]["resources"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["uri"].as_str().unwrap())
         .collect();
-    assert_eq!(uris.iter().filter(|u| **u == "demo://hello").count(), 2, "{list}");
+    assert_eq!(
+        uris.iter().filter(|u| **u == "demo://hello").count(),
+        2,
+        "{list}"
+    );
     let read = gw
-        .modern("all", json!(2), "resources/read", json!({"uri": "demo://hello"}))
+        .modern(
+            "all",
+            json!(2),
+            "resources/read",
+            json!({"uri": "demo://hello"}),
+        )
         .await;
     assert_eq!(read.code(), Some(-32602), "{}", read.body);
     assert!(read.body.contains("members files, git"), "{}", read.body);
     let unknown = gw
-        .modern("all", json!(3), "resources/read", json!({"uri": "other://x"}))
+        .modern(
+            "all",
+            json!(3),
+            "resources/read",
+            json!({"uri": "other://x"}),
+        )
         .await;
-    assert!(unknown.body.contains("no member of aggregate `all` lists"), "{}", unknown.body);
+    assert!(
+        unknown.body.contains("no member of aggregate `all` lists"),
+        "{}",
+        unknown.body
+    );
     gw.shutdown().await;
 }
 
@@ -265,7 +311,14 @@ async fn names_that_collide_are_refused_at_start_naming_both() {
     );
     let gw = Gateway::start(&toml).await;
     let refused = eventually(Duration::from_secs(20), "the collision refused", || async {
-        let r = gw.modern("both", json!(1), "tools/call", json!({"name": "add", "arguments": {"a": 1, "b": 1}})).await;
+        let r = gw
+            .modern(
+                "both",
+                json!(1),
+                "tools/call",
+                json!({"name": "add", "arguments": {"a": 1, "b": 1}}),
+            )
+            .await;
         (r.status == 503).then_some(r)
     })
     .await;
@@ -316,22 +369,38 @@ async fn a_members_list_change_reaches_a_listening_client() {
         .unwrap();
     assert_eq!(stream.status(), 200);
     let ack = read_events(&mut stream, |e| !e.is_empty()).await;
-    assert_eq!(ack[0]["method"], "notifications/subscriptions/acknowledged", "{ack:?}");
-    for (member, tool) in [("files", "files_notify_change"), ("git", "git_notify_change")] {
+    assert_eq!(
+        ack[0]["method"], "notifications/subscriptions/acknowledged",
+        "{ack:?}"
+    );
+    for (member, tool) in [
+        ("files", "files_notify_change"),
+        ("git", "git_notify_change"),
+    ] {
         let r = gw
-            .modern("all", json!(tool), "tools/call", json!({"name": tool, "arguments": {}}))
+            .modern(
+                "all",
+                json!(tool),
+                "tools/call",
+                json!({"name": tool, "arguments": {}}),
+            )
             .await;
         assert_eq!(r.status, 200, "{member}: {}", r.body);
         let events = read_events(&mut stream, |e| {
-            e.iter().any(|m| m["method"] == "notifications/tools/list_changed")
+            e.iter()
+                .any(|m| m["method"] == "notifications/tools/list_changed")
         })
         .await;
         assert!(
-            events.iter().any(|m| m["method"] == "notifications/tools/list_changed"),
+            events
+                .iter()
+                .any(|m| m["method"] == "notifications/tools/list_changed"),
             "{member}'s change did not come: {events:?}"
         );
         assert!(
-            events.iter().all(|m| m["method"] != "notifications/subscriptions/acknowledged"),
+            events
+                .iter()
+                .all(|m| m["method"] != "notifications/subscriptions/acknowledged"),
             "one acknowledgement only: {events:?}"
         );
     }

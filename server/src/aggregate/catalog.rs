@@ -97,9 +97,10 @@ pub(crate) fn discovery(name: &str, members: &[(&str, Option<&BackendInfo>)]) ->
     let raw = mcpod_core::json::to_raw;
     BackendInfo {
         era: Era::Modern,
-        protocol_version: versions
-            .last()
-            .map_or_else(|| mcpod_core::LATEST_MODERN_VERSION.to_owned(), |v| (*v).to_owned()),
+        protocol_version: versions.last().map_or_else(
+            || mcpod_core::LATEST_MODERN_VERSION.to_owned(),
+            |v| (*v).to_owned(),
+        ),
         supported_versions: versions.iter().map(|v| (*v).to_owned()).collect(),
         capabilities: raw(&capabilities),
         server_info: Some(raw(&server_info)),
@@ -138,16 +139,25 @@ mod tests {
             r#"{"tools":{"listChanged":true},"resources":{"subscribe":true}}"#,
             Some("Git."),
         );
-        let merged = discovery("all", &[("files", Some(&a)), ("git", Some(&b)), ("down", None)]);
+        let merged = discovery(
+            "all",
+            &[("files", Some(&a)), ("git", Some(&b)), ("down", None)],
+        );
         let result: Value = serde_json::from_str(merged.result.get()).unwrap();
         assert_eq!(result["supportedVersions"], json!(["2026-07-28"]));
         assert_eq!(
             result["capabilities"],
             json!({"tools": {"listChanged": true}, "resources": {"subscribe": true}})
         );
-        assert_eq!(result["instructions"], "## files\n\nFiles.\n\n## git\n\nGit.");
+        assert_eq!(
+            result["instructions"],
+            "## files\n\nFiles.\n\n## git\n\nGit."
+        );
         assert_eq!(result["_meta"][OMITTED_MEMBERS], json!(["down"]));
-        assert_eq!(result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "all");
+        assert_eq!(
+            result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            "all"
+        );
         assert_eq!(merged.era, Era::Modern);
     }
 

@@ -73,7 +73,10 @@ mod tests {
         assert!(decode(&made, 1).is_err(), "member 1 of 1");
         assert!(decode("p2", 3).is_err());
         assert!(decode("mcpod-agg1.!!", 3).is_err());
-        let repeated = format!("{CURSOR_PREFIX}{}", URL_SAFE_NO_PAD.encode("[[0,null],[0,null]]"));
+        let repeated = format!(
+            "{CURSOR_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode("[[0,null],[0,null]]")
+        );
         assert!(decode(&repeated, 3).is_err());
         let empty = format!("{CURSOR_PREFIX}{}", URL_SAFE_NO_PAD.encode("[]"));
         assert!(decode(&empty, 3).is_err());

@@ -77,9 +77,15 @@ async fn ask_member(
         deadline: Deadline::After(timeout),
         ..RequestOptions::default()
     };
-    let mut exchange = Exchange::start(place, ask.caller.clone(), request, opts, Slots::new(slot, None))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut exchange = Exchange::start(
+        place,
+        ask.caller.clone(),
+        request,
+        opts,
+        Slots::new(slot, None),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let end = exchange.finish().await;
     match mcpod_core::Message::parse(&end.frame) {
         Ok(mcpod_core::Message::Response { result, .. }) => {
@@ -140,7 +146,9 @@ fn note_listed(aggregate: &Aggregate, index: usize, method: &str, items: &[Value
     match method {
         "resources/list" => aggregate.note_uris(
             index,
-            items.iter().filter_map(|i| i.get("uri").and_then(Value::as_str)),
+            items
+                .iter()
+                .filter_map(|i| i.get("uri").and_then(Value::as_str)),
         ),
         "resources/templates/list" => aggregate.note_templates(
             index,

@@ -130,7 +130,11 @@ impl Aggregate {
     }
 
     /// Notes the URI templates member `index` listed.
-    pub(crate) fn note_templates<'a>(&self, index: usize, templates: impl Iterator<Item = &'a str>) {
+    pub(crate) fn note_templates<'a>(
+        &self,
+        index: usize,
+        templates: impl Iterator<Item = &'a str>,
+    ) {
         let mut listed = self.listed.lock();
         for t in templates {
             let known = listed.templates.iter().any(|(i, k)| *i == index && k == t);

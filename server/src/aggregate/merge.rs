@@ -77,7 +77,10 @@ pub(crate) fn merge(
         };
         match part {
             Part::Omitted => omitted.push(member.name),
-            Part::Listed { items: listed, next } => {
+            Part::Listed {
+                items: listed,
+                next,
+            } => {
                 for item in listed {
                     let item = if prefixed {
                         names::prefixed(item, member.prefix)
@@ -185,7 +188,10 @@ mod tests {
                 prefix: "",
             },
         ];
-        let parts = vec![(0, listed(&["status"], None)), (1, listed(&["status"], None))];
+        let parts = vec![
+            (0, listed(&["status"], None)),
+            (1, listed(&["status"], None)),
+        ];
         let e = merge("tools", true, &members, parts).unwrap_err();
         assert_eq!(e.first, ("files".to_owned(), "status".to_owned()));
         assert_eq!(e.second, ("git".to_owned(), "status".to_owned()));

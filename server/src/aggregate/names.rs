@@ -84,7 +84,10 @@ mod tests {
     fn prefixes_go_on_names_and_come_off_routed_ones() {
         let tool = prefixed(json!({"name": "echo", "description": "d"}), "demo_");
         assert_eq!(tool, json!({"name": "demo_echo", "description": "d"}));
-        assert_eq!(prefixed(json!({"name": "echo"}), ""), json!({"name": "echo"}));
+        assert_eq!(
+            prefixed(json!({"name": "echo"}), ""),
+            json!({"name": "echo"})
+        );
         let call = json!({"name": "demo_echo", "arguments": {"text": "x"}});
         assert_eq!(routed_name("tools/call", &call).unwrap(), "demo_echo");
         assert_eq!(
@@ -92,7 +95,10 @@ mod tests {
             json!({"name": "echo", "arguments": {"text": "x"}})
         );
         let complete = json!({"ref": {"type": "ref/prompt", "name": "demo_greet"}, "argument": {}});
-        assert_eq!(routed_name("completion/complete", &complete).unwrap(), "demo_greet");
+        assert_eq!(
+            routed_name("completion/complete", &complete).unwrap(),
+            "demo_greet"
+        );
         let resource = json!({"ref": {"type": "ref/resource", "uri": "demo://x"}});
         assert_eq!(routed_name("completion/complete", &resource), None);
         assert_eq!(list_of("resources/list"), Some(("resources", false)));

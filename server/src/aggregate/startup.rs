@@ -21,7 +21,11 @@ const READY_WAIT: Duration = Duration::from_secs(30);
 
 /// Checks `aggregate`'s names across its members; a collision is kept as
 /// the aggregate's refusal, and logged.
-pub(crate) async fn check_names(aggregate: Arc<Aggregate>, inputs: Arc<Inputs>, metrics: Arc<Metrics>) {
+pub(crate) async fn check_names(
+    aggregate: Arc<Aggregate>,
+    inputs: Arc<Inputs>,
+    metrics: Arc<Metrics>,
+) {
     for index in 0..aggregate.len() {
         if let Some((_, target)) = aggregate.member(index) {
             let _ = bridge::ready(&target.shared_upstream(), READY_WAIT).await;
@@ -44,5 +48,8 @@ pub(crate) async fn check_names(aggregate: Arc<Aggregate>, inputs: Arc<Inputs>, 
             return;
         }
     }
-    info!(aggregate = aggregate.name(), "aggregate's names checked: no collisions");
+    info!(
+        aggregate = aggregate.name(),
+        "aggregate's names checked: no collisions"
+    );
 }

@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(owner("b://1", &[], &templates), Owner::Member(1));
         assert_eq!(owner("b://1", &[0], &templates), Owner::Member(0));
         assert_eq!(owner("c://1", &[], &templates), Owner::Unknown);
-        assert_eq!(owner("a://1", &[2, 0], &templates), Owner::Ambiguous(vec![0, 2]));
+        assert_eq!(
+            owner("a://1", &[2, 0], &templates),
+            Owner::Ambiguous(vec![0, 2])
+        );
         let both = vec![(0, "x://{a}".to_owned()), (1, "x://{+b}".to_owned())];
         assert_eq!(owner("x://1", &[], &both), Owner::Ambiguous(vec![0, 1]));
     }

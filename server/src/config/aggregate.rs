@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::error::{ConfigError, invalid};
+use super::oauth::{AuthMethods, OAuthConfig};
+use super::policy::Policy;
 use super::raw::RawTarget;
-use super::{AuthMethods, OAuthConfig, Policy, valid_name};
 
 /// Most members one aggregate may have (each list fans out to all).
 pub const MAX_MEMBERS: usize = 64;
@@ -121,20 +122,15 @@ fn reject_backend_fields(key: &str, raw: &RawTarget) -> Result<(), ConfigError> 
     }
 }
 
-/// Validates the aggregate `name` over the raw targets of the config
-/// (`targets`): its members must be targets of another kind.
+/// Validates the aggregate `name` (a valid target name) over the raw
+/// targets of the config (`targets`): its members must be targets of
+/// another kind.
 pub(super) fn validate_aggregate(
     name: &str,
     raw: &RawTarget,
     targets: &BTreeMap<String, RawTarget>,
 ) -> Result<AggregateConfig, ConfigError> {
     let key = format!("targets.{name}");
-    if !valid_name(name) {
-        return Err(invalid(
-            &key,
-            "a target name may use letters, digits, `-`, `_` and `.`",
-        ));
-    }
     reject_backend_fields(&key, raw)?;
     let names = raw
         .members
@@ -167,7 +163,9 @@ pub(super) fn validate_aggregate(
             Some(t) if is_aggregate(t) => {
                 return Err(invalid(
                     at,
-                    format!("`{member}` is an aggregate; members must be targets that run a server"),
+                    format!(
+                        "`{member}` is an aggregate; members must be targets that run a server"
+                    ),
                 ));
             }
             Some(_) => {}

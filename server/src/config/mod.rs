@@ -347,6 +347,12 @@ impl RawConfig {
                 policy: raw.policy.take(),
             };
             if aggregate::is_aggregate(&raw) {
+                if !valid_name(name) {
+                    return Err(invalid(
+                        &key,
+                        "a target name may use letters, digits, `-`, `_` and `.`",
+                    ));
+                }
                 let mut aggregate = aggregate::validate_aggregate(name, &raw, &self.targets)?;
                 let tokens = collect_tokens(&key, raw.tokens.take(), raw.token_file.as_deref())?;
                 let route = guard.validate(&key, tokens, &mut auth)?;
@@ -435,7 +441,8 @@ impl RouteGuard {
             !auth.disabled && (tokens.is_some() || !auth.tokens.is_empty()),
             oauth.is_some() || auth.oauth.is_some(),
         )?;
-        let policy = Policy::from_raw(key, self.policy.unwrap_or_default())?.map(std::sync::Arc::new);
+        let policy =
+            Policy::from_raw(key, self.policy.unwrap_or_default())?.map(std::sync::Arc::new);
         Ok(Route {
             tokens,
             auth_methods,

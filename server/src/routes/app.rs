@@ -107,7 +107,12 @@ impl App {
             .targets
             .iter()
             .map(|(name, t)| (name, t.oauth.as_ref()))
-            .chain(config.aggregates.iter().map(|(name, a)| (name, a.oauth.as_ref())));
+            .chain(
+                config
+                    .aggregates
+                    .iter()
+                    .map(|(name, a)| (name, a.oauth.as_ref())),
+            );
         for (name, oauth) in own {
             if let Some(o) = oauth {
                 let key = format!("targets.{name}.auth.oauth");

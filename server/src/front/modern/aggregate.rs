@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use base64::Engine;
+use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use mcpod_core::meta::RequestMeta;
 use mcpod_core::{MODERN_VERSIONS, Message};
@@ -69,7 +69,8 @@ pub(crate) async fn post(
         }
     };
     if let Some(why) = aggregate.refused() {
-        return record.fail(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, SERVER_ERROR, why).with_id(id));
+        return record
+            .fail(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, SERVER_ERROR, why).with_id(id));
     }
     let Some(version) = request.version.clone() else {
         return record.fail(checks::missing_version(id));
@@ -176,19 +177,22 @@ pub(crate) async fn post(
         return listen(ctx, &aggregate, request, identity).await;
     }
     let routed = match method {
-        "tools/call" | "prompts/get" | "completion/complete" if uri_of(method, &params).is_none() => {
+        "tools/call" | "prompts/get" | "completion/complete"
+            if uri_of(method, &params).is_none() =>
+        {
             by_name(&aggregate, method, params, id)
         }
-        "resources/read" | "completion/complete" => {
-            match uri_of(method, &params) {
-                Some(uri) => by_uri(&aggregate, uri, &ask).await.map(|i| (i, params)),
-                None => Err(unroutable(id, format!("{method} needs a resource URI"))),
-            }
-        }
+        "resources/read" | "completion/complete" => match uri_of(method, &params) {
+            Some(uri) => by_uri(&aggregate, uri, &ask).await.map(|i| (i, params)),
+            None => Err(unroutable(id, format!("{method} needs a resource URI"))),
+        },
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             METHOD_NOT_FOUND,
-            format!("method not found: {other} (aggregate `{}`)", aggregate.name()),
+            format!(
+                "method not found: {other} (aggregate `{}`)",
+                aggregate.name()
+            ),
         )
         .with_id(Some(id))),
     };
@@ -196,7 +200,10 @@ pub(crate) async fn post(
         Ok(r) => r,
         Err(e) => return record.fail(e),
     };
-    forward(ctx, &aggregate, index, method, params, request, identity, record).await
+    forward(
+        ctx, &aggregate, index, method, params, request, identity, record,
+    )
+    .await
 }
 
 /// The resource URI a request routes by: `uri` of `resources/read`,
@@ -287,8 +294,12 @@ async fn list(
         None => (0..aggregate.len()).map(|i| (i, None)).collect(),
     };
     let parts: Vec<(usize, Part)> = aggregate::page(aggregate, method, resumes, ask).await;
-    let mut result = aggregate::merge(key, prefixed, &aggregate.named(), parts)
-        .map_err(|c| ApiError::bad_request(INTERNAL_ERROR, format!("aggregate `{}`: {c}", aggregate.name())))?;
+    let mut result = aggregate::merge(key, prefixed, &aggregate.named(), parts).map_err(|c| {
+        ApiError::bad_request(
+            INTERNAL_ERROR,
+            format!("aggregate `{}`: {c}", aggregate.name()),
+        )
+    })?;
     if let Some(obj) = result.as_object_mut() {
         obj.insert("resultType".into(), Value::from("complete"));
         // Merged for this caller (members' policies filter their parts).
@@ -316,9 +327,13 @@ async fn forward(
     let Message::Request { id, .. } = request.msg else {
         return record.fail(ApiError::bad_request(INVALID_REQUEST, "not a request"));
     };
-    let frame = mcpod_core::json::request_frame(id.get(), method, Some(&mcpod_core::json::to_raw(&params)));
+    let frame =
+        mcpod_core::json::request_frame(id.get(), method, Some(&mcpod_core::json::to_raw(&params)));
     let Ok(msg) = Message::parse(&frame) else {
-        return record.fail(ApiError::bad_request(INTERNAL_ERROR, "the renamed request does not parse"));
+        return record.fail(ApiError::bad_request(
+            INTERNAL_ERROR,
+            "the renamed request does not parse",
+        ));
     };
     let mut member_headers: HeaderMap = request.headers.clone();
     let own_name = params.get("name").and_then(Value::as_str);
