@@ -407,3 +407,46 @@ async fn a_members_list_change_reaches_a_listening_client() {
     drop(stream);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aggregates_policy_applies_to_its_prefixed_names() {
+    let token = "ci-token-0123456789abcdef";
+    let toml = format!(
+        "[auth]\nnamed_tokens = {{ ci = \"{token}\" }}\n{}\
+         [[targets.all.policy]]\ntokens = [\"ci\"]\nallow = [\"tool:files_*\"]\n",
+        config()
+    );
+    let gw = Gateway::start(&toml).await;
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    let list = gw
+        .modern_with("all", json!(1), "tools/list", json!({}), &auth)
+        .await
+        .json();
+    let listed = names(&list, "tools");
+    assert_eq!(listed, ["files_echo", "files_add"], "{list}");
+    let denied = gw
+        .modern_with(
+            "all",
+            json!(2),
+            "tools/call",
+            json!({"name": "git_echo", "arguments": {"text": "x"}}),
+            &auth,
+        )
+        .await;
+    assert_eq!(denied.code(), Some(-32602), "{}", denied.body);
+    assert!(denied.body.contains("`git_echo`"), "{}", denied.body);
+    let allowed = gw
+        .modern_with(
+            "all",
+            json!(3),
+            "tools/call",
+            json!({"name": "files_echo", "arguments": {"text": "ok"}}),
+            &auth,
+        )
+        .await;
+    assert_eq!(allowed.text(), "ok");
+    let unauthenticated = gw.modern("all", json!(4), "tools/list", json!({})).await;
+    assert_eq!(unauthenticated.status, 401, "{}", unauthenticated.body);
+    gw.shutdown().await;
+}
