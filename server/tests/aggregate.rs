@@ -450,3 +450,64 @@ async fn the_aggregates_policy_applies_to_its_prefixed_names() {
     assert_eq!(unauthenticated.status, 401, "{}", unauthenticated.body);
     gw.shutdown().await;
 }
+
+/// The pid of member `a`'s backend, through the aggregate.
+async fn a_pid(gw: &Gateway) -> u64 {
+    let text = gw
+        .modern(
+            "all",
+            json!("pid"),
+            "tools/call",
+            json!({"name": "a_stats", "arguments": {}}),
+        )
+        .await
+        .text();
+    serde_json::from_str::<Value>(&text).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_adds_a_member_and_keeps_the_others_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mcpod.toml");
+    let write = |members: &[&str]| {
+        let mut toml = String::from("[auth]\ndisabled = true\n");
+        for m in members {
+            toml.push_str(&format!(
+                "[targets.{m}]\ncommand = \"{DEMO}\"\nargs = [\"demo-server\", \"--tools\", \"echo,stats\"]\n"
+            ));
+        }
+        let quoted: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+        toml.push_str(&format!(
+            "[targets.all]\nkind = \"aggregate\"\nmembers = [{}]\n",
+            quoted.join(", ")
+        ));
+        std::fs::write(&path, toml).unwrap();
+    };
+    write(&["a"]);
+    let served = common::Served::start(&path, &[("NO_COLOR", "1")]).await;
+    let gw = &served.gateway;
+    let before = a_pid(gw).await;
+    let list = gw
+        .modern("all", json!(1), "tools/list", json!({}))
+        .await
+        .json();
+    assert_eq!(names(&list, "tools"), ["a_echo", "a_stats"]);
+    write(&["a", "b"]);
+    served.signal("HUP");
+    eventually(
+        Duration::from_secs(20),
+        "b's tools in the aggregate",
+        || async {
+            let list = gw
+                .modern("all", json!(2), "tools/list", json!({}))
+                .await
+                .json();
+            (names(&list, "tools") == ["a_echo", "a_stats", "b_echo", "b_stats"]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(a_pid(gw).await, before, "a's backend was kept");
+    served.stop().await;
+}
