@@ -17,6 +17,7 @@
 #   BENCH_MCPOD_PORT    mcpod's loopback port            (default 18080)
 #   BENCH_SG_PORT       supergateway's loopback port     (default 18081)
 #   BENCH_FLOOR_PORT    the HTTP floor's loopback port   (default 18082)
+#   BENCH_AGG_PORT      the aggregate run's mcpod port   (default 18083)
 #   BENCH_MCPOD_LOG     mcpod's RUST_LOG                 (default warn: no access log,
 #                       like supergateway's --logLevel none)
 #   BENCH_THREADS       mcpod-loadgen runtime threads    (default 1)
@@ -181,6 +182,44 @@ echo "CPU µs/req: the probed process + its live descendants (the demo servers) 
 echo
 "$BIN/mcpod-loadgen" report "$OUT"
 echo
+# Aggregate cost: tools/call echo through an aggregate whose one member is
+# the demo target (no prefix, so the same `echo`) vs that target itself,
+# on one more mcpod, back to back at each level; the ratio is printed.
+AGG_PORT=${BENCH_AGG_PORT:-18083}
+AGG_OUT=$WORK/aggregate.jsonl
+cat >"$WORK/aggregate.toml" <<EOF
+[auth]
+disabled = true
+[targets.demo]
+command = "$BIN/mcpod-demo"
+[targets.agg]
+kind = "aggregate"
+members = ["demo"]
+prefixes = { demo = "" }
+EOF
+RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --config "$WORK/aggregate.toml" \
+    --listen "127.0.0.1:$AGG_PORT" 2>"$WORK/mcpod-aggregate.log" &
+AGG_PID=$!
+PIDS+=("$AGG_PID")
+wait_for_port "$AGG_PORT" "$AGG_PID" mcpod-aggregate
+: >"$AGG_OUT"
+for C in $LEVELS; do
+    ROUND=1 OUT=$AGG_OUT run plain-target http "http://127.0.0.1:$AGG_PORT/mcp/demo" --era modern --pid "$AGG_PID"
+    ROUND=1 OUT=$AGG_OUT run via-aggregate http "http://127.0.0.1:$AGG_PORT/mcp/agg" --era modern --pid "$AGG_PID"
+done
+echo
+echo "aggregate vs plain target (2026-07-28 client, tools/call echo, same mcpod):"
+python3 - "$AGG_OUT" <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {(r["label"], r["concurrency"]): r["rps"] for r in runs}
+for c in sorted({r["concurrency"] for r in runs}):
+    plain, agg = by.get(("plain-target", c)), by.get(("via-aggregate", c))
+    if plain and agg:
+        print(f"  c={c}: plain {plain:.0f} req/s, aggregate {agg:.0f} req/s, ratio {agg / plain:.2f}")
+PY
+echo
+
 echo "results: $OUT; logs: $WORK"
 if ((FAILED)); then
     echo "bench-gateway: some runs had errors (see above and $WORK/loadgen.log)" >&2

@@ -107,10 +107,12 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 pub const USAGE: &str = "\
 mcpod-demo: a demo MCP server on stdin/stdout (newline-delimited JSON-RPC), logs on stderr.
 
-Usage: mcpod-demo [--legacy-only | --modern-only]
+Usage: mcpod-demo [--legacy-only | --modern-only] [--tools a,b,...] [--page-size N]
 
   --legacy-only  serve only the initialize-based revisions (2024-11-05 … 2025-11-25)
   --modern-only  serve only 2026-07-28 (requests must carry _meta protocolVersion)
+  --tools LIST   list and serve only these tools (comma-separated names)
+  --page-size N  tools/list gives N tools a page, with nextCursor
   -h, --help     print this help
   -V, --version  print the version
 
@@ -126,6 +128,10 @@ pub struct Config {
     pub modern: bool,
     /// Longest inbound line accepted, in bytes.
     pub max_line_bytes: usize,
+    /// The tools listed and served (`None`: all of [`TOOL_NAMES`]).
+    pub tools: Option<Vec<String>>,
+    /// Tools per `tools/list` page (`None`: one page).
+    pub page_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -134,6 +140,8 @@ impl Default for Config {
             legacy: true,
             modern: true,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            tools: None,
+            page_size: None,
         }
     }
 }
@@ -156,6 +164,10 @@ pub enum Command {
 /// let Ok(Command::Serve(config)) = parse_args(["--legacy-only"]) else { panic!() };
 /// assert!(config.legacy && !config.modern);
 /// assert!(parse_args(["--bogus"]).is_err());
+/// let Ok(Command::Serve(config)) = parse_args(["--tools", "echo,add", "--page-size", "1"]) else { panic!() };
+/// assert_eq!(config.tools, Some(vec!["echo".to_owned(), "add".to_owned()]));
+/// assert_eq!(config.page_size, Some(1));
+/// assert!(parse_args(["--tools", "nope"]).is_err());
 /// ```
 pub fn parse_args<I, S>(args: I) -> Result<Command, String>
 where
@@ -163,8 +175,27 @@ where
     S: AsRef<str>,
 {
     let mut config = Config::default();
-    for arg in args {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
         match arg.as_ref() {
+            "--tools" => {
+                let list = args
+                    .next()
+                    .ok_or_else(|| format!("--tools needs a list\n\n{USAGE}"))?;
+                let names: Vec<String> = list.as_ref().split(',').map(str::to_owned).collect();
+                if let Some(bad) = names.iter().find(|n| !TOOL_NAMES.contains(&n.as_str())) {
+                    return Err(format!("--tools: no tool named `{bad}`\n\n{USAGE}"));
+                }
+                config.tools = Some(names);
+            }
+            "--page-size" => {
+                let n = args
+                    .next()
+                    .and_then(|n| n.as_ref().parse::<usize>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--page-size needs a number above 0\n\n{USAGE}"))?;
+                config.page_size = Some(n);
+            }
             "--legacy-only" => config.modern = false,
             "--modern-only" => config.legacy = false,
             "-h" | "--help" => return Ok(Command::Help),

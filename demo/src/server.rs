@@ -216,7 +216,7 @@ fn handle_request(
         ("logging/setLevel", Era::Legacy) => Answer::Now(set_level(shared, params)?),
         ("server/discover", _) if shared.config.modern => Answer::Now(discover()),
         ("subscriptions/listen", Era::Modern) => listen(shared, &request)?,
-        ("tools/list", _) => Answer::Now(tools::list(era)),
+        ("tools/list", _) => Answer::Now(tools::list(era, &shared.config, params)?),
         ("tools/call", _) => tools::call(shared, &request)?,
         ("resources/list", _) => Answer::Now(catalog::list_resources(era)),
         ("resources/templates/list", _) => Answer::Now(catalog::list_resource_templates(era)),

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Number, Value, json};
 
+use crate::Config;
 use crate::call::Call;
 use crate::envelope::{self, RpcError, id_key};
 use crate::era::{self, Era, Level};
@@ -192,9 +193,49 @@ fn definitions() -> &'static Value {
     })
 }
 
-/// `tools/list`.
-pub(crate) fn list(era: Era) -> Value {
-    era::cacheable(era, json!({ "tools": definitions() }))
+#[derive(Deserialize)]
+struct ListParams<'a> {
+    #[serde(borrow, default)]
+    cursor: Option<Cow<'a, str>>,
+}
+
+/// `tools/list`: the tools `config` serves, a page of `config.page_size`
+/// at a time (the cursor is the index of the page's first tool).
+pub(crate) fn list(
+    era: Era,
+    config: &Config,
+    params: Option<&RawValue>,
+) -> Result<Value, RpcError> {
+    let ListParams { cursor } = parse_params(params)?;
+    let served: Vec<&Value> = definitions()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["name"].as_str().is_some_and(|n| serves(config, n)))
+        .collect();
+    let start = match cursor.as_deref() {
+        None => 0,
+        Some(c) => c
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n < served.len())
+            .ok_or_else(|| RpcError::invalid_params(format!("invalid cursor: {c}")))?,
+    };
+    let size = config.page_size.unwrap_or(served.len().max(1));
+    let end = (start + size).min(served.len());
+    let mut result = json!({ "tools": served[start..end] });
+    if end < served.len() {
+        result["nextCursor"] = json!(end.to_string());
+    }
+    Ok(era::cacheable(era, result))
+}
+
+/// Whether `config` serves tool `name`.
+fn serves(config: &Config, name: &str) -> bool {
+    config
+        .tools
+        .as_ref()
+        .is_none_or(|t| t.iter().any(|n| n == name))
 }
 
 #[derive(Deserialize)]
@@ -314,6 +355,9 @@ pub(crate) fn call(shared: &Arc<Shared>, request: &Request<'_>) -> Result<Answer
     let params: CallParams<'_> = parse_params(request.params)?;
     let raw = params.arguments;
     let name = params.name.as_ref();
+    if !serves(&shared.config, name) {
+        return Err(RpcError::invalid_params(format!("unknown tool: {name}")));
+    }
     match name {
         "echo" => {
             let EchoArgs { text } = arguments(name, raw)?;

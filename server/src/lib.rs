@@ -31,6 +31,7 @@
 //! | `routes` | HTTP routing and the guards: Host/Origin, CORS, bearer tokens, health and metrics |
 //! | `front` | the era front ends: legacy sessions, 2026-07-28 requests, Memoh routes |
 //! | `web` | the HTTP vocabulary they share: errors, SSE, headers, bodies, the request record |
+//! | `aggregate` | aggregates: several targets on one endpoint, their lists merged, names prefixed |
 //! | `bridge` | era translation between a client and a backend |
 //! | `targets` | targets and their backends: shared, per session, in containerd |
 //! | `metrics`, `config`, `ids` | counters, the configuration, random ids |
@@ -49,6 +50,8 @@ mod routes;
 mod front;
 
 mod web;
+
+mod aggregate;
 
 mod bridge;
 

@@ -7,6 +7,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod members;
+
+pub(crate) use members::{MemberOutcome, MemberRequests};
+
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
@@ -337,6 +341,8 @@ pub(crate) struct Metrics {
     pub(crate) connections: Connections,
     /// Config reloads.
     pub(crate) reloads: Reloads,
+    /// Aggregates' requests to their members.
+    pub(crate) members: MemberRequests,
 }
 
 impl Metrics {
@@ -525,6 +531,7 @@ impl Metrics {
         );
         self.connections.render(&mut out);
         self.reloads.render(&mut out);
+        self.members.render(&mut out, esc);
         out
     }
 }

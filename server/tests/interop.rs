@@ -688,3 +688,29 @@ async fn the_one_liner_fronts_servers_people_run_for_clients_of_both_eras() {
         one.child.kill().await.unwrap();
     }
 }
+
+/// The official Python SDK (2026-07-28, `mode="auto"`) using an aggregate
+/// of two demo servers of different eras and tool sets as one server.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_client_uses_an_aggregate_as_one_server() {
+    require_setup();
+    let demo = common::DEMO;
+    let gw = Gateway::start(&format!(
+        "[targets.files]\ncommand = \"{demo}\"\nargs = [\"demo-server\", \"--legacy-only\", \
+         \"--tools\", \"echo,add,sleep,progress,notify_change,stats\", \"--page-size\", \"2\"]\n\
+         [targets.git]\ncommand = \"{demo}\"\nargs = [\"demo-server\", \"--modern-only\", \
+         \"--tools\", \"echo,notify_change,stats\"]\n\
+         [targets.all]\nkind = \"aggregate\"\nmembers = [\"files\", \"git\"]\n"
+    ))
+    .await;
+    let program = vec![
+        python(),
+        interop()
+            .join("clients/aggregate_client.py")
+            .display()
+            .to_string(),
+    ];
+    let summary = client(&program, &gw.url("/mcp/all")).await;
+    assert_eq!(summary["checks"], 4, "{summary}");
+    gw.shutdown().await;
+}

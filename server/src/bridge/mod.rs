@@ -35,7 +35,7 @@ pub(crate) use handshake::{NotReady, discover_result, initialize_result, negotia
 pub(crate) use inputs::{Inputs, Retry, STATE_PREFIX};
 pub(crate) use listen::{ListenFilter, listen};
 pub(crate) use logging::LogLevel;
-pub(crate) use policy::{DENIED, refusal};
+pub(crate) use policy::{DENIED, filter_list, refusal};
 pub(crate) use slots::Slots;
 pub(crate) use streams::{Attached, Next, Refusal, StreamId, StreamLimits};
 

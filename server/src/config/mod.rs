@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod aggregate;
 mod containerd;
 mod duration;
 mod error;
@@ -23,6 +24,7 @@ mod stdio;
 mod telemetry;
 mod tokens;
 
+pub use aggregate::{AggregateConfig, AggregateMember, DEFAULT_MEMBER_TIMEOUT, MAX_MEMBERS};
 pub use containerd::{ContainerdBackend, ContainerdSettings, ExecCommand};
 pub use duration::RawDuration;
 pub use duration::{MAX_DURATION, parse_duration};
@@ -295,8 +297,10 @@ pub struct Config {
     pub limits: Limits,
     /// `[sessions]`: sealed session ids for replicas.
     pub sessions: SessionsConfig,
-    /// Targets by name.
+    /// Targets by name (aggregates apart).
     pub targets: BTreeMap<String, TargetConfig>,
+    /// `kind = "aggregate"` targets by name.
+    pub aggregates: BTreeMap<String, AggregateConfig>,
     /// Bots by id.
     pub bots: BTreeMap<String, BotConfig>,
     /// `[containerd]`, if given.
@@ -333,37 +337,43 @@ impl RawConfig {
             ));
         }
         let mut targets = BTreeMap::new();
-        for (name, raw) in self.targets {
-            let mut raw = raw;
-            let named = raw.named_tokens.take();
-            let target_auth = raw.auth.take().unwrap_or_default();
-            let policy = raw.policy.take();
-            let mut target = validate_target(&name, raw, &limits, containerd.as_ref())?;
+        let mut aggregates = BTreeMap::new();
+        for (name, raw) in &self.targets {
+            let mut raw = raw.clone();
             let key = format!("targets.{name}");
-            target.tokens =
-                tokens::add_named(&key, target.tokens.take(), named, &mut auth.token_names)?;
-            if auth.disabled && (target_auth.oauth.is_some() || target_auth.methods.is_some()) {
-                return Err(invalid(
-                    format!("{key}.auth"),
-                    "auth is disabled globally; the target's auth would be ignored",
-                ));
+            let guard = RouteGuard {
+                named: raw.named_tokens.take(),
+                auth: raw.auth.take().unwrap_or_default(),
+                policy: raw.policy.take(),
+            };
+            if aggregate::is_aggregate(&raw) {
+                if !valid_name(name) {
+                    return Err(invalid(
+                        &key,
+                        "a target name may use letters, digits, `-`, `_` and `.`",
+                    ));
+                }
+                let mut aggregate = aggregate::validate_aggregate(name, &raw, &self.targets)?;
+                let tokens = collect_tokens(&key, raw.tokens.take(), raw.token_file.as_deref())?;
+                let route = guard.validate(&key, tokens, &mut auth)?;
+                aggregate.tokens = route.tokens;
+                aggregate.auth_methods = route.auth_methods;
+                aggregate.oauth = route.oauth;
+                aggregate.policy = route.policy;
+                aggregates.insert(name.clone(), aggregate);
+                continue;
             }
-            target.oauth = target_auth
-                .oauth
-                .map(|o| OAuthConfig::from_raw(&format!("{key}.auth.oauth"), o))
-                .transpose()?;
-            target.auth_methods = AuthMethods::from_raw(
-                &key,
-                target_auth.methods.as_deref(),
-                !auth.disabled && (target.tokens.is_some() || !auth.tokens.is_empty()),
-                target.oauth.is_some() || auth.oauth.is_some(),
-            )?;
-            target.policy =
-                Policy::from_raw(&key, policy.unwrap_or_default())?.map(std::sync::Arc::new);
-            targets.insert(name, target);
+            aggregate::reject_aggregate_fields(&key, &raw)?;
+            let mut target = validate_target(name, raw, &limits, containerd.as_ref())?;
+            let route = guard.validate(&key, target.tokens.take(), &mut auth)?;
+            target.tokens = route.tokens;
+            target.auth_methods = route.auth_methods;
+            target.oauth = route.oauth;
+            target.policy = route.policy;
+            targets.insert(name.clone(), target);
         }
-        let bots = validate_bots(self.bots, &targets, auth.disabled)?;
-        check_every_route_has_tokens(&auth, &targets, &bots)?;
+        let bots = validate_bots(self.bots, &targets, &aggregates, auth.disabled)?;
+        check_every_route_has_tokens(&auth, &targets, &aggregates, &bots)?;
         Ok(Config {
             listen,
             allowed_origins: validate_origins(self.allowed_origins.unwrap_or_default())?,
@@ -380,9 +390,64 @@ impl RawConfig {
             limits,
             sessions,
             targets,
+            aggregates,
             bots,
             containerd,
             telemetry,
+        })
+    }
+}
+
+/// The keys of a target (or aggregate) that guard its route: named
+/// tokens, `[targets.NAME.auth]`, `[[targets.NAME.policy]]`.
+struct RouteGuard {
+    named: Option<BTreeMap<String, String>>,
+    auth: RawTargetAuth,
+    policy: Option<Vec<RawPolicyRule>>,
+}
+
+/// A route's credentials and policy, validated.
+struct Route {
+    tokens: Option<Vec<String>>,
+    auth_methods: AuthMethods,
+    oauth: Option<OAuthConfig>,
+    policy: Option<std::sync::Arc<Policy>>,
+}
+
+impl RouteGuard {
+    /// Validates the guard of the route `key` whose own tokens are
+    /// `tokens`, adding its named tokens to `auth`'s names.
+    fn validate(
+        self,
+        key: &str,
+        tokens: Option<Vec<String>>,
+        auth: &mut AuthConfig,
+    ) -> Result<Route, ConfigError> {
+        let tokens = tokens::add_named(key, tokens, self.named, &mut auth.token_names)?;
+        if auth.disabled && (self.auth.oauth.is_some() || self.auth.methods.is_some()) {
+            return Err(invalid(
+                format!("{key}.auth"),
+                "auth is disabled globally; the target's auth would be ignored",
+            ));
+        }
+        let oauth = self
+            .auth
+            .oauth
+            .map(|o| OAuthConfig::from_raw(&format!("{key}.auth.oauth"), o))
+            .transpose()?;
+        let auth_methods = AuthMethods::from_raw(
+            key,
+            self.auth.methods.as_deref(),
+            !auth.disabled && (tokens.is_some() || !auth.tokens.is_empty()),
+            oauth.is_some() || auth.oauth.is_some(),
+        )?;
+        let policy =
+            Policy::from_raw(key, self.policy.unwrap_or_default())?.map(std::sync::Arc::new);
+        Ok(Route {
+            tokens,
+            auth_methods,
+            oauth,
+            policy,
         })
     }
 }
@@ -583,6 +648,7 @@ fn validate_limits(l: RawLimits) -> Result<Limits, ConfigError> {
 fn validate_bots(
     raw: BTreeMap<String, RawBot>,
     targets: &BTreeMap<String, TargetConfig>,
+    aggregates: &BTreeMap<String, AggregateConfig>,
     auth_disabled: bool,
 ) -> Result<BTreeMap<String, BotConfig>, ConfigError> {
     let mut bots = BTreeMap::new();
@@ -598,6 +664,14 @@ fn validate_bots(
         let target = raw
             .target
             .ok_or_else(|| invalid(format!("{key}.target"), "missing"))?;
+        if aggregates.contains_key(&target) {
+            return Err(invalid(
+                format!("{key}.target"),
+                format!(
+                    "`{target}` is an aggregate; the Memoh routes serve one target that runs a server"
+                ),
+            ));
+        }
         if !targets.contains_key(&target) {
             return Err(invalid(
                 format!("{key}.target"),
@@ -630,6 +704,7 @@ fn validate_bots(
 fn check_every_route_has_tokens(
     auth: &AuthConfig,
     targets: &BTreeMap<String, TargetConfig>,
+    aggregates: &BTreeMap<String, AggregateConfig>,
     bots: &BTreeMap<String, BotConfig>,
 ) -> Result<(), ConfigError> {
     if !auth.disabled
@@ -638,6 +713,9 @@ fn check_every_route_has_tokens(
         && (targets
             .values()
             .any(|t| t.tokens.is_none() && t.oauth.is_none())
+            || aggregates
+                .values()
+                .any(|a| a.tokens.is_none() && a.oauth.is_none())
             || bots.values().any(|b| b.tokens.is_none()))
     {
         return Err(invalid(
@@ -647,7 +725,10 @@ fn check_every_route_has_tokens(
              or auth.disabled = true on a loopback listener",
         ));
     }
-    if auth.disabled && targets.values().any(|t| t.tokens.is_some()) {
+    if auth.disabled
+        && (targets.values().any(|t| t.tokens.is_some())
+            || aggregates.values().any(|a| a.tokens.is_some()))
+    {
         return Err(invalid(
             "auth.disabled",
             "auth is disabled globally; per-target tokens would be ignored",
@@ -726,7 +807,9 @@ fn validate_target(
         other => {
             return Err(invalid(
                 format!("{key}.kind"),
-                format!("unknown kind `{other}` (supported: \"process\", \"containerd\")"),
+                format!(
+                    "unknown kind `{other}` (supported: \"process\", \"containerd\", \"aggregate\")"
+                ),
             ));
         }
     };

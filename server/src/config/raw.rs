@@ -150,7 +150,7 @@ pub struct RawLimits {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
-    /// `"process"` (the default).
+    /// `"process"` (the default), `"containerd"` or `"aggregate"`.
     pub kind: Option<String>,
     /// The program to run (process targets).
     pub command: Option<String>,
@@ -197,6 +197,14 @@ pub struct RawTarget {
     /// Send a shared backend's log messages that no call owns to every
     /// client (default: to nobody).
     pub broadcast_logs: Option<bool>,
+    /// The targets an aggregate serves (aggregate targets).
+    pub members: Option<Vec<String>>,
+    /// The prefix of each member's names, by member (aggregate targets;
+    /// default `{member}_`, `""` for none).
+    pub prefixes: Option<BTreeMap<String, String>>,
+    /// How long a member's part of a merged list is waited for (aggregate
+    /// targets).
+    pub member_timeout: Option<RawDuration>,
     /// The bot whose container runs the server (containerd targets).
     pub bot: Option<String>,
     /// containerd socket (containerd targets; default from `[containerd]`).

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::routes::App;
 use crate::targets::Target;
 
 /// Starts `target`'s shared backend (in the background, until it has been
@@ -47,5 +48,17 @@ async fn start_until_ready(upstream: mcpod_tokio::Upstream, name: String, stop: 
         if upstream.status().closed || upstream.backend_info().is_some() {
             return;
         }
+    }
+}
+
+/// Checks each aggregate of `app` once its members are ready (in the
+/// background): names that collide across members make it refuse.
+pub(super) fn check_aggregates(app: &App) {
+    for aggregate in app.aggregates.values() {
+        tokio::spawn(crate::aggregate::check_names(
+            aggregate.clone(),
+            app.ctx.inputs.clone(),
+            app.ctx.metrics.clone(),
+        ));
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use super::backends::start_shared;
+use super::backends::{check_aggregates, start_shared};
 use super::connection::Routes;
 use crate::config::{Config, ConfigError};
 use crate::routes::{self, App, Retired};
@@ -101,6 +101,7 @@ fn apply(r: &Reloading, old: &Arc<App>, config: Config) -> Result<(), ConfigErro
             start_shared(target, &app.ctx.shutdown);
         }
     }
+    check_aggregates(&app);
     // Requests see the new config from here on.
     r.routes.store(Arc::new(routes::router(app.clone())));
     r.current.store(app.clone());

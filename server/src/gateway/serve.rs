@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use arc_swap::ArcSwap;
 
-use super::backends::start_shared;
+use super::backends::{check_aggregates, start_shared};
 use super::connection::{Routes, Timeouts};
 use super::listener::{self, Accept};
 use super::nofile;
@@ -60,6 +60,7 @@ async fn run(
     for target in app.targets.all() {
         start_shared(target, &app.ctx.shutdown);
     }
+    check_aggregates(&app);
     let current: Current = Arc::new(ArcSwap::new(app.clone()));
     let routes: Routes = Arc::new(ArcSwap::from_pointee(routes::router(app.clone())));
     let sweeper = tokio::spawn(sweep(current.clone()));

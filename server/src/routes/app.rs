@@ -9,7 +9,8 @@ use http::HeaderMap;
 use super::auth::{Authorized, Gate, TokenSet};
 use super::guard::HostGuard;
 use super::oauth::Verifier;
-use crate::config::{Config, TargetConfig};
+use crate::aggregate::Aggregate;
+use crate::config::{AggregateConfig, AuthMethods, Config, TargetConfig};
 use crate::front::Context;
 use crate::front::legacy::{SessionStore, Sessions};
 use crate::front::memoh::StdioConnections;
@@ -23,6 +24,8 @@ pub(crate) struct App {
     pub(crate) config: Config,
     /// The targets.
     pub(crate) targets: Registry,
+    /// The aggregates, over the targets in force.
+    pub(crate) aggregates: HashMap<String, Arc<Aggregate>>,
     /// Host/Origin checks.
     pub(crate) guard: HostGuard,
     /// What the front ends share (metrics, parked calls, shutdown).
@@ -57,6 +60,7 @@ impl App {
     pub(crate) fn new(config: Config, addr: SocketAddr) -> Result<Arc<App>, std::io::Error> {
         let guard = Self::guard_for(&config, addr)?;
         let targets = Registry::new(&config.targets, &config.limits);
+        let aggregates = Aggregate::all(&config.aggregates, &targets);
         let bot_containers = config
             .containerd
             .as_ref()
@@ -74,6 +78,7 @@ impl App {
             target_oauth,
             sessions: Arc::new(Sessions::new(&targets)),
             targets,
+            aggregates,
             guard,
             ctx: Context::new(&config.sessions),
             stdio: Arc::default(),
@@ -98,8 +103,18 @@ impl App {
             .map(|o| Verifier::new(o).map_err(|e| invalid("auth.oauth".to_owned(), e)))
             .transpose()?;
         let mut target_oauth = HashMap::new();
-        for (name, t) in &config.targets {
-            if let Some(o) = &t.oauth {
+        let own = config
+            .targets
+            .iter()
+            .map(|(name, t)| (name, t.oauth.as_ref()))
+            .chain(
+                config
+                    .aggregates
+                    .iter()
+                    .map(|(name, a)| (name, a.oauth.as_ref())),
+            );
+        for (name, oauth) in own {
+            if let Some(o) = oauth {
                 let key = format!("targets.{name}.auth.oauth");
                 target_oauth.insert(name.clone(), Verifier::new(o).map_err(|e| invalid(key, e))?);
             }
@@ -140,6 +155,9 @@ impl App {
         let guard = Self::guard_for(&config, self.addr)?;
         let (oauth, target_oauth) = Self::verifiers(&config)?;
         let (targets, retired) = self.targets.carry(&config.targets, &config.limits);
+        // Aggregates hold no backends: they are made again over the
+        // targets in force (kept members keep their backends and calls).
+        let aggregates = Aggregate::all(&config.aggregates, &targets);
         let (sessions, mut left) = self
             .sessions
             .carry(&targets, |name| targets.kept(&self.targets, name));
@@ -156,6 +174,7 @@ impl App {
         let app = App {
             config,
             targets,
+            aggregates,
             guard,
             ctx: self.ctx.clone(),
             sessions: Arc::new(sessions),
@@ -198,28 +217,31 @@ impl App {
     }
 
     /// The issuer whose access tokens `target` accepts, if it accepts any.
-    pub(crate) fn verifier_of(&self, target: &TargetConfig) -> Option<&Verifier> {
+    pub(crate) fn verifier_of<'a>(&self, target: impl Into<Guarded<'a>>) -> Option<&Verifier> {
+        let target = target.into();
         if !target.auth_methods.oauth {
             return None;
         }
-        self.target_oauth.get(&target.name).or(self.oauth.as_ref())
+        self.target_oauth.get(target.name).or(self.oauth.as_ref())
     }
 
-    /// Checks the request's credentials against what `target` accepts
-    /// (`metadata`: the absolute URL of its resource metadata).
-    pub(crate) async fn authorize_target(
+    /// Checks the request's credentials against what `target` (a target
+    /// or an aggregate) accepts (`metadata`: the absolute URL of its
+    /// resource metadata).
+    pub(crate) async fn authorize_target<'a>(
         &self,
-        target: &TargetConfig,
+        target: impl Into<Guarded<'a>>,
         headers: &HeaderMap,
         metadata: Option<&str>,
     ) -> Result<Authorized, ApiError> {
+        let target = target.into();
         let tokens = if self.config.auth.disabled {
             Some(TokenSet::Disabled)
         } else {
             target
                 .auth_methods
                 .tokens
-                .then(|| self.tokens(target.tokens.as_ref()))
+                .then(|| self.tokens(target.tokens))
         };
         let gate = Gate {
             tokens,
@@ -227,5 +249,34 @@ impl App {
             metadata,
         };
         gate.check(headers).await
+    }
+}
+
+/// What guards a route of `/mcp/{name}`: its own tokens and the methods
+/// it accepts (a target's or an aggregate's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Guarded<'a> {
+    name: &'a str,
+    tokens: Option<&'a Vec<String>>,
+    auth_methods: AuthMethods,
+}
+
+impl<'a> From<&'a TargetConfig> for Guarded<'a> {
+    fn from(t: &'a TargetConfig) -> Self {
+        Guarded {
+            name: &t.name,
+            tokens: t.tokens.as_ref(),
+            auth_methods: t.auth_methods,
+        }
+    }
+}
+
+impl<'a> From<&'a AggregateConfig> for Guarded<'a> {
+    fn from(a: &'a AggregateConfig) -> Self {
+        Guarded {
+            name: &a.name,
+            tokens: a.tokens.as_ref(),
+            auth_methods: a.auth_methods,
+        }
     }
 }

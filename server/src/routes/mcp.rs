@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::app::App;
 use super::auth::Authorized;
 use super::resource;
+use crate::aggregate::Aggregate;
 use crate::config::Access;
 use crate::front;
 use crate::front::legacy::SessionRequest;
@@ -75,7 +76,7 @@ fn detect_era(
 /// The target label for metrics: unknown names are not echoed into
 /// label values (a client could otherwise create series at will).
 fn metric_target<'a>(app: &App, name: &'a str) -> &'a str {
-    if app.targets.get(name).is_some() {
+    if app.targets.get(name).is_some() || app.aggregates.contains_key(name) {
         name
     } else {
         "unknown"
@@ -142,6 +143,9 @@ async fn handle_post(
     body: Body,
 ) -> Response {
     let mut record = Record::rpc(&app.ctx.metrics, metric_target(&app, &name));
+    if let Some(aggregate) = app.aggregates.get(&name).cloned() {
+        return Box::pin(aggregate_post(app, aggregate, uri, headers, body, record)).await;
+    }
     // Boxed: checking an access token may fetch the issuer's keys, and a
     // connection waiting for its body should not hold that future's room.
     let (target, who) = match Box::pin(target_for(&app, &name, &uri, &headers)).await {
@@ -227,6 +231,73 @@ async fn dispatch_post(
     }
 }
 
+/// A POST to an aggregate: its own credentials and policy, then the
+/// aggregate front end of the client's era.
+async fn aggregate_post(
+    app: Arc<App>,
+    aggregate: Arc<Aggregate>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    mut record: Record,
+) -> Response {
+    let name = aggregate.name();
+    let metadata = resource::base_url(&app, Some(&uri), &headers)
+        .map(|b| resource::metadata_url(&b, Some(name)));
+    let who = match app
+        .authorize_target(&aggregate.config, &headers, metadata.as_deref())
+        .await
+    {
+        Ok(who) => who,
+        Err(e) => return record.fail(e),
+    };
+    let body = match read_json_body(&headers, body, &app.config.limits).await {
+        Ok(b) => b,
+        Err(e) => return record.fail(e),
+    };
+    let msg = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(e) => return record.fail(ApiError::bad_request(e.code(), e.to_string())),
+    };
+    match msg.method() {
+        Some(m) => record.method(Method::of(m), m),
+        None => record.method(Method::RESPONSE, "response"),
+    }
+    let meta = RequestMeta::read(message_params(&msg));
+    let era = match detect_era(&headers, &msg, meta.as_ref().ok()) {
+        Ok(e) => e,
+        Err(e) => return record.fail(e),
+    };
+    let ClientEra::Modern(version) = era else {
+        return record.fail(aggregate_is_modern(name));
+    };
+    tracing::Span::current().record("era", "modern");
+    let Authorized {
+        principal,
+        identity,
+    } = who;
+    let request = front::modern::ModernPost {
+        headers: &headers,
+        msg: &msg,
+        meta,
+        version,
+        principal,
+        access: Access::of(aggregate.config.policy.as_ref(), identity.clone()),
+    };
+    front::modern::aggregate::post(&app.ctx, aggregate.clone(), request, identity, record).await
+}
+
+/// What a legacy client of an aggregate is told.
+fn aggregate_is_modern(name: &str) -> ApiError {
+    ApiError::bad_request(
+        INVALID_REQUEST,
+        format!(
+            "aggregate `{name}` is served to 2026-07-28 clients (MCP-Protocol-Version: 2026-07-28); \
+             a legacy client connects to its members' own /mcp/{{member}} endpoints"
+        ),
+    )
+}
+
 /// `GET /mcp/{target}`: a legacy session's stream of server-initiated
 /// messages.
 pub(super) async fn get(
@@ -278,6 +349,12 @@ async fn session_request_in(
     operation: Operation,
 ) -> Response {
     let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
+    if let Some(aggregate) = app.aggregates.get(name) {
+        return match app.authorize_target(&aggregate.config, headers, None).await {
+            Ok(_) => record.fail(aggregate_is_modern(name)),
+            Err(e) => record.fail(e),
+        };
+    }
     match target_for(app, name, uri, headers).await {
         Ok((target, who)) => {
             let sessions = &app.sessions;

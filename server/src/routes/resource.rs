@@ -93,10 +93,11 @@ pub(super) async fn target(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let verifier = app
-        .targets
-        .get(&name)
-        .and_then(|t| app.verifier_of(&t.config));
+    let verifier = match (app.targets.get(&name), app.aggregates.get(&name)) {
+        (Some(t), _) => app.verifier_of(&t.config),
+        (None, Some(a)) => app.verifier_of(&a.config),
+        (None, None) => None,
+    };
     let Some(verifier) = verifier else {
         return not_found("no target of that name takes OAuth access tokens");
     };

@@ -1,6 +1,7 @@
 //! Stateless (2026-07-28) clients: header validation, `server/discover`,
 //! `subscriptions/listen`, multi round-trip retries, and forwarding.
 
+pub(crate) mod aggregate;
 mod checks;
 
 use std::borrow::Cow;
