@@ -332,20 +332,264 @@ async fn names_that_collide_are_refused_at_start_naming_both() {
     gw.shutdown().await;
 }
 
+/// A legacy request body.
+fn rpc(id: Value, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_legacy_client_is_told_where_to_go() {
+async fn a_legacy_session_sees_merged_lists_with_prefixes_and_pages() {
     let gw = Gateway::start(&config()).await;
-    let r = gw
+    let init = gw
         .post(
             "/mcp/all",
             &[],
-            &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion":"2025-06-18","capabilities":{},
-                "clientInfo":{"name":"test","version":"1"}}}),
+            &rpc(
+                json!(0),
+                "initialize",
+                json!({"protocolVersion": "2025-06-18",
+                "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}),
+            ),
         )
         .await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("2026-07-28"), "{}", r.body);
+    assert_eq!(init.status, 200, "{}", init.body);
+    let result = &init.json()["result"];
+    assert_eq!(result["protocolVersion"], "2025-06-18", "{result}");
+    assert_eq!(result["serverInfo"]["name"], "all", "{result}");
+    assert_eq!(
+        result["capabilities"]["tools"]["listChanged"], true,
+        "{result}"
+    );
+    let sid = init.header("mcp-session-id").unwrap();
+    assert!(sid.starts_with("mcpod-agg1."), "{sid}");
+    let done = gw
+        .legacy(
+            "all",
+            &sid,
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
+    assert_eq!(done.status, 202, "{}", done.body);
+    let ping = gw
+        .legacy("all", &sid, rpc(json!("p"), "ping", json!({})))
+        .await;
+    assert_eq!(
+        ping.json(),
+        json!({"jsonrpc": "2.0", "id": "p", "result": {}})
+    );
+
+    let first = gw
+        .legacy("all", &sid, rpc(json!(1), "tools/list", json!({})))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json();
+    assert_eq!(
+        names(&first, "tools"),
+        [
+            "files_echo",
+            "files_add",
+            "git_echo",
+            "git_notify_change",
+            "git_stats"
+        ]
+    );
+    assert!(first["result"].get("resultType").is_none(), "{first}");
+    let mut seen = names(&first, "tools");
+    let mut cursor = first["result"]["nextCursor"].as_str().map(str::to_owned);
+    let mut pages = 1;
+    while let Some(c) = cursor {
+        let page = gw
+            .legacy(
+                "all",
+                &sid,
+                rpc(json!(pages + 1), "tools/list", json!({"cursor": c})),
+            )
+            .await
+            .json();
+        seen.extend(names(&page, "tools"));
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_owned);
+        pages += 1;
+        assert!(pages <= 5, "the pages never end: {page}");
+    }
+    assert_eq!(pages, 3, "files' six tools are three pages of two");
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    let level = gw
+        .legacy(
+            "all",
+            &sid,
+            rpc(json!("l"), "logging/setLevel", json!({"level": "debug"})),
+        )
+        .await;
+    assert_eq!(level.json()["result"], json!({}), "{}", level.body);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_sessions_calls_are_routed_with_its_ids_progress_and_cancellation() {
+    let gw = Gateway::start(&config()).await;
+    let sid = gw.initialize("all").await;
+    let files = gw
+        .legacy(
+            "all",
+            &sid,
+            common::call(json!("call-1"), "files_echo", json!({"text": "to files"})),
+        )
+        .await;
+    assert_eq!(files.json()["id"], json!("call-1"), "{}", files.body);
+    assert_eq!(files.text(), "to files");
+    let git = gw
+        .legacy(
+            "all",
+            &sid,
+            common::call(json!(77), "git_echo", json!({"text": "to git"})),
+        )
+        .await;
+    assert_eq!(git.json()["id"], json!(77), "{}", git.body);
+    assert_eq!(git.text(), "to git");
+    let unknown = gw
+        .legacy(
+            "all",
+            &sid,
+            common::call(json!(5), "nobody_echo", json!({})),
+        )
+        .await;
+    assert_eq!(unknown.code(), Some(-32602), "{}", unknown.body);
+
+    let progress = gw
+        .legacy(
+            "all",
+            &sid,
+            rpc(
+                json!("p"),
+                "tools/call",
+                json!({"name": "files_progress",
+                "arguments": {"steps": 3, "delay_ms": 1}, "_meta": {"progressToken": "tok-1"}}),
+            ),
+        )
+        .await;
+    let messages = progress.messages();
+    let steps: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(steps.len(), 3, "{messages:?}");
+    assert!(
+        steps
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "tok-1")
+    );
+    assert_eq!(messages.last().unwrap()["id"], json!("p"));
+
+    // The caller cancels by its own id; the member's call ends.
+    let long = {
+        let http = gw.http.clone();
+        let url = gw.url("/mcp/all");
+        let sid = sid.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", sid)
+                .body(common::call(json!("long"), "files_sleep", json!({"ms": 30000})).to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the member saw the cancel",
+        || async {
+            let cancel = gw
+                .legacy(
+                    "all",
+                    &sid,
+                    json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                       "params": {"requestId": "long", "reason": "enough"}}),
+                )
+                .await;
+            assert_eq!(cancel.status, 202, "{}", cancel.body);
+            let text = gw
+                .legacy(
+                    "all",
+                    &sid,
+                    common::call(json!("s"), "files_stats", json!({})),
+                )
+                .await
+                .text();
+            let stats: Value = serde_json::from_str(&text).unwrap();
+            (stats["cancelled"].as_array().is_some_and(|c| !c.is_empty())).then_some(())
+        },
+    )
+    .await;
+    long.abort();
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_members_list_change_reaches_a_legacy_sessions_stream_and_delete_ends_it() {
+    let gw = Gateway::start(&config()).await;
+    let sid = gw.initialize("all").await;
+    let mut stream = gw
+        .http
+        .get(gw.url("/mcp/all"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream
+            .headers()
+            .get("mcp-session-id")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        sid
+    );
+    for tool in ["files_notify_change", "git_notify_change"] {
+        let r = gw
+            .legacy("all", &sid, common::call(json!(tool), tool, json!({})))
+            .await;
+        assert_eq!(r.status, 200, "{tool}: {}", r.body);
+        let events = read_events(&mut stream, |e| {
+            e.iter()
+                .any(|m| m["method"] == "notifications/tools/list_changed")
+        })
+        .await;
+        assert!(
+            events
+                .iter()
+                .any(|m| m["method"] == "notifications/tools/list_changed"),
+            "{tool}'s change did not come: {events:?}"
+        );
+    }
+    drop(stream);
+    let end = gw
+        .http
+        .delete(gw.url("/mcp/all"))
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(end.status(), 200);
+    let after = gw
+        .legacy(
+            "all",
+            &sid,
+            common::call(json!(1), "files_echo", json!({"text": "x"})),
+        )
+        .await;
+    assert_eq!(after.status, 404, "{}", after.body);
+    let made_up = gw
+        .legacy(
+            "all",
+            "mcpod-agg1.x.y.z",
+            rpc(json!(1), "tools/list", json!({})),
+        )
+        .await;
+    assert_eq!(made_up.status, 404, "{}", made_up.body);
     gw.shutdown().await;
 }
 

@@ -268,14 +268,29 @@ async fn aggregate_post(
         Ok(e) => e,
         Err(e) => return record.fail(e),
     };
-    let ClientEra::Modern(version) = era else {
-        return record.fail(aggregate_is_modern(name));
-    };
-    tracing::Span::current().record("era", "modern");
     let Authorized {
         principal,
         identity,
     } = who;
+    let ClientEra::Modern(version) = era else {
+        tracing::Span::current().record("era", "legacy");
+        let request = front::legacy::aggregate::AggregatePost {
+            headers: &headers,
+            msg: &msg,
+            principal,
+            access: Access::of(aggregate.config.policy.as_ref(), identity.clone()),
+            identity,
+        };
+        return front::legacy::aggregate::post(
+            &app.ctx,
+            &app.sessions,
+            aggregate.clone(),
+            request,
+            record,
+        )
+        .await;
+    };
+    tracing::Span::current().record("era", "modern");
     let request = front::modern::ModernPost {
         headers: &headers,
         msg: &msg,
@@ -285,17 +300,6 @@ async fn aggregate_post(
         access: Access::of(aggregate.config.policy.as_ref(), identity.clone()),
     };
     front::modern::aggregate::post(&app.ctx, aggregate.clone(), request, identity, record).await
-}
-
-/// What a legacy client of an aggregate is told.
-fn aggregate_is_modern(name: &str) -> ApiError {
-    ApiError::bad_request(
-        INVALID_REQUEST,
-        format!(
-            "aggregate `{name}` is served to 2026-07-28 clients (MCP-Protocol-Version: 2026-07-28); \
-             a legacy client connects to its members' own /mcp/{{member}} endpoints"
-        ),
-    )
 }
 
 /// `GET /mcp/{target}`: a legacy session's stream of server-initiated
@@ -351,7 +355,18 @@ async fn session_request_in(
     let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
     if let Some(aggregate) = app.aggregates.get(name) {
         return match app.authorize_target(&aggregate.config, headers, None).await {
-            Ok(_) => record.fail(aggregate_is_modern(name)),
+            Ok(who) => {
+                front::legacy::aggregate::session_request(
+                    &app.ctx,
+                    &app.sessions,
+                    aggregate,
+                    headers,
+                    &who.principal,
+                    request,
+                    record,
+                )
+                .await
+            }
             Err(e) => record.fail(e),
         };
     }

@@ -3,6 +3,7 @@
 //! their POSTs) and DELETE, client cancellations and answers to server
 //! requests.
 
+pub(crate) mod aggregate;
 mod sealed;
 mod session;
 pub(crate) mod sse_transport;

@@ -208,7 +208,7 @@ pub(crate) async fn post(
 
 /// The resource URI a request routes by: `uri` of `resources/read`,
 /// `ref.uri` of a `completion/complete` for a resource template.
-fn uri_of<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
+pub(in crate::front) fn uri_of<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
     match method {
         "resources/read" => params.get("uri")?.as_str(),
         "completion/complete" => {
@@ -223,7 +223,7 @@ fn uri_of<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
 
 /// The member a named call goes to, and its params with the member's own
 /// name.
-fn by_name(
+pub(in crate::front) fn by_name(
     aggregate: &Aggregate,
     method: &str,
     params: Value,
@@ -246,7 +246,11 @@ fn by_name(
 
 /// The member a resource URI goes to: as the members' listings say, read
 /// again in whole when they do not know it yet.
-async fn by_uri(aggregate: &Aggregate, uri: &str, ask: &Asking) -> Result<usize, ApiError> {
+pub(in crate::front) async fn by_uri(
+    aggregate: &Aggregate,
+    uri: &str,
+    ask: &Asking,
+) -> Result<usize, ApiError> {
     let mut owner = aggregate.owner_of(uri);
     if owner == Owner::Unknown {
         aggregate::whole(aggregate, "resources/list", ask).await;
@@ -280,7 +284,7 @@ async fn by_uri(aggregate: &Aggregate, uri: &str, ask: &Asking) -> Result<usize,
 }
 
 /// A page of the aggregate's list `method`.
-async fn list(
+pub(in crate::front) async fn list(
     aggregate: &Aggregate,
     method: &str,
     key: &str,
