@@ -714,3 +714,30 @@ async fn sdk_client_uses_an_aggregate_as_one_server() {
     assert_eq!(summary["checks"], 4, "{summary}");
     gw.shutdown().await;
 }
+
+/// The official TypeScript SDK (the legacy era: `initialize`, a session,
+/// its GET stream) using the same aggregate as one server: its lists,
+/// routed calls, progress, and a member's list change on its stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn ts_sdk_legacy_client_uses_an_aggregate_as_one_server() {
+    require_setup();
+    let demo = common::DEMO;
+    let gw = Gateway::start(&format!(
+        "[targets.files]\ncommand = \"{demo}\"\nargs = [\"demo-server\", \"--legacy-only\", \
+         \"--tools\", \"echo,add,sleep,progress,notify_change,stats\", \"--page-size\", \"2\"]\n\
+         [targets.git]\ncommand = \"{demo}\"\nargs = [\"demo-server\", \"--modern-only\", \
+         \"--tools\", \"echo,notify_change,stats\"]\n\
+         [targets.all]\nkind = \"aggregate\"\nmembers = [\"files\", \"git\"]\n"
+    ))
+    .await;
+    let program = vec![
+        node(),
+        interop()
+            .join("clients/aggregate_client.mjs")
+            .display()
+            .to_string(),
+    ];
+    let summary = client(&program, &gw.url("/mcp/all")).await;
+    assert_eq!(summary["checks"], 5, "{summary}");
+    gw.shutdown().await;
+}
