@@ -755,3 +755,67 @@ async fn a_reload_adds_a_member_and_keeps_the_others_backend() {
     assert_eq!(a_pid(gw).await, before, "a's backend was kept");
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memoh_bot_mapped_to_an_aggregate_lists_and_calls_its_members() {
+    let gw = Gateway::start(&format!("{}[bots.agent]\ntarget = \"all\"\n", config())).await;
+    let fs = "/bots/agent/container/fs-mcp";
+    let init = gw
+        .post(
+            fs,
+            &[],
+            &rpc(
+                json!("i"),
+                "initialize",
+                json!({"protocolVersion": "2025-06-18"}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        init.json()["result"]["serverInfo"]["name"],
+        "all",
+        "{}",
+        init.body
+    );
+    let list = gw
+        .post(fs, &[], &rpc(json!(1), "tools/list", json!({})))
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let list = list.json();
+    assert_eq!(
+        names(&list, "tools"),
+        [
+            "files_echo",
+            "files_add",
+            "git_echo",
+            "git_notify_change",
+            "git_stats"
+        ]
+    );
+    assert!(list["result"]["nextCursor"].is_string(), "{list}");
+    assert!(list["result"].get("resultType").is_none(), "{list}");
+    for (id, tool) in [("a", "files_echo"), ("b", "git_echo")] {
+        let r = gw
+            .post(
+                fs,
+                &[],
+                &common::call(json!(id), tool, json!({"text": tool})),
+            )
+            .await;
+        assert_eq!(r.json()["id"], json!(id), "{}", r.body);
+        assert_eq!(r.text(), tool);
+    }
+    let unknown = gw
+        .post(fs, &[], &common::call(json!(9), "nobody_echo", json!({})))
+        .await;
+    assert_eq!(unknown.code(), Some(-32602), "{}", unknown.body);
+    let stdio = gw
+        .post(
+            "/bots/agent/mcp-stdio",
+            &[],
+            &json!({"command": "/bin/true"}),
+        )
+        .await;
+    assert_eq!(stdio.status, 400, "{}", stdio.body);
+    gw.shutdown().await;
+}

@@ -314,12 +314,17 @@ mod tests {
     }
 
     #[test]
-    fn a_bot_is_told_an_aggregate_is_not_its_target() {
-        let e = load(
+    fn a_bot_may_map_to_an_aggregate_but_not_to_nothing() {
+        let c = load(
             "[targets.all]\nkind = \"aggregate\"\nmembers = [\"files\"]\n\
              [bots.b1]\ntarget = \"all\"\n",
         )
-        .unwrap_err();
-        assert!(e.contains("bots.b1.target: `all` is an aggregate"), "{e}");
+        .unwrap();
+        assert_eq!(c.bots["b1"].target, "all");
+        let e = load("[bots.b1]\ntarget = \"nothing\"\n").unwrap_err();
+        assert!(
+            e.contains("bots.b1.target: no target named `nothing`"),
+            "{e}"
+        );
     }
 }

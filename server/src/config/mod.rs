@@ -664,15 +664,7 @@ fn validate_bots(
         let target = raw
             .target
             .ok_or_else(|| invalid(format!("{key}.target"), "missing"))?;
-        if aggregates.contains_key(&target) {
-            return Err(invalid(
-                format!("{key}.target"),
-                format!(
-                    "`{target}` is an aggregate; the Memoh routes serve one target that runs a server"
-                ),
-            ));
-        }
-        if !targets.contains_key(&target) {
+        if !targets.contains_key(&target) && !aggregates.contains_key(&target) {
             return Err(invalid(
                 format!("{key}.target"),
                 format!("no target named `{target}`"),

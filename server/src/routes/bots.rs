@@ -84,6 +84,10 @@ async fn resolve<'a>(
     headers: &HeaderMap,
 ) -> Result<Resolved<'a>, Response> {
     match bot(app, bot_id, headers).await {
+        Ok((bot, _)) if app.aggregates.contains_key(&bot.target) => Err(message(
+            StatusCode::BAD_REQUEST,
+            "this bot's target is an aggregate: only its fs-mcp route serves it",
+        )),
         Ok((bot, who)) => {
             let Some(target) = app.targets.get(&bot.target).cloned() else {
                 return Err(message(StatusCode::NOT_FOUND, NOT_FOUND));
@@ -163,22 +167,33 @@ pub(super) async fn fs_mcp(
 ) -> Response {
     let span = memoh_span("POST", FS_MCP_ROUTE, &bot_id, &headers);
     async move {
+        if let Some(aggregate) = app
+            .config
+            .bots
+            .get(&bot_id)
+            .and_then(|b| app.aggregates.get(&b.target))
+            .cloned()
+        {
+            let who = match bot(&app, &bot_id, &headers).await {
+                Ok((_, who)) => who,
+                Err(r) => return r.into_response(),
+            };
+            let served = memoh::Served::Aggregate {
+                aggregate,
+                identity: who.identity,
+            };
+            return memoh::rpc(&app.ctx, served, &headers, body, &app.config.limits).await;
+        }
         let (target, who) = match resolve(&app, &bot_id, &headers).await {
             Ok(r) => (r.target, r.who),
             Err(r) => return r,
         };
-        let backend = target.shared_backend();
-        let access = Access::of(target.config.policy.as_ref(), who.identity);
-        memoh::rpc(
-            &app.ctx,
+        let served = memoh::Served::Target {
+            backend: target.shared_backend(),
+            access: Access::of(target.config.policy.as_ref(), who.identity),
             target,
-            backend,
-            access,
-            &headers,
-            body,
-            &app.config.limits,
-        )
-        .await
+        };
+        memoh::rpc(&app.ctx, served, &headers, body, &app.config.limits).await
     }
     .instrument(span)
     .await

@@ -20,5 +20,5 @@ mod policy;
 mod rpc;
 mod stdio;
 
-pub(crate) use rpc::rpc;
+pub(crate) use rpc::{Served, rpc};
 pub(crate) use stdio::{StdioBot, StdioConnections, call_stdio, create_stdio, delete_stdio};

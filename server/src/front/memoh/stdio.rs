@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::super::context::Context;
 use super::policy;
-use super::rpc::rpc;
+use super::rpc::{Served, rpc};
 use crate::config::{BackendSpec, ExecCommand, InheritEnv, ProcessBackend, StdioPolicy};
 use crate::metrics::{Operation, Outcome};
 use crate::targets::{Backend, Target};
@@ -346,17 +346,13 @@ pub(crate) async fn call_stdio(
     };
     *conn.last_used.lock() = Instant::now();
     let limits = conn.target.limits.clone();
-    rpc(
-        ctx,
-        conn.target.clone(),
-        conn.backend.clone(),
+    let served = Served::Target {
+        target: conn.target.clone(),
+        backend: conn.backend.clone(),
         // A server the bot started itself: no target policy speaks of it.
-        crate::config::Access::all(),
-        headers,
-        body,
-        &limits,
-    )
-    .await
+        access: crate::config::Access::all(),
+    };
+    rpc(ctx, served, headers, body, &limits).await
 }
 
 /// `DELETE /bots/{bot_id}/mcp-stdio/{connection_id}`: stops it (204).
