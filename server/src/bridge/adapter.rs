@@ -25,6 +25,9 @@ use crate::targets::Backend;
 const OWN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pause before the gateway's listen is opened again after it ended.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
+/// How long a client's subscribe waits for the backend to acknowledge the
+/// widened listen (a backend that never acknowledges still gets it).
+const LISTEN_ACK_WAIT: Duration = Duration::from_secs(5);
 
 static NEXT_OWN_ID: AtomicU64 = AtomicU64::new(1);
 static NEXT_PARTY: AtomicU64 = AtomicU64::new(1);
@@ -71,6 +74,8 @@ struct Listen {
     /// The filter of the listen running now, and its number.
     running: Option<(u64, String)>,
     next: u64,
+    /// The newest listen the backend acknowledged: older ones end then.
+    acked: u64,
 }
 
 /// Per-backend state of the bridge (see the module docs).
@@ -80,6 +85,8 @@ pub(crate) struct Adapter {
     /// Resource URIs clients subscribed to, with how many want each.
     subscribed: Mutex<BTreeMap<String, usize>>,
     listen: Mutex<Listen>,
+    /// Woken when a listen is acknowledged.
+    listen_acked: tokio::sync::Notify,
     /// One change of level or subscription at a time, in order.
     ops: tokio::sync::Mutex<()>,
     /// The tools' header-mirrored arguments (SEP-2243).
@@ -147,8 +154,10 @@ impl Adapter {
                 self.release_uri(uri);
                 return Err(e);
             }
-        } else {
-            self.sync_listen(backend);
+        } else if let Some(number) = self.sync_listen(backend) {
+            // Answered once the backend listens for `uri`, so an update
+            // right after the client's subscribe reaches it.
+            self.until_acknowledged(number).await;
         }
         Ok(())
     }
@@ -167,8 +176,9 @@ impl Adapter {
         if backend_is(backend, Era::Legacy) {
             let params = object(&[("uri", &string(uri))]);
             own_call(backend, "resources/unsubscribe", Some(&params)).await?;
-        } else {
-            self.sync_listen(backend);
+        } else if let Some(number) = self.sync_listen(backend) {
+            // Answered once the narrower listen replaced the old one.
+            self.until_acknowledged(number).await;
         }
         Ok(())
     }
@@ -205,6 +215,49 @@ impl Adapter {
         }
     }
 
+    /// Waits (at most [`LISTEN_ACK_WAIT`]) until listen `number`, or a newer
+    /// one, has been acknowledged by the backend.
+    async fn until_acknowledged(&self, number: u64) {
+        let wait = async {
+            loop {
+                let acked = self.listen_acked.notified();
+                tokio::pin!(acked);
+                acked.as_mut().enable();
+                if self.listen.lock().acked >= number {
+                    return;
+                }
+                acked.await;
+            }
+        };
+        if tokio::time::timeout(LISTEN_ACK_WAIT, wait).await.is_err() {
+            debug!(
+                number,
+                "the backend did not acknowledge the gateway's listen"
+            );
+        }
+    }
+
+    /// Listen `number` was acknowledged: it takes over from older ones.
+    fn acknowledged(&self, number: u64) {
+        {
+            let mut listen = self.listen.lock();
+            listen.acked = listen.acked.max(number);
+        }
+        self.listen_acked.notify_waiters();
+    }
+
+    /// Whether listen `number` should end: no listen is wanted, or a newer
+    /// one was acknowledged (until then the old one goes on, so a change of
+    /// filter loses nothing).
+    fn superseded(&self, number: u64) -> bool {
+        let listen = self.listen.lock();
+        match &listen.running {
+            Some((n, _)) if *n == number => false,
+            None => true,
+            Some(_) => listen.acked > number,
+        }
+    }
+
     /// The filter the gateway's listen needs now (`None`: no listen).
     fn wanted_filter(&self) -> Option<String> {
         if self.listen.lock().sessions == 0 {
@@ -223,16 +276,17 @@ impl Adapter {
     /// Opens the gateway's listen with the filter needed now if it differs
     /// from the running one (the new one opens before the old one ends, so
     /// a change of filter loses nothing), or ends it when none is needed.
-    fn sync_listen(self: &Arc<Self>, backend: &Arc<Backend>) {
+    /// The number of the listen opened, if one was.
+    fn sync_listen(self: &Arc<Self>, backend: &Arc<Backend>) -> Option<u64> {
         let wanted = self.wanted_filter();
         let number = {
             let mut listen = self.listen.lock();
             if listen.running.as_ref().map(|(_, f)| f) == wanted.as_ref() {
-                return;
+                return None;
             }
             let Some(filter) = wanted else {
                 listen.running = None; // the running task sees it and stops
-                return;
+                return None;
             };
             listen.next += 1;
             let n = listen.next;
@@ -244,6 +298,7 @@ impl Adapter {
         tokio::spawn(async move {
             run_listen(adapter, backend, number).await;
         });
+        Some(number)
     }
 
     fn current_listen(&self, number: u64) -> Option<String> {
@@ -289,7 +344,9 @@ async fn run_listen(
         let upstream = b.upstream.clone();
         drop((a, b));
         loop {
-            // Checked at each item: a newer listen replaces this one.
+            // Checked at each item and when idle: a newer listen, once
+            // acknowledged, replaces this one (dropping the stream cancels
+            // it at the backend).
             let item = tokio::select! {
                 item = stream.next() => item,
                 () = tokio::time::sleep(RELISTEN_DELAY) => {
@@ -299,9 +356,16 @@ async fn run_listen(
                     }
                 }
             };
+            match adapter.upgrade() {
+                Some(a) if !a.superseded(number) => {}
+                _ => return,
+            }
             match item {
                 Some(CallItem::Notification { method, frame }) => {
                     if method == "notifications/subscriptions/acknowledged" {
+                        if let Some(a) = adapter.upgrade() {
+                            a.acknowledged(number);
+                        }
                         continue;
                     }
                     let Some(b) = backend.upgrade() else { return };

@@ -20,6 +20,10 @@ struct Named<'a> {
     name: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     uri: Option<std::borrow::Cow<'a, str>>,
+    /// A resource template's URI template, matched as written (so
+    /// `file:///public/*` lists `file:///public/{path}`).
+    #[serde(rename = "uriTemplate", borrow, default)]
+    uri_template: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// `completion/complete`'s `ref`: a prompt by name, or a resource
@@ -85,6 +89,7 @@ fn list_of(method: &str) -> Option<(&'static str, ItemKind)> {
         "tools/list" => Some(("tools", ItemKind::Tool)),
         "prompts/list" => Some(("prompts", ItemKind::Prompt)),
         "resources/list" => Some(("resources", ItemKind::Resource)),
+        "resources/templates/list" => Some(("resourceTemplates", ItemKind::Resource)),
         _ => None,
     }
 }
@@ -107,7 +112,7 @@ pub(crate) fn filter_list(access: &Access, method: &str, frame: Vec<u8>) -> Vec<
             .filter(|item| {
                 let named = serde_json::from_str::<Named<'_>>(item.get()).ok();
                 let name = named.and_then(|n| match kind {
-                    ItemKind::Resource => n.uri,
+                    ItemKind::Resource => n.uri.or(n.uri_template),
                     ItemKind::Tool | ItemKind::Prompt => n.name,
                 });
                 // An item without a name cannot be matched: hidden.
@@ -168,5 +173,22 @@ mod tests {
             filter_list(&Access::all(), "tools/list", frame.clone()),
             frame
         );
+    }
+
+    #[test]
+    fn resource_templates_are_listed_by_their_uri_template() {
+        use crate::config::{Policy, RawPolicyRule};
+        let rule = RawPolicyRule {
+            allow: Some(vec!["resource:file:///public/*".to_owned()]),
+            ..RawPolicyRule::default()
+        };
+        let policy = Policy::from_raw("targets.t", vec![rule]).unwrap().unwrap();
+        let access = Access::of(Some(&std::sync::Arc::new(policy)), Default::default());
+        let frame = br#"{"jsonrpc":"2.0","id":7,"result":{"resourceTemplates":[{"uriTemplate":"file:///public/{path}","name":"pub"},{"uriTemplate":"file:///secret/{path}","name":"sec"}]}}"#.to_vec();
+        let out = filter_list(&access, "resources/templates/list", frame);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("file:///public/{path}"), "{out}");
+        assert!(!out.contains("secret"), "{out}");
+        assert!(out.contains(r#""id":7"#), "{out}");
     }
 }
