@@ -13,6 +13,7 @@ mod oauth;
 mod ops;
 mod redact;
 mod resource;
+mod verified;
 
 use std::sync::Arc;
 

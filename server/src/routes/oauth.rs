@@ -8,7 +8,9 @@
 //! and read again when a token names a `kid` it does not hold or when it
 //! is older than [`MAX_AGE`] — at most once per [`REFETCH_INTERVAL`], so a
 //! stream of tokens with made-up `kid`s cannot make the gateway hammer the
-//! issuer. At most [`MAX_KEYS`] keys are kept.
+//! issuer. At most [`MAX_KEYS`] keys are kept. A token accepted once is
+//! taken on trust for a while (`verified`), so a client's requests do not
+//! each pay for a signature check.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -18,8 +20,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use parking_lot::RwLock;
 use serde::Deserialize;
 
+use super::verified::VerifiedTokens;
 use crate::config::{JwksSource, OAuthConfig};
-use crate::ids::{Identity, Principal};
+use crate::ids::{Identity, Principal, unix_now};
 
 /// The least time between two reads of the JWKS after the first.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -49,6 +52,10 @@ pub(crate) enum Refusal {
 /// The claims read beyond what `jsonwebtoken` checks.
 #[derive(Deserialize)]
 struct Claims {
+    /// Checked by `jsonwebtoken`; read again for how long the token may be
+    /// taken on trust (a number, possibly with a fraction).
+    #[serde(default)]
+    exp: Option<f64>,
     #[serde(default)]
     sub: Option<String>,
     #[serde(default)]
@@ -307,6 +314,7 @@ pub(crate) struct Verifier {
     config: OAuthConfig,
     algorithms: Vec<Algorithm>,
     jwks: Jwks,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -359,6 +367,7 @@ impl Verifier {
                 cache: RwLock::new(Cached::default()),
                 fetching: tokio::sync::Mutex::new(Fetching::default()),
             },
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -373,6 +382,12 @@ impl Verifier {
         let invalid = |m: &str| Refusal::Invalid(m.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("the token is too long"));
+        }
+        let now = unix_now();
+        // Read before the key is: keys read meanwhile make the entry stale.
+        let keys = self.jwks.cache.read().generation;
+        if let Some(accepted) = self.verified.get(token, now, keys) {
+            return Ok(accepted);
         }
         // `alg: none`, and any algorithm `jsonwebtoken` does not know, fail
         // here: the header does not parse.
@@ -444,14 +459,18 @@ impl Verifier {
             return Err(Refusal::Scope(missing));
         }
         let principal = Principal::of_subject(&self.config.issuer, &subject);
-        Ok((
-            principal,
-            Identity {
-                token: None,
-                subject: Some(subject),
-                scopes,
-            },
-        ))
+        let identity = Identity {
+            token: None,
+            subject: Some(subject),
+            scopes,
+        };
+        if let Some(exp) = claims.exp.filter(|e| e.is_finite() && *e > 0.0) {
+            // Saturating: a far-future `exp` is held for MAX_HOLD all the same.
+            let expires = (exp as u64).saturating_add(self.config.leeway.as_secs());
+            self.verified
+                .put(token, (&principal, &identity), keys, expires, now);
+        }
+        Ok((principal, identity))
     }
 }
 
@@ -488,5 +507,54 @@ mod tests {
             keys: (0..MAX_KEYS + 5).map(|_| jwk("ec1", |_| {})).collect(),
         };
         assert_eq!(keys_of(many).len(), MAX_KEYS);
+    }
+
+    #[tokio::test]
+    async fn an_accepted_token_is_taken_on_trust_and_another_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        let set =
+            serde_json::json!({ "keys": [serde_json::to_value(jwk("rsa1", |_| {})).unwrap()] });
+        std::fs::write(&jwks, set.to_string()).unwrap();
+        let config = OAuthConfig {
+            issuer: "https://issuer.test".to_owned(),
+            audience: vec!["https://mcp.test/mcp/x".to_owned()],
+            algorithms: vec!["RS256".to_owned()],
+            jwks: JwksSource::File(jwks),
+            required_scopes: Vec::new(),
+            leeway: Duration::from_secs(0),
+        };
+        let verifier = Verifier::new(&config).unwrap();
+        let pem = std::fs::read(format!(
+            "{}/tests/fixtures/oauth/rsa1.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let kid = jwk("rsa1", |_| {}).common.key_id;
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = kid;
+        let claims = serde_json::json!({
+            "iss": config.issuer, "aud": config.audience[0], "sub": "alice",
+            "exp": unix_now() + 3600, "scope": "read",
+        });
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+
+        let (first, identity) = verifier.verify(&token).await.unwrap();
+        assert_eq!(identity.subject.as_deref(), Some("alice"));
+        assert_eq!(verifier.verified.held(), 1);
+        let (again, _) = verifier.verify(&token).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(verifier.verified.held(), 1);
+
+        // The same claims under a broken signature are checked, and refused.
+        let (body, signature) = token.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{body}.{flipped}{}", &signature[1..]);
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(Refusal::Invalid(_))
+        ));
+        assert_eq!(verifier.verified.held(), 1);
     }
 }
