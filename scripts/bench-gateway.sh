@@ -6,6 +6,10 @@
 # server. Every reply is checked by mcpod-loadgen; any error fails the run.
 # A fifth contender, http-floor (`mcpod-loadgen floor-server`), answers the
 # calls itself with no backend: the most any HTTP gateway can do here.
+# A large-payload block follows: the same echo with a 256 KiB text each
+# way at c=16, direct, through the floor and through mcpod (MB/s shown).
+# With BENCH_MCPOD_BASELINE, a second mcpod binary (an earlier build) runs
+# beside the first, so a change's before/after comes from one run.
 #
 # Usage: scripts/bench-gateway.sh
 #
@@ -17,7 +21,12 @@
 #   BENCH_MCPOD_PORT    mcpod's loopback port            (default 18080)
 #   BENCH_SG_PORT       supergateway's loopback port     (default 18081)
 #   BENCH_FLOOR_PORT    the HTTP floor's loopback port   (default 18082)
-#   BENCH_AGG_PORT      the aggregate run's mcpod port   (default 18083)
+#   BENCH_BASE_PORT     the baseline mcpod's port        (default 18083)
+#   BENCH_MCPOD_BASELINE  an earlier mcpod binary, benchmarked beside this
+#                       build as mcpod-legacy-base / mcpod-modern-base (default: none)
+#   BENCH_PAYLOAD_BYTES the large payload's echo text    (default 262144; 0: no payload block)
+#   BENCH_PAYLOAD_CONCURRENCY  its concurrency           (default 16)
+#   BENCH_AGG_PORT      the aggregate run's mcpod port   (default 18084)
 #   BENCH_MCPOD_LOG     mcpod's RUST_LOG                 (default warn: no access log,
 #                       like supergateway's --logLevel none)
 #   BENCH_THREADS       mcpod-loadgen runtime threads    (default 1)
@@ -38,6 +47,10 @@ REPEAT=${BENCH_REPEAT:-1}
 MCPOD_PORT=${BENCH_MCPOD_PORT:-18080}
 SG_PORT=${BENCH_SG_PORT:-18081}
 FLOOR_PORT=${BENCH_FLOOR_PORT:-18082}
+BASE_PORT=${BENCH_BASE_PORT:-18083}
+BASELINE=${BENCH_MCPOD_BASELINE:-}
+PAYLOAD_BYTES=${BENCH_PAYLOAD_BYTES:-262144}
+PAYLOAD_LEVEL=${BENCH_PAYLOAD_CONCURRENCY:-16}
 MCPOD_LOG=${BENCH_MCPOD_LOG:-warn}
 THREADS=${BENCH_THREADS:-1}
 SG_DIR=${SUPERGATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpod-bench/supergateway}
@@ -85,7 +98,8 @@ wait_for_port() { # port pid name
 command -v cargo >/dev/null || die "cargo is not installed"
 command -v node >/dev/null || die "node is not installed (supergateway needs it)"
 command -v npm >/dev/null || die "npm is not installed (supergateway is installed with it)"
-for port in "$MCPOD_PORT" "$SG_PORT" "$FLOOR_PORT"; do
+[[ -z $BASELINE || -x $BASELINE ]] || die "BENCH_MCPOD_BASELINE=$BASELINE is not an executable"
+for port in "$MCPOD_PORT" "$SG_PORT" "$FLOOR_PORT" "$BASE_PORT"; do
     ! port_open "$port" || die "127.0.0.1:$port is already in use (set BENCH_MCPOD_PORT / BENCH_SG_PORT / BENCH_FLOOR_PORT)"
 done
 
@@ -129,6 +143,13 @@ RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --listen "127.0.0.1:$MCPOD_PORT" 2>"$WORK
 MCPOD_PID=$!
 PIDS+=("$MCPOD_PID")
 
+if [[ -n $BASELINE ]]; then
+    say "starting the baseline mcpod ($BASELINE) on 127.0.0.1:$BASE_PORT"
+    RUST_LOG=$MCPOD_LOG "$BASELINE" serve --listen "127.0.0.1:$BASE_PORT" 2>"$WORK/mcpod-base.log" &
+    BASE_PID=$!
+    PIDS+=("$BASE_PID")
+fi
+
 say "starting supergateway $SG_VERSION on 127.0.0.1:$SG_PORT"
 NODE_OPTIONS="--require $WORK/loopback.cjs" "$SG_DIR/node_modules/.bin/supergateway" \
     --stdio "$BIN/mcpod-demo" --outputTransport streamableHttp --stateful \
@@ -144,6 +165,7 @@ PIDS+=("$FLOOR_PID")
 wait_for_port "$MCPOD_PORT" "$MCPOD_PID" mcpod
 wait_for_port "$SG_PORT" "$SG_PID" supergateway
 wait_for_port "$FLOOR_PORT" "$FLOOR_PID" floor
+[[ -z $BASELINE ]] || wait_for_port "$BASE_PORT" "$BASE_PID" mcpod-base
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 FAILED=0
@@ -168,14 +190,31 @@ for ROUND in $(seq "$REPEAT"); do
         run http-floor http "http://127.0.0.1:$FLOOR_PORT/mcp" --era legacy --pid "$FLOOR_PID"
         run mcpod-legacy http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era legacy --pid "$MCPOD_PID"
         run mcpod-modern http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era modern --pid "$MCPOD_PID"
+        if [[ -n $BASELINE ]]; then
+            run mcpod-legacy-base http "http://127.0.0.1:$BASE_PORT/mcp/demo" --era legacy --pid "$BASE_PID"
+            run mcpod-modern-base http "http://127.0.0.1:$BASE_PORT/mcp/demo" --era modern --pid "$BASE_PID"
+        fi
         run supergateway http "http://127.0.0.1:$SG_PORT/mcp" --era legacy --pid "$SG_PID"
     done
+    if ((PAYLOAD_BYTES > 0)); then
+        C=$PAYLOAD_LEVEL
+        big=(--text-bytes "$PAYLOAD_BYTES")
+        run direct-stdio stdio "${big[@]}" -- "$BIN/mcpod-demo"
+        run http-floor http "http://127.0.0.1:$FLOOR_PORT/mcp" --era legacy --pid "$FLOOR_PID" "${big[@]}"
+        run mcpod-legacy http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era legacy --pid "$MCPOD_PID" "${big[@]}"
+        run mcpod-modern http "http://127.0.0.1:$MCPOD_PORT/mcp/demo" --era modern --pid "$MCPOD_PID" "${big[@]}"
+        if [[ -n $BASELINE ]]; then
+            run mcpod-legacy-base http "http://127.0.0.1:$BASE_PORT/mcp/demo" --era legacy --pid "$BASE_PID" "${big[@]}"
+            run mcpod-modern-base http "http://127.0.0.1:$BASE_PORT/mcp/demo" --era modern --pid "$BASE_PID" "${big[@]}"
+        fi
+    fi
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "mcpod-loadgen: tools/call echo, ${DURATION} measured after ${WARMUP} warm-up per run, $REPEAT round(s), every reply checked"
+echo "mcpod-loadgen: tools/call echo (and a ${PAYLOAD_BYTES}-byte echo each way at c=$PAYLOAD_LEVEL), ${DURATION} measured after ${WARMUP} warm-up per run, $REPEAT round(s), every reply checked"
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo '+dirty'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load average $LOAD_BEFORE before / $LOAD_AFTER after"
+[[ -z $BASELINE ]] || echo "baseline mcpod (the -base rows): $BASELINE"
 echo "$(rustc --version), node $(node --version), supergateway $SG_VERSION (--stateful, --logLevel none), mcpod RUST_LOG=$MCPOD_LOG, loadgen threads $THREADS"
 echo "peak RSS: direct-stdio = the demo server; mcpod / supergateway / http-floor = the gateway process alone (not its demo children)"
 echo "CPU µs/req: the probed process + its live descendants (the demo servers) / mcpod-loadgen, over the measured phase"
@@ -185,7 +224,7 @@ echo
 # Aggregate cost: tools/call echo through an aggregate whose one member is
 # the demo target (no prefix, so the same `echo`) vs that target itself,
 # on one more mcpod, back to back at each level; the ratio is printed.
-AGG_PORT=${BENCH_AGG_PORT:-18083}
+AGG_PORT=${BENCH_AGG_PORT:-18084}
 AGG_OUT=$WORK/aggregate.jsonl
 cat >"$WORK/aggregate.toml" <<EOF
 [auth]

@@ -381,6 +381,14 @@ impl Session {
         self.state.events.pop_front()
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has an event to give (a
+    /// driver that did not cause the last mutation checks this to know
+    /// whether it must drain).
+    #[must_use]
+    pub fn has_events(&self) -> bool {
+        !self.state.events.is_empty()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -743,9 +743,13 @@ fn cancel_tells_the_backend_with_its_own_id_and_ends_the_call_once() {
     let mut h = Harness::legacy_ready();
     let call = h.call("7", "tools/call", None).unwrap();
     let bid = h.take_rx()[0]["id"].clone();
+    assert!(!h.session.has_events(), "the call's start was drained");
     assert!(h.session.cancel(call, Some("client went away"), h.now));
     assert!(!h.session.cancel(call, None, h.now), "cancelled twice");
+    // A driver that did not cancel learns it must drain.
+    assert!(h.session.has_events());
     h.drain();
+    assert!(!h.session.has_events());
     let rx = h.take_rx();
     assert_eq!(rx.len(), 1);
     assert_eq!(

@@ -96,11 +96,21 @@ pub(crate) fn snippet(bytes: &[u8]) -> String {
     }
 }
 
-/// The unique text request `seq` of virtual client `client` asks `echo` to return.
+/// The unique text request `seq` of virtual client `client` asks `echo` to
+/// return, padded with `x` to `bytes` bytes (when longer than the unique
+/// part).
 ///
 /// Only ASCII letters, digits and `-`, so it needs no JSON escaping.
-pub(crate) fn echo_text(client: u32, seq: u64) -> String {
-    format!("lg-{client}-{seq}")
+pub(crate) fn echo_text(client: u32, seq: u64, bytes: usize) -> String {
+    let mut text = format!("lg-{client}-{seq}");
+    if text.len() < bytes {
+        text.reserve(bytes - text.len());
+        text.push('-');
+        while text.len() < bytes {
+            text.push('x');
+        }
+    }
+    text
 }
 
 /// A `tools/call echo` request; `modern` adds the 2026-07-28 `_meta`.
@@ -346,6 +356,10 @@ mod tests {
     fn requests_are_valid_json_with_the_right_fields() {
         let legacy: serde_json::Value =
             serde_json::from_str(&echo_request(7, "lg-1-7", None)).expect("json");
+        assert_eq!(echo_text(1, 7, 0), "lg-1-7");
+        let padded = echo_text(1, 7, 1000);
+        assert_eq!(padded.len(), 1000);
+        assert!(padded.starts_with("lg-1-7-x") && padded.ends_with('x'));
         assert_eq!(legacy["id"], 7);
         assert_eq!(legacy["method"], "tools/call");
         assert_eq!(legacy["params"]["name"], "echo");

@@ -87,6 +87,10 @@ pub(crate) struct LoadArgs {
     /// Runtime worker threads of the load generator (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) threads: u32,
+    /// Pad each echo text to this many bytes (a large payload each way;
+    /// 0: the short unique text alone).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=(8 << 20)))]
+    pub(crate) text_bytes: u32,
 }
 
 /// Which MCP era the HTTP clients speak.
@@ -147,6 +151,9 @@ pub(crate) struct ReportArgs {
     /// Label of the peer gateway's runs.
     #[arg(long, default_value = "supergateway")]
     pub(crate) peer: String,
+    /// Label of the HTTP floor's runs (the most an HTTP gateway can do).
+    #[arg(long, default_value = "http-floor")]
+    pub(crate) floor: String,
     /// Concurrency at which the targets apply.
     #[arg(long, default_value_t = 16)]
     pub(crate) target_concurrency: u32,

@@ -168,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn echo_calls_are_answered_in_both_eras() {
-        let text = echo_text(1, 2);
+        let text = echo_text(1, 2, 0);
         for modern in [None, Some("2026-07-28")] {
             let request = echo_request(9, &text, modern);
             let response = answer(request.as_bytes());

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use crate::check::{
     self, BodyKind, CallError, Envelope, INITIALIZED, LEGACY_VERSION, MODERN_VERSION,
 };
-use crate::cli::{Era, HttpArgs};
+use crate::cli::{Era, HttpArgs, LoadArgs};
 use crate::rss::{ProcessProbe, SelfCpu};
 use crate::run::{ClientStats, Clock, Next, RunInfo, RunResult, Tally, stop_rule};
 use crate::stdio::protocol_version;
@@ -108,6 +108,8 @@ struct Client {
     endpoint: Arc<Endpoint>,
     dialect: Arc<Dialect>,
     timeout: Duration,
+    /// Echo texts are padded to this many bytes.
+    text_bytes: usize,
     sender: Option<SendRequest<Full<Bytes>>>,
     session: Option<Session>,
     stats: ClientStats,
@@ -134,7 +136,7 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
     // The first client connects (and initializes) before the clock starts, so
     // an unreachable or broken endpoint is reported as such rather than as a
     // flood of errors.
-    let mut first = Client::new(Arc::clone(&endpoint), Arc::clone(&dialect), load.timeout);
+    let mut first = Client::new(Arc::clone(&endpoint), Arc::clone(&dialect), load);
     first
         .prepare()
         .await
@@ -151,9 +153,9 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
     let mut first = Some(first);
     let clients: Vec<_> = (0..load.concurrency)
         .map(|n| {
-            let client = first.take().unwrap_or_else(|| {
-                Client::new(Arc::clone(&endpoint), Arc::clone(&dialect), load.timeout)
-            });
+            let client = first
+                .take()
+                .unwrap_or_else(|| Client::new(Arc::clone(&endpoint), Arc::clone(&dialect), load));
             tokio::spawn(client.run(n, Arc::clone(&clock)))
         })
         .collect();
@@ -189,6 +191,7 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
         },
         target: endpoint.url.clone(),
         concurrency: load.concurrency,
+        text_bytes: load.text_bytes,
     };
     Ok(RunResult::new(
         info,
@@ -200,11 +203,12 @@ pub(crate) async fn run(args: HttpArgs, label: String) -> Result<RunResult, Stri
 }
 
 impl Client {
-    fn new(endpoint: Arc<Endpoint>, dialect: Arc<Dialect>, timeout: Duration) -> Self {
+    fn new(endpoint: Arc<Endpoint>, dialect: Arc<Dialect>, load: &LoadArgs) -> Self {
         Self {
             endpoint,
             dialect,
-            timeout,
+            timeout: load.timeout,
+            text_bytes: load.text_bytes as usize,
             sender: None,
             session: None,
             stats: ClientStats::new(),
@@ -226,7 +230,7 @@ impl Client {
                 continue;
             }
             seq += 1;
-            let text = check::echo_text(client, seq);
+            let text = check::echo_text(client, seq, self.text_bytes);
             let started = Instant::now();
             let outcome = match tokio::time::timeout(self.timeout, self.echo(seq, &text)).await {
                 Ok(outcome) => outcome,

@@ -43,18 +43,51 @@ pub(crate) fn parse(text: &str) -> Result<Vec<RunResult>, String> {
         .collect()
 }
 
-/// The runs with this label and concurrency, summarized: the run with the
+/// What runs are compared at: the payload and the concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Level {
+    /// Bytes of each echo text (0: the short text).
+    bytes: u32,
+    /// Virtual clients.
+    c: u32,
+}
+
+impl Level {
+    fn of(r: &RunResult) -> Level {
+        Level {
+            bytes: r.text_bytes,
+            c: r.concurrency,
+        }
+    }
+
+    /// The short echo at concurrency `c`.
+    fn echo(c: u32) -> Level {
+        Level { bytes: 0, c }
+    }
+
+    /// `16`, or `16, 256 KiB` for a large payload.
+    fn name(self) -> String {
+        match self.bytes {
+            0 => self.c.to_string(),
+            b if b % 1024 == 0 => format!("{}, {} KiB", self.c, b / 1024),
+            b => format!("{}, {b} B", self.c),
+        }
+    }
+}
+
+/// The runs with this label at this level, summarized: the run with the
 /// median throughput (the lower median for an even count), with the errors
 /// of all of them, and how many there were.
-fn find(results: &[RunResult], label: &str, concurrency: u32) -> Option<Summary> {
+fn find(results: &[RunResult], label: &str, level: Level) -> Option<Summary> {
     let mut runs: Vec<&RunResult> = results
         .iter()
-        .filter(|r| r.label == label && r.concurrency == concurrency)
+        .filter(|r| r.label == label && Level::of(r) == level)
         .collect();
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     let median = *runs.get(runs.len().checked_sub(1)? / 2)?;
     Some(Summary {
         rps: median.rps,
+        mb_per_s: (median.text_bytes > 0).then(|| median.rps * f64::from(median.text_bytes) / 1e6),
         p50_us: median.p50_us,
         p99_us: median.p99_us,
         rss_peak_kib: runs.iter().filter_map(|r| r.rss_peak_kib).max(),
@@ -70,6 +103,8 @@ fn find(results: &[RunResult], label: &str, concurrency: u32) -> Option<Summary>
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Summary {
     rps: f64,
+    /// Payload throughput each way, MB/s (runs with a large payload).
+    mb_per_s: Option<f64>,
     p50_us: f64,
     p99_us: f64,
     rss_peak_kib: Option<u64>,
@@ -113,7 +148,7 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
     if present(&args.peer) {
         labels.push(&args.peer);
     }
-    let levels: BTreeSet<u32> = results.iter().map(|r| r.concurrency).collect();
+    let levels: BTreeSet<Level> = results.iter().map(Level::of).collect();
     let candidates: Vec<&str> = labels
         .iter()
         .copied()
@@ -121,21 +156,22 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
         .collect();
 
     let mut out = String::new();
-    let repeated = levels.iter().any(|&c| {
+    let repeated = levels.iter().any(|&level| {
         labels
             .iter()
-            .any(|l| find(results, l, c).is_some_and(|s| s.runs > 1))
+            .any(|l| find(results, l, level).is_some_and(|s| s.runs > 1))
     });
     if repeated {
         out.push_str(
             "Each row is the run with the median req/s; errors are summed over all runs.\n\n",
         );
     }
-    out.push_str("| run | c | req/s | p50 | p99 | peak RSS | CPU µs/req: server + backends / loadgen | errors | runs |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for &c in &levels {
+    out.push_str("| run | c | req/s | MB/s each way | p50 | p99 | peak RSS | CPU µs/req: server + backends / loadgen | errors | runs |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for &level in &levels {
+        let c = level.name();
         for label in &labels {
-            let Some(r) = find(results, label, c) else {
+            let Some(r) = find(results, label, level) else {
                 continue;
             };
             let rss = r.rss_peak_kib.map_or("—".to_owned(), |kib| {
@@ -143,9 +179,10 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
             });
             let _ = writeln!(
                 out,
-                "| {label} | {c} | {rps:.0} | {p50} | {p99} | {rss} | {cpu} | {errors} | {runs} |",
+                "| {label} | {c} | {rps:.0} | {mb} | {p50} | {p99} | {rss} | {cpu} | {errors} | {runs} |",
                 cpu = cpu_cell(&r),
                 rps = r.rps,
+                mb = r.mb_per_s.map_or("—".to_owned(), |m| format!("{m:.0}")),
                 p50 = format_us(r.p50_us),
                 p99 = format_us(r.p99_us),
                 errors = r.errors,
@@ -157,20 +194,25 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
     if !candidates.is_empty() {
         let _ = writeln!(
             out,
-            "\n| gateway | c | req/s vs {peer} | req/s vs {direct} | p50 added over {direct} |",
+            "\n| gateway | c | req/s vs {floor} | req/s vs {peer} | req/s vs {direct} | p50 added over {direct} |",
+            floor = args.floor,
             peer = args.peer,
             direct = args.direct
         );
-        out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
-        for &c in &levels {
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+        for &level in &levels {
             for label in &candidates {
-                let Some(r) = find(results, label, c) else {
+                let Some(r) = find(results, label, level) else {
                     continue;
                 };
-                let ratios = Ratios::of(&r, c, results, args);
+                let ratios = Ratios::of(&r, level, results, args);
                 let _ = writeln!(
                     out,
-                    "| {label} | {c} | {peer} | {direct} | {added} |",
+                    "| {label} | {c} | {floor} | {peer} | {direct} | {added} |",
+                    c = level.name(),
+                    floor = ratios
+                        .floor
+                        .map_or("—".to_owned(), |x| format!("{:.0}%", x * 100.0)),
                     peer = ratios.peer.map_or("—".to_owned(), |x| format!("{x:.1}×")),
                     direct = ratios
                         .direct
@@ -189,11 +231,11 @@ pub(crate) fn render(results: &[RunResult], args: &ReportArgs) -> String {
             share = TARGET_DIRECT_SHARE * 100.0,
         );
         for label in &candidates {
-            let Some(r) = find(results, label, c) else {
+            let Some(r) = find(results, label, Level::echo(c)) else {
                 let _ = writeln!(out, "- {label}: no run at c={c}");
                 continue;
             };
-            let ratios = Ratios::of(&r, c, results, args);
+            let ratios = Ratios::of(&r, Level::echo(c), results, args);
             let verdict = |pass: Option<bool>| match pass {
                 Some(true) => "met",
                 Some(false) => "MISSED",
@@ -234,6 +276,8 @@ fn signed_us(us: f64) -> String {
 /// A candidate's standing against the peer and the direct limit at one concurrency.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Ratios {
+    /// Throughput over the HTTP floor's.
+    pub(crate) floor: Option<f64>,
     /// Throughput over the peer's.
     pub(crate) peer: Option<f64>,
     /// Throughput over direct stdio's.
@@ -243,10 +287,12 @@ pub(crate) struct Ratios {
 }
 
 impl Ratios {
-    fn of(r: &Summary, concurrency: u32, results: &[RunResult], args: &ReportArgs) -> Self {
-        let peer = find(results, &args.peer, concurrency).filter(|p| p.rps > 0.0);
-        let direct = find(results, &args.direct, concurrency).filter(|d| d.rps > 0.0);
+    fn of(r: &Summary, level: Level, results: &[RunResult], args: &ReportArgs) -> Self {
+        let floor = find(results, &args.floor, level).filter(|f| f.rps > 0.0);
+        let peer = find(results, &args.peer, level).filter(|p| p.rps > 0.0);
+        let direct = find(results, &args.direct, level).filter(|d| d.rps > 0.0);
         Self {
+            floor: floor.map(|f| r.rps / f.rps),
             peer: peer.map(|p| r.rps / p.rps),
             direct: direct.map(|d| r.rps / d.rps),
             added_p50_us: direct.map(|d| r.p50_us - d.p50_us),
@@ -265,6 +311,7 @@ mod tests {
             era: "legacy".into(),
             target: "t".into(),
             concurrency: c,
+            text_bytes: 0,
             requests: 10_000,
             ok: 10_000,
             errors: 0,
@@ -292,6 +339,7 @@ mod tests {
             files: vec![],
             direct: "direct-stdio".into(),
             peer: "supergateway".into(),
+            floor: "http-floor".into(),
             target_concurrency: 16,
         }
     }
@@ -303,16 +351,18 @@ mod tests {
             result("mcpod-legacy", 16, 40_000.0, 200.0),
             result("mcpod-modern", 16, 20_000.0, 400.0),
             result("supergateway", 16, 3_000.0, 5_000.0),
+            result("http-floor", 16, 50_000.0, 150.0),
         ];
-        let legacy = find(&results, "mcpod-legacy", 16).expect("a run");
-        let ratios = Ratios::of(&legacy, 16, &results, &args());
+        let legacy = find(&results, "mcpod-legacy", Level::echo(16)).expect("a run");
+        let ratios = Ratios::of(&legacy, Level::echo(16), &results, &args());
+        assert_eq!(ratios.floor, Some(0.8));
         assert_eq!(ratios.peer.map(|x| (x * 100.0).round()), Some(1333.0));
         assert_eq!(ratios.direct, Some(0.4));
         assert_eq!(ratios.added_p50_us, Some(100.0));
         let text = render(&results, &args());
         assert!(
             text.contains(
-                "| mcpod-legacy | 16 | 40000 | 200µs | 400µs | 2.0 MiB | 50 + 25 / 10 | 0 | 1 |"
+                "| mcpod-legacy | 16 | 40000 | — | 200µs | 400µs | 2.0 MiB | 50 + 25 / 10 | 0 | 1 |"
             ),
             "{text}"
         );
@@ -322,6 +372,32 @@ mod tests {
         let direct = text.find("| direct-stdio | 16").expect("direct row");
         let peer = text.find("| supergateway | 16").expect("peer row");
         assert!(direct < text.find("| mcpod-legacy | 16").expect("row") && peer > direct);
+    }
+
+    #[test]
+    fn large_payload_runs_are_compared_with_the_floor_at_the_same_payload() {
+        let big = |label: &str, rps: f64| {
+            let mut r = result(label, 16, rps, 1000.0);
+            r.text_bytes = 256 * 1024;
+            r
+        };
+        let results = vec![
+            result("http-floor", 16, 50_000.0, 150.0),
+            big("http-floor", 2_000.0),
+            big("mcpod-legacy", 1_500.0),
+        ];
+        let text = render(&results, &args());
+        // 1500 × 262 144 B = 393 MB/s.
+        assert!(
+            text.contains("| mcpod-legacy | 16, 256 KiB | 1500 | 393 | 1.00ms |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| mcpod-legacy | 16, 256 KiB | 75% |"),
+            "{text}"
+        );
+        // The short-echo floor is its own level.
+        assert!(text.contains("| http-floor | 16 | 50000 | — |"), "{text}");
     }
 
     #[test]
@@ -344,11 +420,11 @@ mod tests {
             })
             .collect();
         let results = parse(&format!("{}\n\n", runs.join("\n"))).expect("parses");
-        let summary = find(&results, "x", 1).expect("found");
+        let summary = find(&results, "x", Level::echo(1)).expect("found");
         assert_eq!(summary.rps, 2.0, "the lower median of 1, 2, 3, 9");
         assert_eq!(summary.errors, 2);
         assert_eq!(summary.runs, 4);
-        assert!(find(&results, "x", 2).is_none());
+        assert!(find(&results, "x", Level::echo(2)).is_none());
         assert!(render(&results, &args()).contains("median"));
         assert!(parse("{}\n").is_err());
     }

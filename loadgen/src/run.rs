@@ -247,6 +247,9 @@ pub(crate) struct RunResult {
     pub(crate) target: String,
     /// Virtual clients.
     pub(crate) concurrency: u32,
+    /// Bytes of each echo text (0: the short text), each way.
+    #[serde(default)]
+    pub(crate) text_bytes: u32,
     /// Measured requests (successes and errors).
     pub(crate) requests: u64,
     /// Measured requests answered and checked.
@@ -300,6 +303,8 @@ pub(crate) struct RunInfo {
     pub(crate) target: String,
     /// Virtual clients.
     pub(crate) concurrency: u32,
+    /// Bytes of each echo text (0: the short text).
+    pub(crate) text_bytes: u32,
 }
 
 impl RunResult {
@@ -331,6 +336,7 @@ impl RunResult {
             era: info.era.to_owned(),
             target: info.target,
             concurrency: info.concurrency,
+            text_bytes: info.text_bytes,
             requests: tally.ok + tally.errors,
             ok: tally.ok,
             errors: tally.errors + tally.warmup_errors,
@@ -454,6 +460,7 @@ mod tests {
             era: "legacy",
             target: "x".into(),
             concurrency: 2,
+            text_bytes: 0,
         };
         let result = RunResult::new(info, &clock, tally, None, None);
         assert_eq!(result.ok, 2);

@@ -95,6 +95,7 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
                 lines.clone(),
                 Arc::clone(&next_id),
                 load.timeout,
+                load.text_bytes as usize,
             ))
         })
         .collect();
@@ -145,6 +146,7 @@ pub(crate) async fn run(args: StdioArgs, label: String) -> Result<RunResult, Str
         era: "legacy",
         target: args.command.join(" "),
         concurrency: load.concurrency,
+        text_bytes: load.text_bytes,
     };
     Ok(RunResult::new(
         info,
@@ -311,6 +313,7 @@ async fn virtual_client(
     lines: mpsc::Sender<String>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
     timeout: Duration,
+    text_bytes: usize,
 ) -> ClientStats {
     let mut stats = ClientStats::new();
     let mut seq = 0u64;
@@ -321,7 +324,7 @@ async fn virtual_client(
         }
         seq += 1;
         let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let text = check::echo_text(client, seq);
+        let text = check::echo_text(client, seq, text_bytes);
         let mut line = check::echo_request(id, &text, None);
         line.push('\n');
         let started = Instant::now();

@@ -1,9 +1,14 @@
 //! Prometheus metrics, in the text exposition format (hand-rolled: a few
 //! counters, one histogram, gauges read at scrape time).
+//!
+//! Each target's series are registered once, as a fixed table of atomics
+//! indexed by method and outcome ([`TargetCounters`]): counting a request
+//! is a few relaxed atomic adds, with no lock and no allocation.
 
-use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use parking_lot::RwLock;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -39,30 +44,40 @@ const KNOWN_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
 ];
 
+/// How many method labels there are: the known methods, `response` and
+/// `other`.
+const METHODS: usize = KNOWN_METHODS.len() + 2;
+
 /// The JSON-RPC method a request is counted under: a known MCP method,
-/// `response` (a client's answer to a server request), or `other`.
+/// `response` (a client's answer to a server request), or `other` (an
+/// index into [`KNOWN_METHODS`], then those two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Method(&'static str);
+pub(crate) struct Method(u8);
 
 impl Method {
     /// A message the client sent with this method.
     pub(crate) fn of(method: &str) -> Method {
-        Method(
-            KNOWN_METHODS
-                .iter()
-                .find(|m| **m == method)
-                .copied()
-                .unwrap_or("other"),
-        )
+        KNOWN_METHODS
+            .iter()
+            .position(|m| *m == method)
+            .map_or(Method::OTHER, |i| Method(i as u8))
     }
 
     /// A client's response to a server request.
-    pub(crate) const RESPONSE: Method = Method("response");
+    pub(crate) const RESPONSE: Method = Method(KNOWN_METHODS.len() as u8);
     /// Not known (yet): refused before its body was read, or unknown.
-    pub(crate) const OTHER: Method = Method("other");
+    pub(crate) const OTHER: Method = Method(KNOWN_METHODS.len() as u8 + 1);
 
     fn label(self) -> &'static str {
-        self.0
+        match self {
+            Method::RESPONSE => "response",
+            Method::OTHER => "other",
+            Method(i) => KNOWN_METHODS[usize::from(i)],
+        }
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.0)
     }
 }
 
@@ -118,24 +133,48 @@ impl Outcome {
 
     /// The label value.
     pub(crate) fn label(self) -> &'static str {
+        OUTCOME_LABELS[self.slot()]
+    }
+
+    /// The index of its label in [`OUTCOME_LABELS`] (`Error` and `Failed`
+    /// share one).
+    fn slot(self) -> usize {
         match self {
-            Outcome::Ok => "ok",
-            Outcome::Error | Outcome::Failed => "error",
-            Outcome::Timeout => "timeout",
-            Outcome::Cancelled => "cancelled",
-            Outcome::BackendClosed => "backend_closed",
-            Outcome::ResponseTooLarge => "response_too_large",
-            Outcome::InputRequired => "input_required",
-            Outcome::Disconnected => "disconnected",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::Forbidden => "forbidden",
-            Outcome::NotFound => "not_found",
-            Outcome::TooLarge => "too_large",
-            Outcome::Overloaded => "overloaded",
-            Outcome::Rejected => "rejected",
+            Outcome::Ok => 0,
+            Outcome::Error | Outcome::Failed => 1,
+            Outcome::Timeout => 2,
+            Outcome::Cancelled => 3,
+            Outcome::BackendClosed => 4,
+            Outcome::ResponseTooLarge => 5,
+            Outcome::InputRequired => 6,
+            Outcome::Disconnected => 7,
+            Outcome::Unauthorized => 8,
+            Outcome::Forbidden => 9,
+            Outcome::NotFound => 10,
+            Outcome::TooLarge => 11,
+            Outcome::Overloaded => 12,
+            Outcome::Rejected => 13,
         }
     }
 }
+
+/// The outcome label values, indexed by [`Outcome::slot`].
+const OUTCOME_LABELS: [&str; 14] = [
+    "ok",
+    "error",
+    "timeout",
+    "cancelled",
+    "backend_closed",
+    "response_too_large",
+    "input_required",
+    "disconnected",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "too_large",
+    "overloaded",
+    "rejected",
+];
 
 /// What an HTTP request was: a JSON-RPC message, or one of the requests
 /// around them (streams, sessions, stdio connections), counted apart.
@@ -167,25 +206,111 @@ impl Operation {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+impl Operation {
+    /// The index of an operation other than a JSON-RPC message.
+    fn other_index(self) -> Option<usize> {
+        match self {
+            Operation::Rpc(_) => None,
+            Operation::OpenStream => Some(0),
+            Operation::EndSession => Some(1),
+            Operation::StdioCreate => Some(2),
+            Operation::StdioDelete => Some(3),
+        }
+    }
+}
+
+/// The operations other than JSON-RPC messages, by [`Operation::other_index`].
+const OTHER_OPERATIONS: [Operation; 4] = [
+    Operation::OpenStream,
+    Operation::EndSession,
+    Operation::StdioCreate,
+    Operation::StdioDelete,
+];
+
+/// Counts by outcome label.
+type ByOutcome = [AtomicU64; OUTCOME_LABELS.len()];
+
+/// One method's latency histogram: each request counted in the first
+/// bucket it fits (made cumulative when rendered), the sum in nanoseconds.
+#[derive(Debug, Default)]
 struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+    /// The last one is `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
 }
 
-/// Counters of one target; keys are static, so counting allocates nothing
-/// once a series exists.
-#[derive(Debug, Default)]
-struct TargetCounters {
-    requests: HashMap<(Method, Outcome), u64>,
-    latency: HashMap<Method, Histogram>,
-    other: HashMap<(Operation, Outcome), u64>,
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    targets: HashMap<String, TargetCounters>,
+/// The series of one target, registered once: a fixed table of counters
+/// by method (or operation) and outcome, and a histogram per method.
+/// Counting is lock-free and allocates nothing.
+#[derive(Debug)]
+pub(crate) struct TargetCounters {
+    target: Box<str>,
+    requests: [ByOutcome; METHODS],
+    latency: [Histogram; METHODS],
+    other: [ByOutcome; OTHER_OPERATIONS.len()],
+}
+
+impl TargetCounters {
+    fn new(target: &str) -> TargetCounters {
+        TargetCounters {
+            target: target.into(),
+            requests: Default::default(),
+            latency: Default::default(),
+            other: Default::default(),
+        }
+    }
+
+    /// The target's name (its label value).
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Counts one finished request.
+    pub(crate) fn record(&self, operation: Operation, outcome: Outcome, elapsed: Duration) {
+        let slot = outcome.slot();
+        let method = match operation {
+            Operation::Rpc(method) => method,
+            other => {
+                if let Some(i) = other.other_index() {
+                    self.other[i][slot].fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
+        self.requests[method.index()][slot].fetch_add(1, Ordering::Relaxed);
+        self.latency[method.index()].observe(elapsed);
+    }
+}
+
+/// The series that exist (a count above zero), as `(label, outcome, n)`
+/// sorted by label.
+fn nonzero<'a>(
+    rows: impl Iterator<Item = (&'static str, &'a ByOutcome)>,
+) -> Vec<(&'static str, &'static str, u64)> {
+    let mut out = Vec::new();
+    for (label, counts) in rows {
+        for (i, n) in counts.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                out.push((label, OUTCOME_LABELS[i], n));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Gauges of one target, read at scrape time.
@@ -336,7 +461,8 @@ impl Reloads {
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    inner: Mutex<Inner>,
+    /// Each target's series, registered by its first request.
+    targets: RwLock<HashMap<Box<str>, Arc<TargetCounters>>>,
     /// Client connections.
     pub(crate) connections: Connections,
     /// Config reloads.
@@ -346,114 +472,87 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Counts one finished request.
-    pub(crate) fn record(
-        &self,
-        target: &str,
-        operation: Operation,
-        outcome: Outcome,
-        elapsed: Duration,
-    ) {
-        let mut inner = self.inner.lock();
-        if !inner.targets.contains_key(target) {
-            inner
-                .targets
-                .insert(target.to_owned(), TargetCounters::default());
+    /// The series of `target`, registered on first use (a read lock
+    /// after that; requests hold the `Arc` and count without one).
+    pub(crate) fn counters(&self, target: &str) -> Arc<TargetCounters> {
+        if let Some(c) = self.targets.read().get(target) {
+            return c.clone();
         }
-        let Some(counters) = inner.targets.get_mut(target) else {
-            return;
-        };
-        let method = match operation {
-            Operation::Rpc(method) => method,
-            other => {
-                *counters.other.entry((other, outcome)).or_default() += 1;
-                return;
-            }
-        };
-        *counters.requests.entry((method, outcome)).or_default() += 1;
-        let h = counters.latency.entry(method).or_default();
-        let secs = elapsed.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
+        self.targets
+            .write()
+            .entry(target.into())
+            .or_insert_with(|| Arc::new(TargetCounters::new(target)))
+            .clone()
     }
 
     /// The text exposition.
     pub(crate) fn render(&self, gauges: &[TargetGauges]) -> String {
         // Sorted, so scrapes are stable and diffable.
-        let (requests, latency, other) = {
-            let inner = self.inner.lock();
-            let mut requests = BTreeMap::new();
-            let mut latency = BTreeMap::new();
-            let mut other = BTreeMap::new();
-            for (target, c) in &inner.targets {
-                for ((method, outcome), n) in &c.requests {
-                    requests.insert((target.clone(), method.label(), outcome.label()), *n);
-                }
-                for (method, h) in &c.latency {
-                    latency.insert((target.clone(), method.label()), h.clone());
-                }
-                for ((op, outcome), n) in &c.other {
-                    other.insert((target.clone(), op.label(), outcome.label()), *n);
-                }
-            }
-            (requests, latency, other)
-        };
+        let mut targets: Vec<Arc<TargetCounters>> = self.targets.read().values().cloned().collect();
+        targets.sort_unstable_by(|a, b| a.target.cmp(&b.target));
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP mcpod_requests_total MCP requests handled, by target, method and outcome.\n",
         );
         out.push_str("# TYPE mcpod_requests_total counter\n");
-        for ((target, method, outcome), n) in &requests {
-            let _ = writeln!(
-                out,
-                "mcpod_requests_total{{target=\"{}\",method=\"{}\",outcome=\"{}\"}} {n}",
-                esc(target),
-                method,
-                outcome
-            );
+        for c in &targets {
+            let methods = (0..METHODS).map(|i| (Method(i as u8).label(), &c.requests[i]));
+            for (method, outcome, n) in nonzero(methods) {
+                let _ = writeln!(
+                    out,
+                    "mcpod_requests_total{{target=\"{}\",method=\"{method}\",outcome=\"{outcome}\"}} {n}",
+                    esc(&c.target),
+                );
+            }
         }
         out.push_str(
             "# HELP mcpod_http_requests_total HTTP requests other than JSON-RPC messages (streams, session ends, stdio connections), by target, operation and outcome.\n",
         );
         out.push_str("# TYPE mcpod_http_requests_total counter\n");
-        for ((target, op, outcome), n) in &other {
-            let _ = writeln!(
-                out,
-                "mcpod_http_requests_total{{target=\"{}\",operation=\"{op}\",outcome=\"{outcome}\"}} {n}",
-                esc(target),
-            );
+        for c in &targets {
+            let ops = OTHER_OPERATIONS.iter().zip(&c.other);
+            for (op, outcome, n) in nonzero(ops.map(|(op, counts)| (op.label(), counts))) {
+                let _ = writeln!(
+                    out,
+                    "mcpod_http_requests_total{{target=\"{}\",operation=\"{op}\",outcome=\"{outcome}\"}} {n}",
+                    esc(&c.target),
+                );
+            }
         }
         out.push_str("# HELP mcpod_request_duration_seconds Time to answer a request (to the end of its stream).\n");
         out.push_str("# TYPE mcpod_request_duration_seconds histogram\n");
-        for ((target, method), h) in &latency {
-            let labels = format!("target=\"{}\",method=\"{}\"", esc(target), method);
-            for (i, bound) in BUCKETS.iter().enumerate() {
+        for c in &targets {
+            let mut methods: Vec<(&str, &Histogram)> = (0..METHODS)
+                .map(|i| (Method(i as u8).label(), &c.latency[i]))
+                .collect();
+            methods.sort_unstable_by_key(|(label, _)| *label);
+            for (method, h) in methods {
+                let counts: Vec<u64> = h
+                    .buckets
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .collect();
+                let count: u64 = counts.iter().sum();
+                if count == 0 {
+                    continue;
+                }
+                let labels = format!("target=\"{}\",method=\"{method}\"", esc(&c.target));
+                let mut cumulative = 0;
+                for (bound, n) in BUCKETS.iter().zip(&counts) {
+                    cumulative += n;
+                    let _ = writeln!(
+                        out,
+                        "mcpod_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
                 let _ = writeln!(
                     out,
-                    "mcpod_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    h.buckets[i]
+                    "mcpod_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}\n\
+                     mcpod_request_duration_seconds_sum{{{labels}}} {sum}\n\
+                     mcpod_request_duration_seconds_count{{{labels}}} {count}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "mcpod_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "mcpod_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "mcpod_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
         }
         let gauge = |out: &mut String,
                      name: &str,
@@ -549,12 +648,19 @@ mod tests {
     #[test]
     fn renders_counters_histogram_and_gauges() {
         let m = Metrics::default();
+        let demo = m.counters("demo");
         let call = Operation::Rpc(Method::of("tools/call"));
-        m.record("demo", call, Outcome::Ok, Duration::from_millis(3));
-        m.record("demo", call, Outcome::Ok, Duration::from_millis(30));
+        demo.record(call, Outcome::Ok, Duration::from_millis(3));
+        demo.record(call, Outcome::Ok, Duration::from_millis(30));
         let custom = Operation::Rpc(Method::of("x-custom"));
-        m.record("demo", custom, Outcome::Error, Duration::from_millis(1));
-        m.record("demo", Operation::OpenStream, Outcome::Ok, Duration::ZERO);
+        demo.record(custom, Outcome::Error, Duration::from_millis(1));
+        demo.record(Operation::OpenStream, Outcome::Ok, Duration::ZERO);
+        // Registered once: the same series.
+        assert!(Arc::ptr_eq(&demo, &m.counters("demo")));
+        // Two outcomes with one label value count in one series.
+        let list = Operation::Rpc(Method::of("tools/list"));
+        demo.record(list, Outcome::Error, Duration::from_secs(100));
+        demo.record(list, Outcome::Failed, Duration::from_secs(100));
         let text = m.render(&[TargetGauges {
             target: "demo".into(),
             calls_in_flight: 2,
@@ -576,6 +682,17 @@ mod tests {
         ));
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"0.005\"} 1"));
         assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/call\",le=\"+Inf\"} 2"));
+        assert!(text.contains(
+            "mcpod_request_duration_seconds_sum{target=\"demo\",method=\"tools/call\"} 0.033\n"
+        ));
+        assert!(text.contains(
+            "mcpod_requests_total{target=\"demo\",method=\"tools/list\",outcome=\"error\"} 2"
+        ));
+        // Past the last bound: only in +Inf.
+        assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/list\",le=\"60\"} 0\n"));
+        assert!(text.contains("mcpod_request_duration_seconds_bucket{target=\"demo\",method=\"tools/list\",le=\"+Inf\"} 2\n"));
+        // Series never counted are absent.
+        assert!(!text.contains("method=\"ping\""));
         assert!(text.contains("mcpod_calls_in_flight{target=\"demo\"} 2"));
         assert!(text.contains("mcpod_streams_open{target=\"demo\"} 4"));
         assert!(text.contains("mcpod_calls_limit{target=\"demo\"} 16"));

@@ -85,6 +85,8 @@ async fn serve_embedded_default_then_sigterm() {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env_remove("MCPOD_CONFIG")
         .env("MCPOD_LOG_FORMAT", "json")
+        // The access log is at debug.
+        .env("RUST_LOG", "info,mcpod_server::web::record=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

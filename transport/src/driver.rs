@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::io::{AsyncRead, AsyncWrite};
+use futures::io::AsyncRead;
 use mcpod_core::{BackendInfo, CloseReason, Event, Outcome, Request, Route, SendError, Session};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,7 +21,7 @@ use crate::error::UpstreamError;
 use crate::item::{CallItem, ServerRequestKey, UpstreamEvent};
 use crate::process::{Label, Monitor, drain_stderr};
 use crate::runtime::{BoxFuture, Runtime};
-use crate::shared::{Backoff, Live, Shared};
+use crate::shared::{Backoff, Live, Output, Shared};
 
 /// Commands handled per round before I/O gets its turn.
 const COMMANDS_PER_ROUND: usize = 256;
@@ -287,20 +287,18 @@ impl Supervisor {
             )
         });
         let session = Session::new(self.config.core.clone(), Instant::now());
+        *self.shared.output() = Some(Output::new(generation, conn.writer));
         *self.shared.live() = Some(Live {
             generation,
             session,
             routes: HashMap::new(),
+            wakes_at: None,
         });
         let mut driver = Driver {
             shared: self.shared.clone(),
             generation,
             reader: conn.reader,
-            writer: Some(conn.writer),
             rbuf: vec![0; self.config.read_buffer.max(512)],
-            wbuf: Vec::new(),
-            wpos: 0,
-            need_flush: false,
             eof: false,
             ready_waiters: Vec::new(),
             deadline: None,
@@ -339,22 +337,15 @@ enum Input {
     End,
 }
 
-/// The driver of one backend generation: it owns the streams and moves
-/// bytes between them and the shared session.
+/// The driver of one backend generation: it owns the backend's output
+/// and feeds it to the shared session, and writes to its stdin what the
+/// callers could not write at once (see [`Output`]).
 struct Driver<'a> {
     sup: &'a mut Supervisor,
     shared: Arc<Shared>,
     generation: u64,
     reader: Box<dyn AsyncRead + Send + Unpin>,
-    /// `None` once closed or broken.
-    writer: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     rbuf: Vec<u8>,
-    /// Bytes taken from the session, written up to `wpos`. New bytes are
-    /// taken only when it is all written, so a backend that stops reading
-    /// leaves them queued in the session, which then refuses new work.
-    wbuf: Vec<u8>,
-    wpos: usize,
-    need_flush: bool,
     eof: bool,
     ready_waiters: Vec<oneshot::Sender<Result<Arc<BackendInfo>, UpstreamError>>>,
     /// When the session (or the exit grace) next needs the clock.
@@ -465,22 +456,15 @@ impl Driver<'_> {
             busy = true;
             self.event(live, event);
         }
-        if self.wpos == self.wbuf.len() {
-            self.wbuf.clear();
-            self.wpos = 0;
-            if self.writer.is_some() {
-                let _ = live.session.poll_transmit(&mut self.wbuf);
-            } else {
-                // Nothing can reach the backend any more.
-                while live.session.poll_transmit(&mut self.wbuf) {
-                    self.wbuf.clear();
-                }
-            }
+        if let Some(output) = shared.output().as_mut() {
+            output.take_from(&mut live.session);
         }
         self.deadline = match (live.session.poll_timeout(), self.exit_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.arm_timer(now);
+        live.wakes_at = self.timer.as_ref().map(|(at, _)| *at);
         Some(Step {
             busy,
             closed: live.session.close_reason().is_some(),
@@ -589,50 +573,32 @@ impl Driver<'_> {
         }
     }
 
-    /// Writes the batch taken from the session. Returns whether the batch
-    /// got fully written (so the next round can take more) or failed.
+    /// Writes the batch taken from the session, when a caller could not
+    /// (no room). Returns whether a batch got fully written (so the next
+    /// round can take more) or failed.
     fn poll_output(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let Some(writer) = self.writer.as_mut() else {
-            return false;
+        let written = match self.shared.output().as_mut() {
+            Some(output) => output.poll_write_all(cx),
+            None => return false,
         };
-        while self.wpos < self.wbuf.len() {
-            match Pin::new(&mut **writer).poll_write(cx, &self.wbuf[self.wpos..]) {
-                Poll::Ready(Ok(0)) => {
-                    self.write_failed(io::ErrorKind::WriteZero.into(), now);
-                    return true;
-                }
-                Poll::Ready(Ok(n)) => {
-                    self.wpos += n;
-                    self.need_flush = true;
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => {
-                    self.write_failed(e, now);
-                    return true;
-                }
-                Poll::Pending => return false,
+        match written {
+            Poll::Ready(Ok(wrote)) => wrote,
+            Poll::Ready(Err(e)) => {
+                self.write_failed(e, now);
+                true
             }
+            Poll::Pending => false,
         }
-        if self.need_flush {
-            match Pin::new(&mut **writer).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.need_flush = false,
-                Poll::Ready(Err(e)) => {
-                    self.write_failed(e, now);
-                    return true;
-                }
-                Poll::Pending => return false,
-            }
-            // Written: the session may have more queued.
-            return true;
-        }
-        false
     }
 
     fn write_failed(&mut self, e: io::Error, now: Instant) {
         tracing::warn!(upstream = %self.sup.name, generation = self.generation, error = %e, "writing to the backend failed; taking it as gone");
-        self.writer = None;
-        self.wbuf.clear();
-        self.wpos = 0;
+        if let Some(output) = self.shared.output().as_mut() {
+            output.writer = None;
+            output.buf.clear();
+            output.pos = 0;
+            output.need_flush = false;
+        }
         if let Some(live) = self.shared.live().as_mut() {
             live.session.handle_eof(now);
         }
@@ -661,19 +627,24 @@ impl Driver<'_> {
         }
     }
 
-    /// Keeps a timer armed for the next deadline; `true` once it is due.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let Some(want) = self.deadline else {
-            self.timer = None;
-            return false;
+    /// Arms a timer for the next deadline, unless one is armed for an
+    /// earlier time: a spurious wakeup is harmless, and this avoids
+    /// re-arming on every call that ends (and, kept while no deadline is
+    /// set, waking for the calls that come next: see [`Live::wakes_at`]).
+    fn arm_timer(&mut self, now: Instant) {
+        let Some(want) = self.deadline.filter(|want| *want > now) else {
+            return;
         };
-        if want <= now {
-            return true;
-        }
-        // Keep an earlier timer: a spurious wakeup is harmless, and this
-        // avoids re-arming on every call that ends.
         if !matches!(&self.timer, Some((at, _)) if *at <= want) {
             self.timer = Some((want, self.sup.runtime.sleep_until(want)));
+        }
+    }
+
+    /// Polls the armed timer; `true` once a deadline is due or the timer
+    /// fires.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if self.deadline.is_some_and(|want| want <= now) {
+            return true;
         }
         let Some((_, sleep)) = self.timer.as_mut() else {
             return false;
@@ -861,7 +832,8 @@ impl Driver<'_> {
         };
         drop(gone);
         // Closing the backend's stdin is the first step of its shutdown.
-        self.writer = None;
+        let output = shared.output().take();
+        drop(output);
         match (&flow, self.monitor.take()) {
             (Flow::Stop, Some(monitor)) => monitor.stop_and_wait().await,
             (Flow::Continue, Some(mut monitor)) => monitor.stop(),

@@ -15,12 +15,16 @@
 //!   The session sits behind a mutex shared with the handles, as in quinn:
 //!   a caller submits its call to the session directly (so a refusal such
 //!   as [`SendError::TooManyCalls`] comes back at once, with no round trip
-//!   through the task) and wakes the task, which writes what the session
-//!   queued. After each chunk of input, timeout or wakeup the task drains
-//!   the session completely: bytes for the backend, the next deadline, then
-//!   events, which it routes to the calls' streams and the subscribers.
-//!   The lock is never held across I/O.
-//! - Writing never blocks the task: bytes are taken from the session only
+//!   through the task) and writes what the session queued straight to the
+//!   backend's stdin when nothing else waits to be written. The task is
+//!   woken only when that write finds no room (it then waits for room and
+//!   writes the rest), when the caller's work left events, or when it
+//!   brought a deadline before the task's timer. After each chunk of
+//!   input, timeout or wakeup the task drains the session completely:
+//!   bytes for the backend, the next deadline, then events, which it routes
+//!   to the calls' streams and the subscribers. The session's lock is
+//!   never held across I/O.
+//! - Writing never blocks a caller or the task: bytes are taken from the session only
 //!   once the previous batch is written, so a backend that stops reading
 //!   leaves its output queued in the session, which soon refuses new calls
 //!   with [`SendError::BackendNotReading`].

@@ -63,6 +63,7 @@ impl Upstream {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             live: Mutex::new(None),
+            output: Mutex::new(None),
             driver: AtomicWaker::new(),
             events,
             call_buffer: config.call_buffer.max(1),

@@ -42,7 +42,7 @@ impl Accept {
             let Ok(value) = value.to_str() else { continue };
             for item in value.split(',') {
                 let mut parts = item.split(';');
-                let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let media = parts.next().unwrap_or("").trim();
                 // `q=0` means "not acceptable".
                 let refused = parts.any(|p| {
                     let p = p.trim();
@@ -53,14 +53,15 @@ impl Accept {
                 if refused {
                     continue;
                 }
-                match media.as_str() {
-                    "*/*" => {
-                        accept.json = true;
-                        accept.sse = true;
-                    }
-                    "application/*" | "application/json" => accept.json = true,
-                    "text/*" | "text/event-stream" => accept.sse = true,
-                    _ => {}
+                // Compared without a lowercase copy.
+                let is = |name: &str| media.eq_ignore_ascii_case(name);
+                if media == "*/*" {
+                    accept.json = true;
+                    accept.sse = true;
+                } else if is("application/json") || is("application/*") {
+                    accept.json = true;
+                } else if is("text/event-stream") || is("text/*") {
+                    accept.sse = true;
                 }
             }
         }

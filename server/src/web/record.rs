@@ -1,22 +1,23 @@
-//! [`Record`]: each HTTP request counted in the metrics and logged when it
-//! ends (its body streamed to the end, or the client gone).
+//! [`Record`]: each HTTP request counted in the metrics and logged (at
+//! `debug`) when it ends (its body streamed to the end, or the client gone).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::response::{IntoResponse, Response};
-use tracing::{debug, info};
+use tracing::debug;
 
 use super::errors::ApiError;
-use crate::metrics::{Method, Metrics, Operation, Outcome};
+use crate::metrics::{Method, Metrics, Operation, Outcome, TargetCounters};
 use crate::telemetry;
 
 /// Counts a request in the metrics and logs it when dropped.
 #[derive(Debug)]
 pub(crate) struct Record {
-    metrics: Arc<Metrics>,
-    target: String,
+    /// The target's series (and its name).
+    counters: Arc<TargetCounters>,
     operation: Operation,
+    /// Kept for the access log only when it is on.
     session: Option<String>,
     /// How it ended; [`Outcome::Disconnected`] if nothing else is set.
     pub(crate) outcome: Outcome,
@@ -31,8 +32,7 @@ impl Record {
     /// Starts timing a request to `target` (a metrics label).
     pub(crate) fn new(metrics: &Arc<Metrics>, target: &str, operation: Operation) -> Self {
         Record {
-            metrics: metrics.clone(),
-            target: target.to_owned(),
+            counters: metrics.counters(target),
             operation,
             session: None,
             outcome: Outcome::Disconnected,
@@ -49,7 +49,9 @@ impl Record {
 
     /// Names the session.
     pub(crate) fn session(&mut self, id: &str) {
-        self.session = Some(id.to_owned());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            self.session = Some(id.to_owned());
+        }
         tracing::Span::current().record("session", id);
         if let Some(span) = &self.span {
             telemetry::record_session(span, id);
@@ -77,10 +79,11 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        self.metrics
-            .record(&self.target, self.operation, self.outcome, elapsed);
-        info!(
-            target_name = %self.target,
+        self.counters.record(self.operation, self.outcome, elapsed);
+        // The access log: at `debug`, so the default level writes nothing
+        // per request (metrics and spans carry the same facts).
+        debug!(
+            target_name = %self.counters.target(),
             method = self.operation.label(),
             session = self.session.as_deref().unwrap_or("-"),
             outcome = self.outcome.label(),

@@ -3,12 +3,14 @@
 //! streams, `X-Accel-Buffering: no`.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
@@ -29,15 +31,23 @@ pub(crate) fn event_with_id(id: Option<&str>, frame: &[u8]) -> Bytes {
         out.push(b'\n');
     }
     out.extend_from_slice(b"event: message\ndata: ");
-    // Frames are single-line JSON; a stray newline would end the event
-    // early, so turn any into a space (insignificant whitespace in JSON).
-    out.extend(
-        frame
-            .iter()
-            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-    );
+    push_data(&mut out, frame);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// Appends `data` as one SSE data line. Frames are single-line JSON; a
+/// stray newline would end the event early, so any is turned into a space
+/// (insignificant whitespace in JSON). Copied in runs between line breaks
+/// (usually one run: the whole frame).
+fn push_data(out: &mut Vec<u8>, data: &[u8]) {
+    let mut rest = data;
+    while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b' ');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
 }
 
 /// One SSE event named `name` (the 2024-11-05 transport's `endpoint`).
@@ -46,10 +56,7 @@ pub(crate) fn named_event(name: &str, data: &[u8]) -> Bytes {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    out.extend(
-        data.iter()
-            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-    );
+    push_data(&mut out, data);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
@@ -82,29 +89,30 @@ pub(crate) fn response<S>(
 where
     S: Stream<Item = Bytes> + Send + 'static,
 {
-    struct State<S> {
-        events: std::pin::Pin<Box<S>>,
-        stop: Option<CancellationToken>,
-        keep_alive: Duration,
-    }
-    let state = State {
-        events: Box::pin(events),
-        stop,
-        keep_alive,
-    };
-    let body = futures::stream::unfold(state, |mut st| async move {
-        let stop = st.stop.clone();
-        let stopped = async move {
-            match stop {
-                Some(t) => t.cancelled_owned().await,
-                None => std::future::pending().await,
+    let mut events = Box::pin(events);
+    let mut stop = stop.map(|t| Box::pin(t.cancelled_owned()));
+    // One timer for the stream's life, pushed back after each event.
+    let mut quiet = Box::pin(tokio::time::sleep(keep_alive));
+    let body = futures::stream::poll_fn(move |cx| {
+        if let Some(stop) = stop.as_mut() {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        let next = match events.as_mut().poll_next(cx) {
+            Poll::Ready(Some(event)) => event,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {
+                if quiet.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                Bytes::from_static(KEEP_ALIVE)
             }
         };
-        tokio::select! {
-            item = st.events.next() => item.map(|b| (Ok::<_, Infallible>(b), st)),
-            _ = tokio::time::sleep(st.keep_alive) => Some((Ok(Bytes::from_static(KEEP_ALIVE)), st)),
-            _ = stopped => None,
-        }
+        quiet
+            .as_mut()
+            .reset(tokio::time::Instant::now() + keep_alive);
+        Poll::Ready(Some(Ok::<_, Infallible>(next)))
     });
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
@@ -128,6 +136,14 @@ mod tests {
             b"event: message\ndata: {\"a\":1}\n\n"
         );
         assert_eq!(&event(b"{\n}")[..], b"event: message\ndata: { }\n\n");
+        assert_eq!(
+            &event(b"\r\n{\"a\":\r1}\n")[..],
+            b"event: message\ndata:   {\"a\": 1} \n\n"
+        );
+        assert_eq!(
+            &named_event("endpoint", b"/m\n")[..],
+            b"event: endpoint\ndata: /m \n\n"
+        );
         assert_eq!(
             &event_with_id(Some("a-1-2"), b"{}")[..],
             b"id: a-1-2\nevent: message\ndata: {}\n\n"
