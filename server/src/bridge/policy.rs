@@ -56,12 +56,7 @@ fn named_item(method: &str, params: Option<&RawValue>) -> Option<(ItemKind, Stri
             _ => None,
         };
     }
-    let kind = match method {
-        "tools/call" => ItemKind::Tool,
-        "prompts/get" => ItemKind::Prompt,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ItemKind::Resource,
-        _ => return None,
-    };
+    let kind = kind_named(method)?;
     let named: Named<'_> = serde_json::from_str(params?.get()).ok()?;
     let name = match kind {
         ItemKind::Resource => named.uri,
@@ -70,10 +65,39 @@ fn named_item(method: &str, params: Option<&RawValue>) -> Option<(ItemKind, Stri
     Some((kind, name.into_owned()))
 }
 
+/// The kind of item a request of `method` names by its params' `name` or
+/// `uri` (`completion/complete` names one in its `ref`).
+fn kind_named(method: &str) -> Option<ItemKind> {
+    match method {
+        "tools/call" => Some(ItemKind::Tool),
+        "prompts/get" => Some(ItemKind::Prompt),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Some(ItemKind::Resource)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `access` may refuse some request of `method`: it governs the
+/// kind of item the method names.
+fn may_refuse(access: &Access, method: &str) -> bool {
+    match kind_named(method) {
+        Some(kind) => access.restricts(kind),
+        None => {
+            method == "completion/complete"
+                && (access.restricts(ItemKind::Prompt) || access.restricts(ItemKind::Resource))
+        }
+    }
+}
+
 /// Why `access` refuses a request of `method` with `params` (`None`: it
 /// may go on). A request whose item cannot be read goes on: the backend
-/// answers it as malformed.
+/// answers it as malformed. Params are read only when the policy governs
+/// the kind of item the method names (an ungoverned kind is allowed).
 pub(crate) fn refusal(access: &Access, method: &str, params: Option<&RawValue>) -> Option<String> {
+    if !may_refuse(access, method) {
+        return None;
+    }
     let (kind, name) = named_item(method, params)?;
     (!access.allows(kind, &name)).then(|| {
         format!(
