@@ -199,15 +199,36 @@ mod tests {
         );
     }
 
-    #[test]
-    fn resource_templates_are_listed_by_their_uri_template() {
+    /// A policy that governs resources only: those under `file:///public/`.
+    fn public_resources_only() -> Access {
         use crate::config::{Policy, RawPolicyRule};
         let rule = RawPolicyRule {
             allow: Some(vec!["resource:file:///public/*".to_owned()]),
             ..RawPolicyRule::default()
         };
         let policy = Policy::from_raw("targets.t", vec![rule]).unwrap().unwrap();
-        let access = Access::of(Some(&std::sync::Arc::new(policy)), Default::default());
+        Access::of(Some(&std::sync::Arc::new(policy)), Default::default())
+    }
+
+    #[test]
+    fn only_governed_kinds_are_refused() {
+        let access = public_resources_only();
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        let tool = raw(r#"{"name":"anything"}"#);
+        assert!(refusal(&access, "tools/call", Some(&tool)).is_none());
+        let secret = raw(r#"{"uri":"file:///secret/a"}"#);
+        assert!(refusal(&access, "resources/read", Some(&secret)).is_some());
+        let public = raw(r#"{"uri":"file:///public/a"}"#);
+        assert!(refusal(&access, "resources/read", Some(&public)).is_none());
+        let complete = raw(r#"{"ref":{"type":"ref/resource","uri":"file:///secret/{p}"}}"#);
+        assert!(refusal(&access, "completion/complete", Some(&complete)).is_some());
+        let prompt = raw(r#"{"ref":{"type":"ref/prompt","name":"greet"}}"#);
+        assert!(refusal(&access, "completion/complete", Some(&prompt)).is_none());
+    }
+
+    #[test]
+    fn resource_templates_are_listed_by_their_uri_template() {
+        let access = public_resources_only();
         let frame = br#"{"jsonrpc":"2.0","id":7,"result":{"resourceTemplates":[{"uriTemplate":"file:///public/{path}","name":"pub"},{"uriTemplate":"file:///secret/{path}","name":"sec"}]}}"#.to_vec();
         let out = filter_list(&access, "resources/templates/list", frame);
         let out = String::from_utf8(out).unwrap();
