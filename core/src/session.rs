@@ -2,9 +2,10 @@
 //! callers.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use memchr::memmem::Finder;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -516,8 +517,22 @@ fn boxed(raw: &RawValue) -> Box<RawValue> {
     raw.to_owned()
 }
 
-fn contains(haystack: &str, needle: &str) -> bool {
-    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+/// The keys looked for in every call's params, each searcher built once:
+/// building one costs more than searching a small params object.
+static FIND_PROGRESS_TOKEN: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(PROGRESS_TOKEN));
+static FIND_PROTOCOL_VERSION: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(META_PROTOCOL_VERSION));
+static FIND_CLIENT_CAPABILITIES: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(META_CLIENT_CAPABILITIES));
+static FIND_ENVELOPE_PREFIX: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(ENVELOPE_PREFIX));
+static FIND_SUBSCRIPTION_ID: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(META_SUBSCRIPTION_ID));
+
+/// Whether `haystack` holds what `needle` searches for.
+fn contains(haystack: &str, needle: &Finder<'_>) -> bool {
+    needle.find(haystack.as_bytes()).is_some()
 }
 
 impl State {
@@ -941,12 +956,13 @@ impl State {
             return None;
         };
         let text = params.get();
-        let needs_token = contains(text, PROGRESS_TOKEN);
+        let needs_token = contains(text, &FIND_PROGRESS_TOKEN);
         let needs_envelope = match modern_version {
             Some(_) => {
-                !contains(text, META_PROTOCOL_VERSION) || !contains(text, META_CLIENT_CAPABILITIES)
+                !contains(text, &FIND_PROTOCOL_VERSION)
+                    || !contains(text, &FIND_CLIENT_CAPABILITIES)
             }
-            None => contains(text, ENVELOPE_PREFIX),
+            None => contains(text, &FIND_ENVELOPE_PREFIX),
         };
         if !needs_token && !needs_envelope {
             json::push_request(&mut self.tx, id, method, Some(text));
@@ -1397,7 +1413,7 @@ impl State {
             }
             return;
         }
-        if contains(params.get(), META_SUBSCRIPTION_ID) {
+        if contains(params.get(), &FIND_SUBSCRIPTION_ID) {
             let tagged = serde_json::from_str::<TaggedParams<'_>>(params.get()).ok();
             if let Some(sub) = tagged.as_ref().and_then(|t| t.meta.as_ref()?.subscription) {
                 let owner = sub

@@ -265,7 +265,9 @@ impl Exchange {
         }
         let id_json = request.id.get().to_owned();
         let method = request.method.clone();
-        let tool = (method == "tools/call")
+        // Read only where it can matter: a modern backend asks nothing (it
+        // answers `input_required`), and the core ignores the flag there.
+        let tool = (method == "tools/call" && place.asking.is_some() && !backend_modern)
             .then(|| tool_name(request.params.as_deref()))
             .flatten();
         // A call that may ask takes turns with the others that may.

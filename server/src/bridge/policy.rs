@@ -56,12 +56,7 @@ fn named_item(method: &str, params: Option<&RawValue>) -> Option<(ItemKind, Stri
             _ => None,
         };
     }
-    let kind = match method {
-        "tools/call" => ItemKind::Tool,
-        "prompts/get" => ItemKind::Prompt,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ItemKind::Resource,
-        _ => return None,
-    };
+    let kind = kind_named(method)?;
     let named: Named<'_> = serde_json::from_str(params?.get()).ok()?;
     let name = match kind {
         ItemKind::Resource => named.uri,
@@ -70,10 +65,39 @@ fn named_item(method: &str, params: Option<&RawValue>) -> Option<(ItemKind, Stri
     Some((kind, name.into_owned()))
 }
 
+/// The kind of item a request of `method` names by its params' `name` or
+/// `uri` (`completion/complete` names one in its `ref`).
+fn kind_named(method: &str) -> Option<ItemKind> {
+    match method {
+        "tools/call" => Some(ItemKind::Tool),
+        "prompts/get" => Some(ItemKind::Prompt),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Some(ItemKind::Resource)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `access` may refuse some request of `method`: it governs the
+/// kind of item the method names.
+fn may_refuse(access: &Access, method: &str) -> bool {
+    match kind_named(method) {
+        Some(kind) => access.restricts(kind),
+        None => {
+            method == "completion/complete"
+                && (access.restricts(ItemKind::Prompt) || access.restricts(ItemKind::Resource))
+        }
+    }
+}
+
 /// Why `access` refuses a request of `method` with `params` (`None`: it
 /// may go on). A request whose item cannot be read goes on: the backend
-/// answers it as malformed.
+/// answers it as malformed. Params are read only when the policy governs
+/// the kind of item the method names (an ungoverned kind is allowed).
 pub(crate) fn refusal(access: &Access, method: &str, params: Option<&RawValue>) -> Option<String> {
+    if !may_refuse(access, method) {
+        return None;
+    }
     let (kind, name) = named_item(method, params)?;
     (!access.allows(kind, &name)).then(|| {
         format!(
@@ -175,15 +199,36 @@ mod tests {
         );
     }
 
-    #[test]
-    fn resource_templates_are_listed_by_their_uri_template() {
+    /// A policy that governs resources only: those under `file:///public/`.
+    fn public_resources_only() -> Access {
         use crate::config::{Policy, RawPolicyRule};
         let rule = RawPolicyRule {
             allow: Some(vec!["resource:file:///public/*".to_owned()]),
             ..RawPolicyRule::default()
         };
         let policy = Policy::from_raw("targets.t", vec![rule]).unwrap().unwrap();
-        let access = Access::of(Some(&std::sync::Arc::new(policy)), Default::default());
+        Access::of(Some(&std::sync::Arc::new(policy)), Default::default())
+    }
+
+    #[test]
+    fn only_governed_kinds_are_refused() {
+        let access = public_resources_only();
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        let tool = raw(r#"{"name":"anything"}"#);
+        assert!(refusal(&access, "tools/call", Some(&tool)).is_none());
+        let secret = raw(r#"{"uri":"file:///secret/a"}"#);
+        assert!(refusal(&access, "resources/read", Some(&secret)).is_some());
+        let public = raw(r#"{"uri":"file:///public/a"}"#);
+        assert!(refusal(&access, "resources/read", Some(&public)).is_none());
+        let complete = raw(r#"{"ref":{"type":"ref/resource","uri":"file:///secret/{p}"}}"#);
+        assert!(refusal(&access, "completion/complete", Some(&complete)).is_some());
+        let prompt = raw(r#"{"ref":{"type":"ref/prompt","name":"greet"}}"#);
+        assert!(refusal(&access, "completion/complete", Some(&prompt)).is_none());
+    }
+
+    #[test]
+    fn resource_templates_are_listed_by_their_uri_template() {
+        let access = public_resources_only();
         let frame = br#"{"jsonrpc":"2.0","id":7,"result":{"resourceTemplates":[{"uriTemplate":"file:///public/{path}","name":"pub"},{"uriTemplate":"file:///secret/{path}","name":"sec"}]}}"#.to_vec();
         let out = filter_list(&access, "resources/templates/list", frame);
         let out = String::from_utf8(out).unwrap();
