@@ -27,6 +27,8 @@ def send(m):
         sys.stdout.write(json.dumps(m) + "\n")
         sys.stdout.flush()
 def acknowledge(rid, wanted):
+    # The slowness under test, not an ordering wait: the gateway must wait
+    # for this acknowledgement however late it comes (its bound is 5 s).
     time.sleep(0.3)
     with state:
         listens[json.dumps(rid)] = (rid, wanted)

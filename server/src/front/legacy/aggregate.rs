@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use tracing::warn;
 
 use super::super::context::Context;
-use super::super::modern::aggregate::{by_name, by_uri, list, uri_of};
+use super::super::modern::aggregate::{by_name, by_uri, list, unknown_method, unroutable, uri_of};
 use super::super::reply::reply;
 use super::{LegacyPost, SessionRequest, Sessions, session_not_found};
 use crate::aggregate::{self, Aggregate, Asking};
@@ -31,9 +31,7 @@ use crate::bridge::{self, Caller, ClientCaps};
 use crate::config::Access;
 use crate::ids::{Identity, Principal};
 use crate::metrics::{MemberOutcome, Method, Operation, Outcome};
-use crate::web::errors::{
-    ApiError, INVALID_REQUEST, METHOD_NOT_FOUND, SERVER_ERROR, SESSION_NOT_FOUND, accepted,
-};
+use crate::web::errors::{ApiError, INVALID_REQUEST, SERVER_ERROR, SESSION_NOT_FOUND, accepted};
 use crate::web::headers::{self, Accept};
 use crate::web::record::Record;
 
@@ -200,22 +198,10 @@ pub(crate) async fn post(
                 .map(str::to_owned);
             match uri {
                 Some(uri) => by_uri(&aggregate, &uri, &ask).await.map(|i| (i, parsed)),
-                None => Err(ApiError::bad_request(
-                    crate::web::errors::INVALID_PARAMS,
-                    format!("{method} needs a resource URI"),
-                )
-                .with_id(Some(id))),
+                None => Err(unroutable(id, format!("{method} needs a resource URI"))),
             }
         }
-        other => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            METHOD_NOT_FOUND,
-            format!(
-                "method not found: {other} (aggregate `{}`)",
-                aggregate.name()
-            ),
-        )
-        .with_id(Some(id))),
+        other => Err(unknown_method(&aggregate, other, id)),
     };
     let (index, params) = match routed {
         Ok(r) => r,

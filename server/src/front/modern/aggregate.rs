@@ -33,8 +33,25 @@ use crate::web::headers::{self, Accept};
 use crate::web::record::Record;
 
 /// Why a request cannot go to one member.
-fn unroutable(id: &RawValue, message: String) -> ApiError {
+pub(in crate::front) fn unroutable(id: &RawValue, message: String) -> ApiError {
     ApiError::bad_request(INVALID_PARAMS, message).with_id(Some(id))
+}
+
+/// A method an aggregate does not serve (404, -32601).
+pub(in crate::front) fn unknown_method(
+    aggregate: &Aggregate,
+    method: &str,
+    id: &RawValue,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        METHOD_NOT_FOUND,
+        format!(
+            "method not found: {method} (aggregate `{}`)",
+            aggregate.name()
+        ),
+    )
+    .with_id(Some(id))
 }
 
 /// `value` as an `Mcp-Name` header: plain when it is visible ASCII, else
@@ -186,15 +203,7 @@ pub(crate) async fn post(
             Some(uri) => by_uri(&aggregate, uri, &ask).await.map(|i| (i, params)),
             None => Err(unroutable(id, format!("{method} needs a resource URI"))),
         },
-        other => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            METHOD_NOT_FOUND,
-            format!(
-                "method not found: {other} (aggregate `{}`)",
-                aggregate.name()
-            ),
-        )
-        .with_id(Some(id))),
+        other => Err(unknown_method(&aggregate, other, id)),
     };
     let (index, params) = match routed {
         Ok(r) => r,
