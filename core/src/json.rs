@@ -120,8 +120,16 @@ pub fn error_frame(id_json: &str, code: i64, message: &str, data: Option<&RawVal
 
 /// A JSON-RPC success response frame.
 pub fn result_frame(id_json: &str, result: &RawValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + id_json.len() + result.get().len());
-    push_result(&mut out, id_json, result.get());
+    result_frame_text(id_json, result.get())
+}
+
+/// [`result_frame`] around JSON text the caller built from parsed values
+/// (an [`edit_object`] of a result), not checked again.
+///
+/// `result` must be valid JSON.
+pub fn result_frame_text(id_json: &str, result: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + id_json.len() + result.len());
+    push_result(&mut out, id_json, result);
     out
 }
 

@@ -119,10 +119,10 @@ impl Client {
     }
 
     /// What its requests tell a modern backend in `_meta`.
-    pub(crate) fn envelope(&self) -> SessionEnvelope {
+    pub(crate) fn envelope(&self) -> SessionEnvelope<'_> {
         SessionEnvelope {
-            capabilities: self.hello.capabilities.clone(),
-            client_info: self.hello.client_info.clone(),
+            capabilities: self.hello.capabilities.as_deref(),
+            client_info: self.hello.client_info.as_deref(),
             log_level: self
                 .log_level
                 .lock()

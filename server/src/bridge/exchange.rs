@@ -243,7 +243,10 @@ impl Exchange {
             Caller::Session(client) => {
                 opts.owner = Some(client.owner());
                 if backend_modern {
-                    request.params = with_envelope(request.params.as_deref(), &client.envelope());
+                    let info = place.backend.upstream.backend_info();
+                    let version = info.as_ref().map(|i| i.protocol_version.as_str());
+                    request.params =
+                        with_envelope(request.params.as_deref(), &client.envelope(), version);
                 }
             }
             Caller::Stateless {

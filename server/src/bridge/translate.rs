@@ -6,9 +6,14 @@
 //! (The other half, taking the envelope out for a legacy backend, is the
 //! core's: it knows the backend's era when it writes the request.)
 
+use std::sync::LazyLock;
+
 use mcpod_core::Message;
-use mcpod_core::json::{edit_object, result_frame};
-use mcpod_core::meta::{CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, META, SERVER_INFO};
+use mcpod_core::json::{edit_object, result_frame_text};
+use mcpod_core::meta::{
+    CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL, META, PROTOCOL_VERSION, SERVER_INFO,
+};
+use memchr::memmem::Finder;
 use serde_json::value::RawValue;
 
 /// The era a client speaks.
@@ -31,7 +36,14 @@ const CACHED_RESULTS: &[&str] = &[
 ];
 
 /// Keys a 2026-07-28 result has and a legacy one does not.
-const MODERN_RESULT_KEYS: &[&str] = &["resultType", "ttlMs", "cacheScope"];
+const MODERN_RESULT_KEYS: [&str; 3] = ["resultType", "ttlMs", "cacheScope"];
+
+/// Searchers for what makes a result or params need an edit, built once
+/// (a searcher per call was a measurable share of a call's work).
+static FIND_MODERN_KEYS: LazyLock<[Finder<'static>; 3]> =
+    LazyLock::new(|| MODERN_RESULT_KEYS.map(Finder::new));
+static FIND_SERVER_INFO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SERVER_INFO));
+static FIND_META: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(META));
 
 /// `frame` (a backend's response to `method`) as a client of `client`
 /// expects it from a backend of era `backend`: a legacy client's result
@@ -60,8 +72,9 @@ pub(crate) fn result_for_client(
     } else {
         modern_result(result.get(), method)
     };
-    match edited.and_then(|r| RawValue::from_string(r).ok()) {
-        Some(result) => result_frame(id.get(), &result),
+    match edited {
+        // Built by `edit_object` from the parsed result: valid JSON.
+        Some(result) => result_frame_text(id.get(), &result),
         None => frame,
     }
 }
@@ -69,8 +82,9 @@ pub(crate) fn result_for_client(
 /// A 2026-07-28 result without its modern-only keys (`None`: nothing to
 /// change, or not an object).
 fn legacy_result(result: &str) -> Option<String> {
-    let has_key = MODERN_RESULT_KEYS.iter().any(|k| result.contains(k));
-    let has_info = result.contains(SERVER_INFO);
+    let bytes = result.as_bytes();
+    let has_key = FIND_MODERN_KEYS.iter().any(|k| k.find(bytes).is_some());
+    let has_info = FIND_SERVER_INFO.find(bytes).is_some();
     if !has_key && !has_info {
         return None;
     }
@@ -156,48 +170,86 @@ pub(crate) fn without_subscription_tag(frame: Vec<u8>) -> Vec<u8> {
 
 /// What a legacy session tells a modern backend on each of its requests:
 /// its capabilities and info from its `initialize`, and the log level it
-/// set (`None`: no log messages).
+/// set (`None`: no log messages). Borrowed from the session.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SessionEnvelope {
+pub(crate) struct SessionEnvelope<'a> {
     /// `initialize`'s `capabilities`, raw.
-    pub(crate) capabilities: Option<Box<RawValue>>,
+    pub(crate) capabilities: Option<&'a RawValue>,
     /// `initialize`'s `clientInfo`, raw.
-    pub(crate) client_info: Option<Box<RawValue>>,
+    pub(crate) client_info: Option<&'a RawValue>,
     /// The level of `logging/setLevel`, as JSON text.
     pub(crate) log_level: Option<String>,
 }
 
-/// `params` with the session's envelope keys in `_meta` (keys the request
-/// already has are kept). The core takes them out again for a legacy
-/// backend; the protocol version is the core's to add, in the backend's
-/// own revision.
+/// `params` with the session's envelope keys in `_meta`, and the modern
+/// backend's `protocol_version` (keys the request already has are kept).
+/// The core takes them out again for a legacy backend, and adds what is
+/// still missing for a modern one: given them all here, it has nothing
+/// left to parse.
 pub(crate) fn with_envelope(
     params: Option<&RawValue>,
-    envelope: &SessionEnvelope,
+    envelope: &SessionEnvelope<'_>,
+    protocol_version: Option<&str>,
 ) -> Option<Box<RawValue>> {
-    let mut keys: Vec<(&str, &str)> = Vec::new();
-    if let Some(c) = &envelope.capabilities {
+    let version = protocol_version.map(mcpod_core::json::string);
+    let mut keys: Vec<(&str, &str)> = Vec::with_capacity(4);
+    if let Some(v) = &version {
+        keys.push((PROTOCOL_VERSION, v));
+    }
+    if let Some(c) = envelope.capabilities {
         keys.push((CLIENT_CAPABILITIES, c.get()));
     }
-    if let Some(i) = &envelope.client_info {
+    if let Some(i) = envelope.client_info {
         keys.push((CLIENT_INFO, i.get()));
     }
     if let Some(l) = &envelope.log_level {
         keys.push((LOG_LEVEL, l));
     }
-    let original = params.map(|p| p.to_owned());
+    let original = || params.map(|p| p.to_owned());
     if keys.is_empty() {
-        return original;
+        return original();
     }
     let text = params.map_or("{}", RawValue::get);
+    let edited = match meta_prepended(text, &keys) {
+        Some(edited) => Some(edited),
+        None => meta_merged(text, &keys),
+    };
+    match edited {
+        Some(edited) => RawValue::from_string(edited).ok().or_else(original),
+        None => original(), // not an object: the backend answers it as it is
+    }
+}
+
+/// `object` with a `_meta` of `keys` put first, without parsing it: only
+/// when it surely has no `_meta` (the text appears nowhere, and no escape
+/// could spell it) — the common case, a call's params.
+fn meta_prepended(object: &str, keys: &[(&str, &str)]) -> Option<String> {
+    let rest = object.trim_start().strip_prefix('{')?.trim_start();
+    if FIND_META.find(object.as_bytes()).is_some()
+        || memchr::memchr(b'\\', object.as_bytes()).is_some()
+    {
+        return None;
+    }
+    let meta = mcpod_core::json::object(keys);
+    let mut out = String::with_capacity(object.len() + meta.len() + 12);
+    out.push_str("{\"_meta\":");
+    out.push_str(&meta);
+    if !rest.starts_with('}') {
+        out.push(',');
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// `object` with `keys` added to its `_meta` where it lacks them (`None`:
+/// not an object).
+fn meta_merged(object: &str, keys: &[(&str, &str)]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct WithMeta<'a> {
         #[serde(rename = "_meta", borrow)]
         meta: Option<&'a RawValue>,
     }
-    let Ok(with) = serde_json::from_str::<WithMeta<'_>>(text) else {
-        return original; // not an object: the backend answers it as it is
-    };
+    let with = serde_json::from_str::<WithMeta<'_>>(object).ok()?;
     let meta = match with.meta {
         Some(meta) => {
             let present = present_keys(
@@ -212,10 +264,9 @@ pub(crate) fn with_envelope(
                 .collect();
             edit_object(meta.get(), &add, &[])
         }
-        None => Some(mcpod_core::json::object(&keys)),
+        None => Some(mcpod_core::json::object(keys)),
     };
-    let edited = meta.and_then(|m| edit_object(text, &[(META, &m)], &[]))?;
-    RawValue::from_string(edited).ok().or(original)
+    meta.and_then(|m| edit_object(object, &[(META, &m)], &[]))
 }
 
 #[cfg(test)]
@@ -308,16 +359,16 @@ mod tests {
 
     #[test]
     fn the_session_envelope_joins_the_requests_meta() {
+        let caps = RawValue::from_string(r#"{"sampling":{}}"#.into()).unwrap();
+        let info = RawValue::from_string(r#"{"name":"c","version":"1"}"#.into()).unwrap();
         let env = SessionEnvelope {
-            capabilities: Some(RawValue::from_string(r#"{"sampling":{}}"#.into()).unwrap()),
-            client_info: Some(
-                RawValue::from_string(r#"{"name":"c","version":"1"}"#.into()).unwrap(),
-            ),
+            capabilities: Some(&caps),
+            client_info: Some(&info),
             log_level: Some("\"info\"".into()),
         };
         let p = RawValue::from_string(r#"{"name":"t","_meta":{"progressToken":3,"io.modelcontextprotocol/logLevel":"debug"}}"#.into()).unwrap();
         let out: Value =
-            serde_json::from_str(with_envelope(Some(&p), &env).unwrap().get()).unwrap();
+            serde_json::from_str(with_envelope(Some(&p), &env, None).unwrap().get()).unwrap();
         assert_eq!(out["name"], "t");
         assert_eq!(out["_meta"]["progressToken"], 3);
         assert_eq!(
@@ -332,9 +383,46 @@ mod tests {
             out["_meta"]["io.modelcontextprotocol/clientInfo"]["name"],
             "c"
         );
-        let out: Value = serde_json::from_str(with_envelope(None, &env).unwrap().get()).unwrap();
+        let out: Value =
+            serde_json::from_str(with_envelope(None, &env, None).unwrap().get()).unwrap();
         assert_eq!(out["_meta"]["io.modelcontextprotocol/logLevel"], "info");
-        assert!(with_envelope(None, &SessionEnvelope::default()).is_none());
+        assert!(with_envelope(None, &SessionEnvelope::default(), None).is_none());
+    }
+
+    #[test]
+    fn params_without_meta_get_it_first_and_keep_every_byte() {
+        let caps = RawValue::from_string(r#"{"roots":{}}"#.into()).unwrap();
+        let env = SessionEnvelope {
+            capabilities: Some(&caps),
+            ..SessionEnvelope::default()
+        };
+        let p =
+            RawValue::from_string(r#" { "name":"t", "arguments":{"x":[1, 2]} }"#.into()).unwrap();
+        let out = with_envelope(Some(&p), &env, Some("2026-07-28")).unwrap();
+        assert_eq!(
+            out.get(),
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"roots":{}}},"name":"t", "arguments":{"x":[1, 2]} }"#
+        );
+        let p = RawValue::from_string("{}".into()).unwrap();
+        let out: Value =
+            serde_json::from_str(with_envelope(Some(&p), &env, None).unwrap().get()).unwrap();
+        assert_eq!(
+            out,
+            json!({"_meta":{"io.modelcontextprotocol/clientCapabilities":{"roots":{}}}})
+        );
+        // A `_meta` spelled with an escape is merged, not doubled.
+        let p = RawValue::from_string(r#"{"\u005fmeta":{"k":1}}"#.into()).unwrap();
+        let out = with_envelope(Some(&p), &env, None).unwrap();
+        let out: serde_json::Map<String, Value> = serde_json::from_str(out.get()).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out["_meta"]["k"], 1);
+        assert_eq!(
+            out["_meta"]["io.modelcontextprotocol/clientCapabilities"],
+            json!({"roots":{}})
+        );
+        // Not an object: as it came.
+        let p = RawValue::from_string("[1]".into()).unwrap();
+        assert_eq!(with_envelope(Some(&p), &env, None).unwrap().get(), "[1]");
     }
 
     #[test]

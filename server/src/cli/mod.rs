@@ -140,7 +140,11 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.workers)
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("mcpod: cannot start the runtime: {e}");

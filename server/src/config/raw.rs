@@ -29,6 +29,9 @@ pub struct RawConfig {
     /// e.g. `https://mcp.example.com`; names the resource in the OAuth
     /// protected resource metadata (default: from the request's authority).
     pub public_url: Option<String>,
+    /// `workers`: the runtime's worker threads (default: one less than the
+    /// CPUs, at least one).
+    pub workers: Option<usize>,
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
@@ -372,6 +375,12 @@ impl RawConfig {
         };
         if let Some(v) = var("MCPOD_LISTEN") {
             self.listen = Some(v);
+        }
+        if let Some(v) = var("MCPOD_WORKERS") {
+            let n = v.trim().parse().map_err(|_| {
+                invalid("MCPOD_WORKERS", format!("`{v}` is not a number of threads"))
+            })?;
+            self.workers = Some(n);
         }
         if let Some(v) = var("MCPOD_LOG_FORMAT") {
             self.log.format = Some(v);

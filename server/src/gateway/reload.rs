@@ -156,6 +156,9 @@ fn warn_needs_restart(old: &Config, new: &Config) {
     if old.http2 != new.http2 {
         keys.push("http2");
     }
+    if old.workers != new.workers {
+        keys.push("workers");
+    }
     if old.log.format != new.log.format || old.log.level != new.log.level {
         keys.push("log");
     }

@@ -201,17 +201,19 @@ impl App {
     /// Checks the request's bearer token against a route's own tokens, or
     /// the global ones, or an access token of the `[auth.oauth]` issuer
     /// (`metadata`: the absolute URL of the resource metadata, for the
-    /// challenge).
+    /// challenge; built only where OAuth is on, not on every request).
     pub(crate) async fn authorize(
         &self,
         own: Option<&Vec<String>>,
         headers: &HeaderMap,
-        metadata: Option<&str>,
+        metadata: impl FnOnce() -> Option<String>,
     ) -> Result<Authorized, ApiError> {
+        let oauth = self.oauth.as_ref();
+        let metadata = oauth.and_then(|_| metadata());
         let gate = Gate {
             tokens: Some(self.tokens(own)),
-            oauth: self.oauth.as_ref(),
-            metadata,
+            oauth,
+            metadata: metadata.as_deref(),
         };
         gate.check(headers).await
     }
@@ -227,12 +229,12 @@ impl App {
 
     /// Checks the request's credentials against what `target` (a target
     /// or an aggregate) accepts (`metadata`: the absolute URL of its
-    /// resource metadata).
+    /// resource metadata, built only where the target accepts OAuth).
     pub(crate) async fn authorize_target<'a>(
         &self,
         target: impl Into<Guarded<'a>>,
         headers: &HeaderMap,
-        metadata: Option<&str>,
+        metadata: impl FnOnce() -> Option<String>,
     ) -> Result<Authorized, ApiError> {
         let target = target.into();
         let tokens = if self.config.auth.disabled {
@@ -243,10 +245,12 @@ impl App {
                 .tokens
                 .then(|| self.tokens(target.tokens))
         };
+        let oauth = self.verifier_of(target);
+        let metadata = oauth.and_then(|_| metadata());
         let gate = Gate {
             tokens,
-            oauth: self.verifier_of(target),
-            metadata,
+            oauth,
+            metadata: metadata.as_deref(),
         };
         gate.check(headers).await
     }

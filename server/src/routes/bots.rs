@@ -52,8 +52,8 @@ async fn bot<'a>(
         ));
     }
     let auth = |e: ApiError| Refusal::Auth(Box::new(e));
-    let metadata = resource::base_url(app, None, headers).map(|b| resource::metadata_url(&b, None));
-    let metadata = metadata.as_deref();
+    let metadata =
+        || resource::base_url(app, None, headers).map(|b| resource::metadata_url(&b, None));
     match app.config.bots.get(bot_id) {
         Some(bot) => {
             let who = app
@@ -106,9 +106,9 @@ async fn resolve<'a>(
         Err(Refusal::Message(StatusCode::NOT_FOUND, _)) if app.bot_containers.is_some() => {
             // `bot` checked the global credentials already; this says whose.
             let metadata =
-                resource::base_url(app, None, headers).map(|b| resource::metadata_url(&b, None));
+                || resource::base_url(app, None, headers).map(|b| resource::metadata_url(&b, None));
             let who = app
-                .authorize(None, headers, metadata.as_deref())
+                .authorize(None, headers, metadata)
                 .await
                 .map_err(IntoResponse::into_response)?;
             let Some(bots) = app.bot_containers.as_ref() else {

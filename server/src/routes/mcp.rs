@@ -91,18 +91,16 @@ async fn target_for(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(Arc<Target>, Authorized), ApiError> {
-    let base = resource::base_url(app, Some(uri), headers);
+    let base = || resource::base_url(app, Some(uri), headers);
     match app.targets.get(name) {
         Some(t) => {
-            let metadata = base.map(|b| resource::metadata_url(&b, Some(name)));
-            let who = app
-                .authorize_target(&t.config, headers, metadata.as_deref())
-                .await?;
+            let metadata = || base().map(|b| resource::metadata_url(&b, Some(name)));
+            let who = app.authorize_target(&t.config, headers, metadata).await?;
             Ok((t.clone(), who))
         }
         None => {
-            let metadata = base.map(|b| resource::metadata_url(&b, None));
-            app.authorize(None, headers, metadata.as_deref()).await?;
+            let metadata = || base().map(|b| resource::metadata_url(&b, None));
+            app.authorize(None, headers, metadata).await?;
             Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 SERVER_ERROR,
@@ -242,10 +240,12 @@ async fn aggregate_post(
     mut record: Record,
 ) -> Response {
     let name = aggregate.name();
-    let metadata = resource::base_url(&app, Some(&uri), &headers)
-        .map(|b| resource::metadata_url(&b, Some(name)));
+    let metadata = || {
+        resource::base_url(&app, Some(&uri), &headers)
+            .map(|b| resource::metadata_url(&b, Some(name)))
+    };
     let who = match app
-        .authorize_target(&aggregate.config, &headers, metadata.as_deref())
+        .authorize_target(&aggregate.config, &headers, metadata)
         .await
     {
         Ok(who) => who,
@@ -354,7 +354,10 @@ async fn session_request_in(
 ) -> Response {
     let mut record = Record::new(&app.ctx.metrics, metric_target(app, name), operation);
     if let Some(aggregate) = app.aggregates.get(name) {
-        return match app.authorize_target(&aggregate.config, headers, None).await {
+        return match app
+            .authorize_target(&aggregate.config, headers, || None)
+            .await
+        {
             Ok(who) => {
                 front::legacy::aggregate::session_request(
                     &app.ctx,

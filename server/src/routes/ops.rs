@@ -43,7 +43,7 @@ pub(super) async fn healthz() -> Response {
 /// counts, why its backend failed (credentials redacted), the bots'
 /// counts — needs the global token when auth is on.
 pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let detailed = app.authorize(None, &headers, None).await.is_ok();
+    let detailed = app.authorize(None, &headers, || None).await.is_ok();
     let draining = app.ctx.draining.is_cancelled();
     let mut all_ready = !draining;
     let mut report = serde_json::Map::new();
@@ -114,7 +114,7 @@ pub(super) async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> R
 /// `GET /metrics`: Prometheus text format (needs the global token when
 /// auth is on).
 pub(super) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(e) = app.authorize(None, &headers, None).await {
+    if let Err(e) = app.authorize(None, &headers, || None).await {
         return e.into_response();
     }
     let gauges: Vec<TargetGauges> = app
