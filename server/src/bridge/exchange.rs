@@ -194,6 +194,8 @@ pub(crate) struct Exchange {
     _level: Option<LevelHold>,
     /// The call's span (telemetry on), ended with the exchange.
     trace: CallSpan,
+    /// The backend that has the call speaks 2026-07-28.
+    backend_modern: bool,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -237,21 +239,26 @@ impl Exchange {
         mut opts: RequestOptions,
         slots: Slots,
     ) -> Result<Exchange, UpstreamError> {
-        let backend_modern = backend_era(&place.backend) == Some(Era::Modern);
+        // Read once: the era and the version come from the same handshake.
+        let info = place.backend.upstream.backend_info();
+        let backend_era = info.as_ref().map(|i| i.era);
+        let backend_version = info.as_ref().map(|i| i.protocol_version.as_str());
+        let backend_modern = backend_era == Some(Era::Modern);
         let mut level = None;
         match &caller {
             Caller::Session(client) => {
                 opts.owner = Some(client.owner());
                 if backend_modern {
-                    let info = place.backend.upstream.backend_info();
-                    let version = info.as_ref().map(|i| i.protocol_version.as_str());
-                    request.params =
-                        with_envelope(request.params.as_deref(), &client.envelope(), version);
+                    request.params = with_envelope(
+                        request.params.as_deref(),
+                        &client.envelope(),
+                        backend_version,
+                    );
                 }
             }
             Caller::Stateless {
                 log_level: Some(l), ..
-            } if backend_era(&place.backend) == Some(Era::Legacy) => {
+            } if backend_era == Some(Era::Legacy) => {
                 let party = Party::call();
                 if let Err(e) = Adapter::of(&place.backend)
                     .want_level(&place.backend, party, Some(*l))
@@ -283,9 +290,12 @@ impl Exchange {
         let keep = matches!(caller, Caller::Session(_)) && backend_modern;
         // Nothing of the span's is read or built with telemetry off.
         let trace = if telemetry::enabled() {
-            let info = place.backend.upstream.backend_info();
-            let version = info.as_ref().map(|i| i.protocol_version.as_str());
-            telemetry::backend_span(&place.target, &method, request.params.as_deref(), version)
+            telemetry::backend_span(
+                &place.target,
+                &method,
+                request.params.as_deref(),
+                backend_version,
+            )
         } else {
             CallSpan::off()
         };
@@ -319,6 +329,7 @@ impl Exchange {
             readdress: false,
             slots,
             _level: level,
+            backend_modern,
             trace,
         })
     }
@@ -363,6 +374,7 @@ impl Exchange {
                 }
             });
         }
+        let backend_modern = backend_era(&parked.backend) == Some(Era::Modern);
         Ok(Resumed::Exchange(Box::new(Exchange {
             stream: Some(parked.stream),
             queued: VecDeque::new(),
@@ -383,6 +395,7 @@ impl Exchange {
             slots: parked.slots,
             _level: None,
             trace: CallSpan::off(),
+            backend_modern,
         })))
     }
 
@@ -505,9 +518,12 @@ impl Exchange {
                                 .note_result(result.get());
                         }
                     }
-                    let backend_modern = backend_era(&self.place.backend) == Some(Era::Modern);
-                    let frame =
-                        result_for_client(frame, &self.method, self.caller.era(), backend_modern);
+                    let frame = result_for_client(
+                        frame,
+                        &self.method,
+                        self.caller.era(),
+                        self.backend_modern,
+                    );
                     let frame = if is_error {
                         frame
                     } else {

@@ -471,8 +471,8 @@ const MAX_WORKERS: usize = 1024;
 /// The worker threads: as asked, else one less than the CPUs (at least
 /// one). The backends are the gateway's own child processes and do the
 /// real work of a call; a worker per CPU makes them and the gateway fight
-/// over every core, and hands each call across threads (README,
-/// "Performance": one worker on two CPUs spends 15-25 % less CPU a call).
+/// over every core, and hands each call across threads (README, "Runtime
+/// layout": one worker on two CPUs spends 15-25 % less CPU a call).
 fn validate_workers(workers: Option<usize>) -> Result<usize, ConfigError> {
     match workers {
         Some(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
