@@ -8,6 +8,11 @@
 # calls itself with no backend: the most any HTTP gateway can do here.
 # A large-payload block follows: the same echo with a 256 KiB text each
 # way at c=16, direct, through the floor and through mcpod (MB/s shown).
+# A containerd block (root, containerd and runc installed) puts the same
+# demo server, statically linked, at /app/mcp in a container on a private
+# containerd and loads mcpod's `kind = "containerd"` target (warm calls on
+# its live exec), next to the raw pipe it rides on: the server exec'd with
+# `ctr task exec` and driven over ctr's stdin/stdout (the shim's FIFOs).
 # With BENCH_MCPOD_BASELINE, a second mcpod binary (an earlier build) runs
 # beside the first, so a change's before/after comes from one run.
 #
@@ -27,6 +32,9 @@
 #   BENCH_PAYLOAD_BYTES the large payload's echo text    (default 262144; 0: no payload block)
 #   BENCH_PAYLOAD_CONCURRENCY  its concurrency           (default 16)
 #   BENCH_AGG_PORT      the aggregate run's mcpod port   (default 18084)
+#   BENCH_CONTAINERD    1: the containerd block, 0: none (default: 1 when root
+#                       with containerd, ctr and runc installed, else 0)
+#   BENCH_CTD_PORT      the containerd run's mcpod port  (default 18085)
 #   BENCH_MCPOD_LOG     mcpod's RUST_LOG                 (default warn: no access log,
 #                       like supergateway's --logLevel none)
 #   BENCH_THREADS       mcpod-loadgen runtime threads    (default 1)
@@ -258,6 +266,76 @@ for c in sorted({r["concurrency"] for r in runs}):
         print(f"  c={c}: plain {plain:.0f} req/s, aggregate {agg:.0f} req/s, ratio {agg / plain:.2f}")
 PY
 echo
+
+# Containerd: warm calls on mcpod's containerd target against the raw
+# exec pipe (`ctr task exec` driven directly) and the HTTP floor, in the
+# same rounds. The exec'd server is the shim's child, not mcpod's, so its
+# CPU is not in the gateway's column.
+CTD=${BENCH_CONTAINERD:-}
+if [[ -z $CTD ]]; then
+    CTD=0
+    if [[ $(id -u) == 0 ]] && command -v containerd >/dev/null && command -v ctr >/dev/null &&
+        command -v runc >/dev/null && command -v containerd-shim-runc-v2 >/dev/null; then
+        CTD=1
+    fi
+fi
+if [[ $CTD == 1 ]]; then
+    CTD_PORT=${BENCH_CTD_PORT:-18085}
+    CTD_DIR=$WORK/ctd
+    CTD_NS=mcpod-bench
+    CTD_OUT=$WORK/containerd.jsonl
+    say "building the static demo server for the container"
+    (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet \
+        -p mcpod-demo --target x86_64-unknown-linux-gnu) || die "cargo build of the static demo failed"
+    STATIC_DEMO=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/mcpod-demo
+    BUSYBOX=$(command -v busybox) ||
+        die "busybox is not installed (apt-get install busybox-static): the container's init is a sh loop"
+    ctd_stop() { "$ROOT/scripts/containerd-env.sh" stop "$CTD_DIR" >/dev/null 2>&1 || true; }
+    trap 'cleanup; ctd_stop' EXIT
+    say "private containerd in $CTD_DIR"
+    "$ROOT/scripts/containerd-env.sh" start "$CTD_DIR" >/dev/null ||
+        die "containerd did not start; see $CTD_DIR/containerd.log"
+    CTD_SOCK=$CTD_DIR/containerd.sock
+    ROOTFS=$WORK/rootfs
+    mkdir -p "$ROOTFS"/{app,bin,dev,proc,sys,tmp,data}
+    cp "$STATIC_DEMO" "$ROOTFS/app/mcp"
+    cp "$BUSYBOX" "$ROOTFS/bin/busybox"
+    ln -s busybox "$ROOTFS/bin/sh"
+    ln -s busybox "$ROOTFS/bin/sleep"
+    "$BIN/mcpod" bot create bench --rootfs "$ROOTFS" --data-dir "$WORK/bot-data" \
+        --socket "$CTD_SOCK" -n "$CTD_NS" >"$WORK/bot-create.log" 2>&1 ||
+        die "mcpod bot create failed; see $WORK/bot-create.log"
+    cat >"$WORK/containerd.toml" <<EOF
+[auth]
+disabled = true
+[containerd]
+socket = "$CTD_SOCK"
+namespace = "$CTD_NS"
+fifo_root = "$WORK/fifo"
+[targets.ctd]
+kind = "containerd"
+bot = "bench"
+EOF
+    RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --config "$WORK/containerd.toml" \
+        --listen "127.0.0.1:$CTD_PORT" 2>"$WORK/mcpod-containerd.log" &
+    CTD_PID=$!
+    PIDS+=("$CTD_PID")
+    wait_for_port "$CTD_PORT" "$CTD_PID" mcpod-containerd
+    : >"$CTD_OUT"
+    for ROUND in $(seq "$REPEAT"); do
+        for C in $LEVELS; do
+            OUT=$CTD_OUT run ctr-exec-pipe stdio -- ctr --address "$CTD_SOCK" -n "$CTD_NS" \
+                task exec --exec-id "bench-$ROUND-$C" mcp-bench /app/mcp
+            OUT=$CTD_OUT run http-floor http "http://127.0.0.1:$FLOOR_PORT/mcp" --era legacy --pid "$FLOOR_PID"
+            OUT=$CTD_OUT run mcpod-ctd-legacy http "http://127.0.0.1:$CTD_PORT/mcp/ctd" --era legacy --pid "$CTD_PID"
+            OUT=$CTD_OUT run mcpod-ctd-modern http "http://127.0.0.1:$CTD_PORT/mcp/ctd" --era modern --pid "$CTD_PID"
+        done
+    done
+    echo "containerd backend (containerd $(containerd --version | cut -d' ' -f3), warm calls on a live exec): ctr-exec-pipe = the demo server exec'd by ctr and driven over its stdin/stdout (the shim's FIFOs); mcpod-ctd CPU is the gateway's alone"
+    echo
+    "$BIN/mcpod-loadgen" report --direct ctr-exec-pipe "$CTD_OUT"
+    echo
+fi
 
 echo "results: $OUT; logs: $WORK"
 if ((FAILED)); then
