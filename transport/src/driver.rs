@@ -7,6 +7,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -305,6 +306,7 @@ impl Supervisor {
             timer: None,
             exit_deadline: None,
             monitor,
+            batch_held: false,
             sup: self,
         };
         let end = poll_fn(|cx| driver.poll(cx)).await;
@@ -354,6 +356,10 @@ struct Driver<'a> {
     /// Set when the process exited: its output gets this long to end.
     exit_deadline: Option<Instant>,
     monitor: Option<Monitor>,
+    /// Callers' bytes of a burst were held back for one turn of the
+    /// runtime (see `Shared::transmit`): taken
+    /// at the next poll.
+    batch_held: bool,
 }
 
 impl Driver<'_> {
@@ -361,6 +367,20 @@ impl Driver<'_> {
     /// output, until nothing is left to do (or it is time to yield).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<LiveEnd> {
         self.shared.driver.register(cx.waker());
+        // A burst's first bytes wait until the tasks runnable now (the
+        // rest of the burst) have run: the driver wakes itself, so it
+        // comes back after them, and takes them all then.
+        let hold = if self.batch_held {
+            self.batch_held = false;
+            self.shared.batch.store(false, Ordering::Release);
+            false
+        } else if self.shared.batch.load(Ordering::Acquire) {
+            self.batch_held = true;
+            cx.waker().wake_by_ref();
+            true
+        } else {
+            false
+        };
         for _ in 0..ROUNDS_PER_POLL {
             let now = Instant::now();
             let mut busy = match self.poll_commands(cx, now) {
@@ -370,7 +390,7 @@ impl Driver<'_> {
             let input = self.poll_input(cx);
             busy |= !matches!(input, Input::Nothing);
             busy |= self.poll_exit(cx, now);
-            match self.step_session(input, now) {
+            match self.step_session(input, now, hold) {
                 Some(Step { busy: b, closed }) => {
                     if closed {
                         return Poll::Ready(LiveEnd::Died);
@@ -428,9 +448,10 @@ impl Driver<'_> {
     }
 
     /// Everything that touches the session, under one lock: the input, due
-    /// deadlines, the events, the next batch of output and the next
-    /// deadline. `None` if the session is gone.
-    fn step_session(&mut self, input: Input, now: Instant) -> Option<Step> {
+    /// deadlines, the events, the next batch of output (unless `hold`: a
+    /// burst is gathering) and the next deadline. `None` if the session is
+    /// gone.
+    fn step_session(&mut self, input: Input, now: Instant, hold: bool) -> Option<Step> {
         let shared = self.shared.clone();
         let mut guard = shared.live();
         let live = guard.as_mut()?;
@@ -456,8 +477,10 @@ impl Driver<'_> {
             busy = true;
             self.event(live, event);
         }
-        if let Some(output) = shared.output().as_mut() {
-            output.take_from(&mut live.session);
+        if !hold {
+            if let Some(output) = shared.output().as_mut() {
+                output.take_from(&mut live.session);
+            }
         }
         self.deadline = match (live.session.poll_timeout(), self.exit_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -203,6 +204,11 @@ pub(crate) struct Shared {
     pub(crate) output: Mutex<Option<Output>>,
     /// Wakes the driver after a caller queued bytes for the backend.
     pub(crate) driver: AtomicWaker,
+    /// A caller left its bytes in the session for the driver to write
+    /// together with those of the calls that come in the same turn of the
+    /// runtime (see [`Shared::transmit`]); cleared by the driver as it
+    /// takes them.
+    pub(crate) batch: AtomicBool,
     pub(crate) events: broadcast::Sender<UpstreamEvent>,
     pub(crate) call_buffer: usize,
 }
@@ -215,6 +221,7 @@ impl Shared {
             live: Mutex::new(None),
             output: Mutex::new(None),
             driver: AtomicWaker::new(),
+            batch: AtomicBool::new(false),
             events: broadcast::channel(1).0,
             call_buffer: 1,
         }
@@ -261,6 +268,12 @@ impl Shared {
     /// written, and wakes the driver only if it has something to do — a
     /// write that found no room, events to hand out, or a deadline earlier
     /// than its timer. The session's lock is released before the write.
+    ///
+    /// While other calls are open, callers come in bursts: the bytes are
+    /// left in the session for the driver, which writes them after the
+    /// tasks runnable now have queued theirs — one write, and one wake-up
+    /// of the backend, for the burst instead of one each (the wake-up of a
+    /// sleeping reader is most of a pipe write's cost).
     fn transmit(&self, mut guard: MutexGuard<'_, Option<Live>>) {
         let Some(live) = guard.as_mut() else {
             return;
@@ -270,11 +283,15 @@ impl Shared {
                 .session
                 .poll_timeout()
                 .is_some_and(|at| live.wakes_at.is_none_or(|wakes| at < wakes));
+        let burst = live.routes.len() > 1;
         let mut output = self.output();
         match output
             .as_mut()
             .filter(|o| o.generation == live.generation && o.writer.is_some() && o.idle())
         {
+            // Under the session's lock, so the driver, which clears the
+            // flag before it takes the bytes under that lock, takes these.
+            Some(_) if burst => wake |= !self.batch.swap(true, Ordering::AcqRel),
             Some(o) => {
                 o.take_from(&mut live.session);
                 drop(guard);

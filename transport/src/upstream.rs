@@ -1,6 +1,7 @@
 //! [`Upstream`]: the cloneable handle callers use.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -65,6 +66,7 @@ impl Upstream {
             live: Mutex::new(None),
             output: Mutex::new(None),
             driver: AtomicWaker::new(),
+            batch: AtomicBool::new(false),
             events,
             call_buffer: config.call_buffer.max(1),
         });
