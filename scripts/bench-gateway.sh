@@ -103,6 +103,13 @@ wait_for_port() { # port pid name
     die "$3 did not listen on 127.0.0.1:$1 within 10 s; its log: $WORK/$3.log"
 }
 
+serve_config() { # name config port: one more mcpod on a config file, its pid in SERVED_PID
+    RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --config "$2" --listen "127.0.0.1:$3" 2>"$WORK/$1.log" &
+    SERVED_PID=$!
+    PIDS+=("$SERVED_PID")
+    wait_for_port "$3" "$SERVED_PID" "$1"
+}
+
 command -v cargo >/dev/null || die "cargo is not installed"
 command -v node >/dev/null || die "node is not installed (supergateway needs it)"
 command -v npm >/dev/null || die "npm is not installed (supergateway is installed with it)"
@@ -244,11 +251,8 @@ kind = "aggregate"
 members = ["demo"]
 prefixes = { demo = "" }
 EOF
-RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --config "$WORK/aggregate.toml" \
-    --listen "127.0.0.1:$AGG_PORT" 2>"$WORK/mcpod-aggregate.log" &
-AGG_PID=$!
-PIDS+=("$AGG_PID")
-wait_for_port "$AGG_PORT" "$AGG_PID" mcpod-aggregate
+serve_config mcpod-aggregate "$WORK/aggregate.toml" "$AGG_PORT"
+AGG_PID=$SERVED_PID
 : >"$AGG_OUT"
 for C in $LEVELS; do
     ROUND=1 OUT=$AGG_OUT run plain-target http "http://127.0.0.1:$AGG_PORT/mcp/demo" --era modern --pid "$AGG_PID"
@@ -316,11 +320,8 @@ fifo_root = "$WORK/fifo"
 kind = "containerd"
 bot = "bench"
 EOF
-    RUST_LOG=$MCPOD_LOG "$BIN/mcpod" serve --config "$WORK/containerd.toml" \
-        --listen "127.0.0.1:$CTD_PORT" 2>"$WORK/mcpod-containerd.log" &
-    CTD_PID=$!
-    PIDS+=("$CTD_PID")
-    wait_for_port "$CTD_PORT" "$CTD_PID" mcpod-containerd
+    serve_config mcpod-containerd "$WORK/containerd.toml" "$CTD_PORT"
+    CTD_PID=$SERVED_PID
     : >"$CTD_OUT"
     for ROUND in $(seq "$REPEAT"); do
         for C in $LEVELS; do

@@ -357,8 +357,7 @@ struct Driver<'a> {
     exit_deadline: Option<Instant>,
     monitor: Option<Monitor>,
     /// Callers' bytes of a burst were held back for one turn of the
-    /// runtime (see `Shared::transmit`): taken
-    /// at the next poll.
+    /// runtime (see `Shared::transmit`): taken at the next poll.
     batch_held: bool,
 }
 
